@@ -1,0 +1,63 @@
+"""EmoNet: the AlexNet backbone with an N-way head (fc8; 20 emotions by default)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+
+from emonet_tf.backbone import AlexNetBackbone
+from emonet_tf.categories import EMONET_CATEGORIES
+from emonet_tf.layers import PACKAGE
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class EmoNetClassifier(keras.Model):
+    """Backbone -> fc8 (Dense num_classes) -> softmax (or logits).
+
+    Args:
+      backbone: an `AlexNetBackbone` ending at a 1-D feature layer (relu7 by default). A new one is
+        made when None.
+      num_classes: outputs of fc8; defaults to the 20 EmoNet categories.
+      activation: "softmax" for probabilities (MATLAB `predict`), None for the pre-softmax fc8
+        values (MATLAB `activations(net, x, 'fc')`, used by the valence/arousal read-outs).
+      class_names: names of the outputs, in order; the 20 EmoNet categories by default.
+    """
+
+    def __init__(self, backbone: Optional[AlexNetBackbone] = None, num_classes: Optional[int] = None,
+                 activation: Optional[str] = "softmax", class_names: Optional[Sequence[str]] = None, **kwargs):
+        backbone = backbone if backbone is not None else AlexNetBackbone()
+        if class_names is None:
+            num_classes = num_classes or len(EMONET_CATEGORIES)
+            class_names = EMONET_CATEGORIES if num_classes == len(EMONET_CATEGORIES) else \
+                tuple(f"class_{i}" for i in range(num_classes))
+        class_names = tuple(str(c) for c in class_names)
+        if num_classes is not None and num_classes != len(class_names):
+            raise ValueError(f"num_classes={num_classes} but {len(class_names)} class_names were given")
+        if len(backbone.output.shape) != 2:
+            raise ValueError(f"The backbone ends at {backbone.output_layer!r} with shape {backbone.output.shape}; "
+                             "a classifier needs a 1-D feature layer (fc6, relu6, fc7, relu7)")
+        images = backbone.input
+        features = backbone(images)
+        logits = keras.layers.Dense(len(class_names), name="fc8")(features)
+        outputs = keras.layers.Activation(activation or "linear", dtype="float32", name="predictions")(logits)
+        super().__init__(inputs=images, outputs=outputs, name=kwargs.pop("name", "emonet"), **kwargs)
+        self.backbone = backbone
+        self.activation = activation
+        self.class_names = class_names
+        self.num_classes = len(class_names)
+
+    @property
+    def head(self) -> keras.layers.Dense:
+        """The fc8 layer; it can be applied on its own to cached fc7 features."""
+        return self.get_layer("fc8")
+
+    def get_config(self):
+        return {"backbone": keras.saving.serialize_keras_object(self.backbone), "num_classes": self.num_classes,
+                "activation": self.activation, "class_names": list(self.class_names), "name": self.name,
+                "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)

@@ -1,0 +1,283 @@
+"""One-call prediction: `EmoNet.from_weights(path).predict_images([...])`, videos, activations.
+
+Decoding runs in a thread pool while the model works on the previous batch (TF's decode and
+resize ops release the GIL), so a CPU stays busy; results stream in input order, and a file
+that cannot be read becomes an error entry that names it, not an exception that kills the batch.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from emonet_tf import preprocessing
+from emonet_tf.classifier import EmoNetClassifier
+
+ImageInput = Union[str, os.PathLike, bytes, np.ndarray]
+
+
+def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
+    """The k most probable categories of one probability vector, as (name, probability), best first."""
+    probabilities = np.asarray(probabilities)
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [(class_names[i], float(probabilities[i])) for i in order]
+
+
+@dataclass
+class ImagePrediction:
+    """The 20 (or N) probabilities and pre-softmax fc8 values of one image, or the error that stopped it."""
+
+    source: str
+    class_names: tuple[str, ...]
+    probabilities: Optional[np.ndarray] = None
+    logits: Optional[np.ndarray] = None
+    error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def top_k(self, k: int = 3) -> list[tuple[str, float]]:
+        if not self.ok:
+            return []
+        return top_k(self.probabilities, self.class_names, k)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly form: source, error, top1, and one probability per category."""
+        row: dict[str, Any] = {"source": self.source, "error": self.error}
+        if self.ok:
+            row["top1"] = self.top_k(1)[0][0]
+            row.update({name: float(p) for name, p in zip(self.class_names, self.probabilities)})
+        return row
+
+
+@dataclass
+class FramePrediction:
+    index: int
+    timestamp_ms: float
+    probabilities: np.ndarray
+    logits: np.ndarray
+
+
+@dataclass
+class VideoPrediction:
+    """Per-frame predictions of one video, and their mean (the video-level prediction of the ecco lab)."""
+
+    source: str
+    class_names: tuple[str, ...]
+    frames: list[FramePrediction] = field(default_factory=list)
+    error: Optional[str] = None
+
+    @property
+    def mean_probabilities(self) -> Optional[np.ndarray]:
+        if not self.frames:
+            return None
+        return np.mean([f.probabilities for f in self.frames], axis=0)
+
+    @property
+    def mean_logits(self) -> Optional[np.ndarray]:
+        if not self.frames:
+            return None
+        return np.mean([f.logits for f in self.frames], axis=0)
+
+    def top_k(self, k: int = 3) -> list[tuple[str, float]]:
+        mean = self.mean_probabilities
+        return [] if mean is None else top_k(mean, self.class_names, k)
+
+
+def _source_name(item: ImageInput, position: int) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    if isinstance(item, (bytes, bytearray)):
+        return f"<bytes #{position}>"
+    return f"<array #{position}>"
+
+
+def _load(item: ImageInput, source: str, method: str, antialias: bool) -> np.ndarray:
+    if isinstance(item, (str, os.PathLike)):
+        return preprocessing.load_image(item, method=method, antialias=antialias)
+    if isinstance(item, (bytes, bytearray)):
+        image = preprocessing.decode_image_bytes(bytes(item), source=source)
+        return preprocessing.resize_image(image, method=method, antialias=antialias).numpy()
+    try:
+        return preprocessing.preprocess_array(item, method=method, antialias=antialias)
+    except ValueError as err:
+        raise preprocessing.ImageDecodeError(f"{source}: {err}") from None
+
+
+class EmoNet:
+    """EmoNet ready to predict: a classifier plus the MATLAB-matching preprocessing.
+
+    Args:
+      model: an `EmoNetClassifier` (softmax or logits; both are reported).
+      resize_method, antialias: see `emonet_tf.preprocessing`; the default matches MATLAB's imresize.
+    """
+
+    def __init__(self, model: EmoNetClassifier, resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD,
+                 antialias: bool = True):
+        self.model = model
+        self.resize_method = preprocessing._check_method(resize_method)
+        self.antialias = antialias
+        self.class_names = tuple(model.class_names)
+        logits_model = keras.Model(model.input, model.head.output, name="emonet_logits")
+        self._logits = tf.function(
+            lambda x: logits_model(x, training=False),
+            input_signature=[tf.TensorSpec([None, 227, 227, 3], tf.float32)])
+        self._activation_fns: dict[str, Any] = {}
+
+    @classmethod
+    def from_weights(cls, path: Union[str, os.PathLike], format: str = "auto", **kwargs) -> "EmoNet":
+        """Loads any supported weight file (.keras, MATLAB text dump folder, .pth, ...) given by path.
+
+        Nothing is downloaded: `path` must point at a file or folder on disk (see docs/weights.md).
+        """
+        from emonet_tf import weights  # the importers are only needed here
+
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such weight file or folder")
+        weight_set = weights.read_weights(path, format=format)
+        if isinstance(weight_set, keras.Model):
+            model = weight_set
+        else:
+            model = weights.build_classifier(weight_set)
+        return cls(model, **kwargs)
+
+    # -- arrays ------------------------------------------------------------------------------
+    def predict_logits(self, images: np.ndarray) -> np.ndarray:
+        """Pre-softmax fc8 values of preprocessed images (N x 227 x 227 x 3 in 0-255)."""
+        return self._logits(tf.convert_to_tensor(images, tf.float32)).numpy()
+
+    def predict_arrays(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities of preprocessed images (N x 227 x 227 x 3 in 0-255)."""
+        return tf.nn.softmax(self.predict_logits(images)).numpy()
+
+    # -- images ------------------------------------------------------------------------------
+    def _iter_loaded(self, items: Iterable[ImageInput], lookahead: int,
+                     workers: Optional[int]) -> Iterator[tuple[str, Optional[np.ndarray], Optional[str]]]:
+        """Yields (source, preprocessed image or None, error or None) in input order, decoding ahead in threads."""
+        def job(item, source):
+            try:
+                return _load(item, source, self.resize_method, self.antialias), None
+            except preprocessing.ImageDecodeError as err:
+                return None, str(err)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+            pending: collections.deque = collections.deque()
+            for position, item in enumerate(items):
+                source = _source_name(item, position)
+                pending.append((source, pool.submit(job, item, source)))
+                if len(pending) >= lookahead:
+                    source, future = pending.popleft()
+                    yield (source, *future.result())
+            while pending:
+                source, future = pending.popleft()
+                yield (source, *future.result())
+
+    def iter_predict_images(self, items: Iterable[ImageInput], batch_size: int = 32,
+                            workers: Optional[int] = None) -> Iterator[ImagePrediction]:
+        """Streams one `ImagePrediction` per input, in order; unreadable inputs carry `error`."""
+        batch: list[tuple[str, Optional[np.ndarray], Optional[str]]] = []
+
+        def flush():
+            good = [b for b in batch if b[2] is None]
+            logits = self.predict_logits(np.stack([b[1] for b in good])) if good else np.zeros((0, 0))
+            probs = tf.nn.softmax(logits).numpy() if good else logits
+            results, j = [], 0
+            for source, _, error in batch:
+                if error is None:
+                    results.append(ImagePrediction(source, self.class_names, probs[j], logits[j]))
+                    j += 1
+                else:
+                    results.append(ImagePrediction(source, self.class_names, error=error))
+            return results
+
+        for loaded in self._iter_loaded(items, lookahead=2 * batch_size, workers=workers):
+            batch.append(loaded)
+            if len(batch) == batch_size:
+                yield from flush()
+                batch = []
+        if batch:
+            yield from flush()
+
+    def predict_images(self, items: Iterable[ImageInput], batch_size: int = 32) -> list[ImagePrediction]:
+        """Predicts paths, encoded bytes or RGB arrays; one result per input, errors named, never raised."""
+        return list(self.iter_predict_images(items, batch_size=batch_size))
+
+    # -- videos ------------------------------------------------------------------------------
+    def iter_predict_video(self, path: Union[str, os.PathLike], sampling: Any = "every5",
+                           batch_size: int = 32) -> Iterator[FramePrediction]:
+        """Streams frame predictions of a video (sequential decode; memory does not grow with length).
+
+        `sampling` is a `emonet_tf.video.FrameSampling` or its name ("every5" as the lab's MATLAB
+        scripts, "fps10" as its PyTorch pipeline, "all"). Raises `VideoReadError` naming the file
+        after yielding the frames decoded before a failure.
+        """
+        from emonet_tf import video
+
+        if isinstance(sampling, str):
+            sampling = video.FrameSampling.parse(sampling)
+        frames: list = []
+
+        def flush():
+            images = np.stack([preprocessing.preprocess_array(f.image, self.resize_method, self.antialias)
+                               for f in frames])
+            logits = self.predict_logits(images)
+            probs = tf.nn.softmax(logits).numpy()
+            return [FramePrediction(f.index, f.timestamp_ms, p, l) for f, p, l in zip(frames, probs, logits)]
+
+        failure = None
+        try:
+            for frame in video.iter_frames(path, sampling):
+                frames.append(frame)
+                if len(frames) == batch_size:
+                    yield from flush()
+                    frames = []
+        except video.VideoReadError as err:
+            failure = err
+        if frames:
+            yield from flush()
+        if failure is not None:
+            raise failure
+
+    def predict_video(self, path: Union[str, os.PathLike], sampling: Any = "every5",
+                      batch_size: int = 32) -> VideoPrediction:
+        """All sampled frames of a video and their mean; a corrupt or empty video sets `error` instead of raising."""
+        from emonet_tf import video
+
+        result = VideoPrediction(os.fspath(path), self.class_names)
+        try:
+            for frame in self.iter_predict_video(path, sampling, batch_size):
+                result.frames.append(frame)
+        except video.VideoReadError as err:
+            result.error = str(err)
+        return result
+
+    # -- activations -------------------------------------------------------------------------
+    def activation_model(self, layer: str):
+        """A function from preprocessed images to the output of a named layer (conv1 ... relu7, fc8/fc, softmax)."""
+        if layer not in self._activation_fns:
+            if layer in ("fc8", "fc"):
+                output = self.model.head.output
+            elif layer in ("predictions", "softmax", "prob"):
+                output = self.model.output
+            else:
+                try:
+                    output = self.model.backbone.get_layer(layer).output
+                except ValueError:
+                    names = [l.name for l in self.model.backbone.layers[1:]] + ["fc8", "softmax"]
+                    raise ValueError(f"Unknown layer {layer!r}; choose one of {', '.join(names)}") from None
+            sub = keras.Model(self.model.input, output)
+            self._activation_fns[layer] = tf.function(
+                lambda x: sub(x, training=False), input_signature=[tf.TensorSpec([None, 227, 227, 3], tf.float32)])
+        return self._activation_fns[layer]
+
+    def activations(self, images: np.ndarray, layer: str) -> np.ndarray:
+        """The named layer's output for preprocessed images (N x 227 x 227 x 3), NHWC for conv layers."""
+        return self.activation_model(layer)(tf.convert_to_tensor(images, tf.float32)).numpy()

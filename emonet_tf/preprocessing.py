@@ -1,0 +1,136 @@
+"""MATLAB-matching preprocessing: decode any common image, RGB, resize to 227x227, values 0-255.
+
+MATLAB's EmoNet pipeline is `imread` (RGB uint8) -> `imresize(I, [227 227])` (bicubic, antialiased
+when shrinking, aspect ratio NOT kept, output rounded to uint8) -> the network's 'zerocenter'
+input layer subtracts a 227x227x3 mean image. Everything up to the mean subtraction lives here;
+the mean lives in the model (`MeanImageSubtraction`), so it is saved with the weights.
+
+The same TF ops serve the tf.data training pipeline, the SavedModel's bytes signature and the CLI,
+so that the three cannot drift apart.
+
+Decisions a user may want to know:
+- 16-bit images are scaled to 0-255 (value / 257) before resizing; MATLAB would feed 0-65535.
+- RGBA drops alpha (as MATLAB's `imread` returns alpha separately); grayscale is replicated.
+- Animated GIFs use their first frame.
+- `resize_method="bicubic"` with `antialias=True` uses the Keys cubic kernel (a = -0.5) scaled
+  by the shrink factor, which is MATLAB's `imresize` default; other `tf.image.resize` methods are
+  accepted. Images already 227x227 are not resampled (as MATLAB and emonet-py do).
+"""
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import numpy as np
+import tensorflow as tf
+
+IMAGE_SIZE = 227
+RESIZE_METHODS = ("bicubic", "bilinear", "nearest", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
+DEFAULT_RESIZE_METHOD = "bicubic"
+
+
+class ImageDecodeError(ValueError):
+    """An image file or byte string that cannot be decoded; the message names the source."""
+
+
+def _check_method(method: str) -> str:
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"Unknown resize method {method!r}; choose one of {', '.join(RESIZE_METHODS)}")
+    return method
+
+
+def decode_image(data: tf.Tensor) -> tf.Tensor:
+    """Decodes JPEG/PNG/GIF/BMP bytes (8 or 16 bit, gray, RGB, RGBA) to float32 RGB H x W x 3 in [0, 255]."""
+    image = tf.io.decode_image(data, channels=3, dtype=tf.float32, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image * 255.0
+
+
+def resize_image(image: tf.Tensor, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True,
+                 size: int = IMAGE_SIZE) -> tf.Tensor:
+    """Resizes an H x W x 3 image in [0, 255] to size x size (aspect ratio not kept), rounded and clipped as uint8.
+
+    Rounding and clipping reproduce `imresize` on uint8 input, whose output is uint8.
+    """
+    _check_method(method)
+    image = tf.convert_to_tensor(image, tf.float32)
+    shape = tf.shape(image)
+
+    def resize():
+        return tf.image.resize(image, (size, size), method=method, antialias=antialias)
+
+    same_size = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
+    resized = tf.cond(same_size, lambda: image, resize)
+    resized = tf.clip_by_value(tf.round(resized), 0.0, 255.0)
+    return tf.ensure_shape(resized, [size, size, 3])
+
+
+def preprocess_image_bytes(data: tf.Tensor, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> tf.Tensor:
+    """Encoded image bytes -> float32 227 x 227 x 3 in [0, 255], ready for the model (which subtracts the mean)."""
+    return resize_image(decode_image(data), method=method, antialias=antialias)
+
+
+def to_rgb_float(array: np.ndarray) -> np.ndarray:
+    """An in-memory image (H x W, H x W x 1/3/4; uint8, uint16 or float in [0, 255]) as float32 RGB in [0, 255]."""
+    arr = np.asarray(array)
+    if arr.dtype == np.uint16:
+        arr = arr.astype(np.float32) / 257.0
+    elif arr.dtype == bool:
+        arr = arr.astype(np.float32) * 255.0
+    else:
+        arr = arr.astype(np.float32)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"Expected an image of shape HxW, HxWx1, HxWx3 or HxWx4, got {array.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return arr[..., :3]
+
+
+def preprocess_array(array: np.ndarray, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
+    """An RGB image already in memory (e.g. a video frame) -> float32 227 x 227 x 3 in [0, 255]."""
+    return resize_image(to_rgb_float(array), method=method, antialias=antialias).numpy()
+
+
+def _decode_with_opencv(data: bytes) -> np.ndarray:
+    """Fallback for formats TF cannot decode (TIFF, WebP, ...): OpenCV, converted to RGB."""
+    import cv2  # imported here: only the fallback needs it
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ValueError("not a decodable image")
+    if arr.ndim == 3 and arr.shape[-1] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    elif arr.ndim == 3 and arr.shape[-1] == 4:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+    return to_rgb_float(arr)
+
+
+def decode_image_bytes(data: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Decodes bytes on the host to float32 RGB in [0, 255]; raises ImageDecodeError naming `source`."""
+    if not data:
+        raise ImageDecodeError(f"{source}: empty file, not an image")
+    try:
+        return decode_image(tf.constant(data)).numpy()
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        pass
+    try:
+        return _decode_with_opencv(data)
+    except Exception as err:  # noqa: BLE001 - any decoder failure becomes one clear error
+        raise ImageDecodeError(f"{source}: cannot decode as an image ({err})") from None
+
+
+def load_image(path: Union[str, os.PathLike], method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
+    """Reads and preprocesses one image file -> float32 227 x 227 x 3 in [0, 255].
+
+    Raises ImageDecodeError (naming the file) for a missing, unreadable or non-image file.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise ImageDecodeError(f"{path}: cannot read file ({err.strerror or err})") from None
+    image = decode_image_bytes(data, source=path)
+    return resize_image(image, method=method, antialias=antialias).numpy()

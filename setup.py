@@ -1,0 +1,44 @@
+"""emonet_tf: EmoNet (Kragel et al., 2019) in TensorFlow / Keras 3."""
+from setuptools import find_packages, setup
+
+EXTRAS = {
+    # TFDS builders: testing utilities, dataset-as-folder loading and the `tfds build` command.
+    "tfds": ["dill", "importlib_resources", "mlcroissant"],
+    # Frame extraction of a large corpus on a Beam runner (DirectRunner locally; Dataflow/Flink/Spark).
+    "beam": ["apache-beam"],
+    # TensorBoard logs during training.
+    "tensorboard": ["tensorboard"],
+    # Plots: evaluation figures, video emotion time courses.
+    "plot": ["matplotlib"],
+    # The numerical reference for the parity tests only (the library never imports torch). emonet-py
+    # itself is installed with --no-deps next to it (see README), because its declared dependencies
+    # would replace this CPU torch with a CUDA build and add torchvision.
+    "reference": ["torch==2.13.0"],
+}
+EXTRAS["test"] = sorted({"pytest", "pytest-timeout", *EXTRAS["tfds"], *EXTRAS["beam"], *EXTRAS["tensorboard"],
+                         *EXTRAS["plot"], *EXTRAS["reference"]})
+EXTRAS["all"] = sorted({p for k, v in EXTRAS.items() if k not in ("test", "reference") for p in v})
+
+setup(
+    name="emonet_tf",
+    version="0.1.0",
+    description="EmoNet (Kragel, Reddan, LaBar & Wager, 2019) in TensorFlow/Keras 3: model, weight importers, "
+                "TFDS builders, distributed training and serving",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["emonet_tf", "emonet_tf.*", "tfds_builders", "tfds_builders.*"]),
+    package_data={"tfds_builders": ["*/README.md", "*/CITATIONS.bib", "*/checksums.tsv", "*/TAGS.txt"]},
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.3",
+        "tensorflow-datasets>=4.9",
+        "numpy",
+        "opencv-python-headless",
+        "absl-py",
+        "tqdm",
+    ],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["emonet=emonet_tf.cli:main"]},
+)
