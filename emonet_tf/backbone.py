@@ -77,14 +77,18 @@ class AlexNetBackbone(keras.Model):
         images = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), name="images")
         x = MeanImageSubtraction((IMAGE_SIZE, IMAGE_SIZE), mean=mean, name="zerocenter")(images)
         if output_layer != "zerocenter":
+            reached = False
             for name, make in _layer_factories(dropout):
-                if name.startswith("drop") and dropout == 0.0:
-                    if name == output_layer:
-                        break
-                    continue
-                x = make()(x)
-                if name == output_layer:
+                is_dropout = name.startswith("drop")
+                if reached and not is_dropout:
                     break
+                if not is_dropout or dropout > 0.0:
+                    # With dropout, relu6/relu7 features pass through drop6/drop7 (active in training only).
+                    x = make()(x)
+                if name == output_layer or reached:
+                    reached = True
+                    if is_dropout:
+                        break
         super().__init__(inputs=images, outputs=x, name=kwargs.pop("name", "alexnet_backbone"), **kwargs)
         self.output_layer = output_layer
         self.dropout = float(dropout)

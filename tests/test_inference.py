@@ -1,0 +1,52 @@
+"""The one-call prediction API, including bad input inside a batch."""
+import keras
+import numpy as np
+import pytest
+
+from emonet_tf import EMONET_CATEGORIES, EmoNet, EmoNetClassifier, top_k
+
+
+@pytest.fixture(scope="module")
+def emonet():
+    keras.utils.set_random_seed(4)
+    model = EmoNetClassifier()
+    # Peaked outputs, so that top-k is meaningful.
+    model.head.kernel.assign(model.head.kernel.numpy() * 3)
+    return EmoNet(model)
+
+
+def test_predict_images_of_every_kind_with_a_broken_one_in_the_batch(emonet, image_files, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    files = [image_files[k] for k in ("rgb_jpeg", "gray_png", "rgba_png", "rgb16_png", "wide_jpeg")]
+    items = files[:2] + [broken] + files[2:]
+    results = emonet.predict_images(items, batch_size=3)
+    assert [r.source for r in results] == [str(p) for p in items]
+    assert not results[2].ok and "broken.jpg" in results[2].error and results[2].probabilities is None
+    good = [r for r in results if r.ok]
+    assert len(good) == 5
+    for r in good:
+        assert r.probabilities.shape == (20,) and abs(r.probabilities.sum() - 1) < 1e-5
+        e = np.exp(r.logits.astype(np.float64) - r.logits.max())
+        np.testing.assert_allclose(r.probabilities, e / e.sum(), rtol=1e-4, atol=1e-7)
+        assert r.probabilities.max() > 0.1  # peaked, not uniform
+        assert r.top_k(3)[0][1] >= r.top_k(3)[1][1] >= r.top_k(3)[2][1]
+        assert set(r.as_dict()) >= {"source", "top1", *EMONET_CATEGORIES}
+    # Same answers one by one as in a batch, and from bytes and arrays as from files.
+    single = emonet.predict_images([files[0]])[0]
+    np.testing.assert_allclose(single.probabilities, results[0].probabilities, rtol=1e-5, atol=1e-7)
+    from_bytes = emonet.predict_images([files[0].read_bytes()])[0]
+    np.testing.assert_allclose(from_bytes.probabilities, results[0].probabilities, rtol=1e-5, atol=1e-7)
+    assert from_bytes.source == "<bytes #0>"
+
+
+def test_top_k_helper():
+    probs = np.array([0.1, 0.5, 0.05, 0.35])
+    assert top_k(probs, ["a", "b", "c", "d"], 2) == [("b", 0.5), ("d", 0.35)]
+
+
+def test_unknown_layer_and_missing_weights(emonet, tmp_path):
+    with pytest.raises(ValueError, match="Unknown layer 'conv9'"):
+        emonet.activation_model("conv9")
+    with pytest.raises(FileNotFoundError, match="nothing.pth"):
+        EmoNet.from_weights(tmp_path / "nothing.pth")
