@@ -1,0 +1,209 @@
+"""tf.data input pipelines from any TFDS dataset with an encoded `image` and a ClassLabel `label`.
+
+Design, and why:
+- Images are read as encoded bytes (`tfds.decode.SkipDecoding`) and decoded by
+  `emonet_tf.preprocessing.preprocess_image_bytes`, the same op that the SavedModel and the CLI use.
+- The order of an epoch is a pure function of (seed, epoch): the examples are read in their stored
+  order (`shuffle_files=False`), numbered, and shuffled by a seeded `Dataset.shuffle` that never
+  reshuffles. tf.data's shuffle permutes by count and seed only, so the feature-cache path (which
+  shuffles example indices) visits the examples in exactly the same order as the image path, and a
+  resumed run skips the batches it already consumed instead of checkpointing the iterator.
+- Sharding is by data after the shuffle: input pipeline i of n takes elements i, i+n, ... of each
+  global batch, so that every step sees the same global batch whatever the number of workers and
+  replicas (the distributed runs reproduce a one-device run). Every worker reads all records, but only
+  decodes its own share. Only whole global batches are used (drop remainder), so all replicas
+  always run the same number of steps.
+- Augmentation (off by default; the paper used none): random horizontal flip and a random square
+  crop of 90-100% of the side, resized back to 227 (bilinear) and rounded like the preprocessing.
+  Its randomness is stateless, seeded by (seed, epoch, example index), so it is reproducible and
+  resumable too.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from emonet_tf import preprocessing
+
+AUTOTUNE = tf.data.AUTOTUNE
+MIN_CROP_FRACTION = 0.9
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used (unknown, not prepared, wrong features, empty split)."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What training needs to know about a dataset, read from its local metadata only."""
+
+    builder: tfds.core.DatasetBuilder
+    name: str
+    class_names: tuple[str, ...]
+    has_video_id: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def num_examples(self, split: str) -> int:
+        return int(self.builder.info.splits[split].num_examples)
+
+
+def load_builder(dataset: str, data_dir: Optional[str] = None) -> tfds.core.DatasetBuilder:
+    """A prepared TFDS builder from a registered name (with `data_dir`) or a builder directory.
+
+    Never downloads: an unknown or unprepared dataset raises DatasetError at once (tfds.load would
+    retry the network for minutes).
+    """
+    if os.path.isdir(dataset) and tf.io.gfile.exists(os.path.join(dataset, "dataset_info.json")):
+        return tfds.builder_from_directory(dataset)
+    try:
+        builder = tfds.builder(dataset, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DatasetError(
+            f"Unknown dataset {dataset!r}: not a registered TFDS name and not a prepared dataset folder "
+            "(a folder holding dataset_info.json)") from None
+    if not builder.is_prepared():
+        raise DatasetError(
+            f"Dataset {dataset!r} is not prepared under data_dir={builder.data_dir!r}; build it first "
+            f"(e.g. `tfds build ... --data_dir {data_dir or '~/tensorflow_datasets'}`); nothing is downloaded here")
+    return builder
+
+
+def inspect_dataset(dataset: str, data_dir: Optional[str] = None,
+                    splits: tuple[str, ...] = ()) -> DatasetInfo:
+    """Loads the builder and checks features and splits; raises DatasetError with one clear message."""
+    builder = load_builder(dataset, data_dir)
+    features = builder.info.features
+    missing = [k for k in ("image", "label") if k not in features]
+    if missing:
+        raise DatasetError(f"Dataset {builder.info.full_name} lacks the feature(s) {missing}; "
+                           f"it has {sorted(features.keys())}")
+    if not isinstance(features["label"], tfds.features.ClassLabel):
+        raise DatasetError(f"Dataset {builder.info.full_name}: 'label' must be a ClassLabel, "
+                           f"got {type(features['label']).__name__}")
+    for split in splits:
+        if split not in builder.info.splits:
+            raise DatasetError(f"Dataset {builder.info.full_name} has no split {split!r}; "
+                               f"it has {sorted(builder.info.splits.keys())}")
+        if builder.info.splits[split].num_examples == 0:
+            raise DatasetError(f"Split {split!r} of {builder.info.full_name} is empty")
+    return DatasetInfo(builder=builder, name=builder.info.full_name,
+                       class_names=tuple(features["label"].names), has_video_id="video_id" in features)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: a fixed function of (seed, epoch)."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 1) % (2 ** 31 - 1)
+
+
+def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
+    """Whole global batches per epoch (the remainder is dropped, so every replica runs every step)."""
+    steps = num_examples // global_batch_size
+    if steps == 0:
+        raise DatasetError(f"{num_examples} examples are fewer than one global batch of {global_batch_size}")
+    return steps
+
+
+def _input_context(input_context: Optional[tf.distribute.InputContext]) -> tf.distribute.InputContext:
+    return input_context or tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
+                                                       num_replicas_in_sync=1)
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = True
+    # Sharding is done explicitly (by data, after the seeded shuffle).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return options
+
+
+def ordered_epoch(base: tf.data.Dataset, num_examples: int, *, seed: int, epoch: int, global_batch_size: int,
+                  shuffle_buffer: int, input_context: Optional[tf.distribute.InputContext] = None,
+                  start_step: int = 0) -> tf.data.Dataset:
+    """One epoch of `base` in its (seed, epoch) order, cut to whole global batches, resumed at
+    `start_step`, and sharded for this input pipeline (elements still unbatched)."""
+    ctx = _input_context(input_context)
+    if global_batch_size % ctx.num_replicas_in_sync:
+        raise ValueError(f"global batch {global_batch_size} is not divisible by "
+                         f"{ctx.num_replicas_in_sync} replicas")
+    steps = steps_per_epoch(num_examples, global_batch_size)
+    buffer = num_examples if shuffle_buffer <= 0 else min(shuffle_buffer, num_examples)
+    ds = base.shuffle(buffer, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
+    ds = ds.take(steps * global_batch_size).skip(start_step * global_batch_size)
+    if ctx.num_input_pipelines > 1:
+        ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+    return ds
+
+
+def _stored_examples(builder: tfds.core.DatasetBuilder, split: str, with_video_id: bool) -> tf.data.Dataset:
+    """(index, image bytes, label[, video_id]) in the stored order of the split."""
+    ds = builder.as_dataset(split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()},
+                            read_config=tfds.ReadConfig(try_autocache=False, add_tfds_id=False))
+
+    def pick(index, example):
+        out = (index, example["image"], tf.cast(example["label"], tf.int32))
+        return out + (example["video_id"],) if with_video_id else out
+
+    return ds.enumerate().map(pick)
+
+
+def augment_image(image: tf.Tensor, seed: tf.Tensor, min_crop_fraction: float = MIN_CROP_FRACTION) -> tf.Tensor:
+    """Random flip and a random square crop (min_crop_fraction..1 of the side) resized back; stateless."""
+    size = preprocessing.IMAGE_SIZE
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+    min_side = int(round(size * min_crop_fraction))
+    side = tf.random.stateless_uniform([], seeds[0], minval=min_side, maxval=size + 1, dtype=tf.int32)
+    crop = tf.image.stateless_random_crop(image, tf.stack([side, side, 3]), seed=seeds[1])
+    crop = tf.image.resize(crop, (size, size), method="bilinear")
+    crop = tf.clip_by_value(tf.round(crop), 0.0, 255.0)
+    crop = tf.image.stateless_random_flip_left_right(crop, seed=seeds[2])
+    return tf.ensure_shape(crop, [size, size, 3])
+
+
+def train_dataset(info: DatasetInfo, split: str, *, global_batch_size: int, seed: int, epoch: int,
+                  start_step: int = 0, shuffle_buffer: int = 16384, augment: bool = False,
+                  resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD, antialias: bool = True,
+                  input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+    """Per-replica batches (images 227x227x3 float32 0-255, int32 labels) of one training epoch."""
+    ctx = _input_context(input_context)
+    num_examples = info.num_examples(split)
+    base = _stored_examples(info.builder, split, with_video_id=False)
+    ds = ordered_epoch(base, num_examples, seed=seed, epoch=epoch, global_batch_size=global_batch_size,
+                       shuffle_buffer=shuffle_buffer, input_context=ctx, start_step=start_step)
+
+    def decode(index, data, label):
+        image = preprocessing.preprocess_image_bytes(data, method=resize_method, antialias=antialias)
+        if augment:
+            image = augment_image(image, tf.stack([tf.cast(epoch_seed(seed, epoch), tf.int64), index]))
+        return image, label
+
+    ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.batch(ctx.get_per_replica_batch_size(global_batch_size), drop_remainder=True)
+    return ds.prefetch(AUTOTUNE).with_options(_options())
+
+
+def eval_dataset(info: DatasetInfo, split: str, *, batch_size: int = 32,
+                 resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD, antialias: bool = True,
+                 with_video_id: bool = False) -> tf.data.Dataset:
+    """(images, labels[, video_ids]) batches of a whole split in stored order, nothing dropped."""
+    with_video_id = with_video_id and info.has_video_id
+    ds = _stored_examples(info.builder, split, with_video_id=with_video_id)
+
+    def decode(index, data, label, *video_id):
+        image = preprocessing.preprocess_image_bytes(data, method=resize_method, antialias=antialias)
+        return (image, label) + tuple(video_id)
+
+    ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).batch(batch_size)
+    return ds.prefetch(AUTOTUNE).with_options(_options())
+
+
+def distributed_epoch(strategy: tf.distribute.Strategy,
+                      make: Callable[[tf.distribute.InputContext], tf.data.Dataset]):
+    """`make(input_context)` for every input pipeline of `strategy`, as a distributed dataset."""
+    return strategy.distribute_datasets_from_function(make)

@@ -1,0 +1,233 @@
+"""Classification metrics as the paper reports them, plus confusion matrix, video-level metrics and plots.
+
+- top-1 / top-5 accuracy (top-k is capped at the number of classes);
+- one-vs-rest AUC per category, rank-based (Mann-Whitney U with average ranks, so ties count half);
+  a category without positives or without negatives in the split has no AUC: NaN, excluded from
+  the mean;
+- confusion matrix, rows = true category, columns = predicted category (counts);
+- optional video-level metrics: the mean of the frame probabilities of each video_id, as the ecco lab
+  computes them, with the video's label (the label of its frames).
+The paper's figures (Kragel et al. 2019, 400 held-out videos, 20 classes) are printed beside ours.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+#: Kragel et al. 2019, holdout frames (24,634 images, 400 videos), and chance for 20 classes.
+PAPER = {"top1": 0.2309, "top5": 0.626, "mean_auc": 0.745}
+CHANCE = {"top1": 0.05, "top5": 0.2795, "mean_auc": 0.5}
+
+
+def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the ROC curve of `scores` for the boolean `positives`; NaN if one class is absent.
+
+    AUC = (sum of the positives' ranks - n_pos (n_pos + 1) / 2) / (n_pos n_neg), with average ranks
+    for ties, i.e. the probability that a random positive scores above a random negative (ties 1/2).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positives = np.asarray(positives, dtype=bool)
+    n_pos = int(positives.sum())
+    n_neg = positives.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(scores.size, dtype=np.float64)
+    # Average rank (1-based) for every run of equal scores.
+    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [scores.size]])
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + 1 + end) / 2.0
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of rows whose label is among the k highest scores (ties broken by lower index)."""
+    k = min(k, probabilities.shape[1])
+    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def classification_metrics(probabilities: np.ndarray, labels: np.ndarray,
+                           class_names: Sequence[str]) -> dict[str, Any]:
+    """top1, top5, per-category AUC (NaN when undefined), mean AUC, confusion matrix, counts."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    num_classes = len(class_names)
+    if probabilities.ndim != 2 or probabilities.shape[1] != num_classes:
+        raise ValueError(f"probabilities must be N x {num_classes}, got {probabilities.shape}")
+    if probabilities.shape[0] != labels.shape[0]:
+        raise ValueError(f"{probabilities.shape[0]} predictions for {labels.shape[0]} labels")
+    if probabilities.shape[0] == 0:
+        raise ValueError("no examples to evaluate")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+    aucs = [roc_auc(probabilities[:, c], labels == c) for c in range(num_classes)]
+    defined = [a for a in aucs if not math.isnan(a)]
+    return {
+        "num_examples": int(labels.shape[0]),
+        "top1": top_k_accuracy(probabilities, labels, 1),
+        "top5": top_k_accuracy(probabilities, labels, 5),
+        "auc": dict(zip(class_names, aucs)),
+        "mean_auc": float(np.mean(defined)) if defined else float("nan"),
+        "num_auc_categories": len(defined),
+        "confusion_matrix": confusion_matrix(labels, probabilities.argmax(axis=1), num_classes).tolist(),
+        "support": np.bincount(labels, minlength=num_classes).tolist(),
+    }
+
+
+def video_level(probabilities: np.ndarray, labels: np.ndarray,
+                video_ids: Sequence) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Mean frame probabilities per video (first-seen order), the videos' labels and ids.
+
+    Raises ValueError when the frames of one video carry different labels.
+    """
+    ids = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in video_ids]
+    order: dict[str, list[int]] = {}
+    for i, vid in enumerate(ids):
+        order.setdefault(vid, []).append(i)
+    means, video_labels = [], []
+    for vid, rows in order.items():
+        frame_labels = np.unique(labels[rows])
+        if frame_labels.size != 1:
+            raise ValueError(f"video {vid!r} has frames with different labels {frame_labels.tolist()}")
+        means.append(probabilities[rows].mean(axis=0))
+        video_labels.append(int(frame_labels[0]))
+    return np.stack(means), np.asarray(video_labels), list(order)
+
+
+def metrics_from_predictions(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                             video_ids: Optional[Sequence] = None) -> dict[str, Any]:
+    """Frame-level metrics, and video-level ones under "video" when video ids are given."""
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels)
+    result = classification_metrics(probabilities, labels, class_names)
+    result["class_names"] = list(class_names)
+    if video_ids is not None:
+        video_probs, video_labels, ids = video_level(probabilities, labels, video_ids)
+        result["video"] = classification_metrics(video_probs, video_labels, class_names)
+        result["video"]["num_videos"] = len(ids)
+    return result
+
+
+def predict_dataset(model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Runs `model` (probabilities out) over (images, labels[, video_ids]) batches."""
+    predict = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), reduce_retracing=True)
+    probs, labels, videos = [], [], []
+    for batch in dataset:
+        probs.append(predict(batch[0]).numpy())
+        labels.append(np.asarray(batch[1]))
+        if len(batch) > 2:
+            videos.append(np.asarray(batch[2]))
+    if not probs:
+        raise ValueError("the evaluation dataset is empty")
+    return np.concatenate(probs), np.concatenate(labels), (np.concatenate(videos) if videos else None)
+
+
+def evaluate_model(model, dataset: tf.data.Dataset, class_names: Sequence[str]) -> dict[str, Any]:
+    """Metrics of a probability-output model (e.g. EmoNetClassifier) on (images, labels[, video_ids]) batches.
+
+    Video-level metrics are added when the batches carry video ids (the third element).
+    """
+    probabilities, labels, video_ids = predict_dataset(model, dataset)
+    return metrics_from_predictions(probabilities, labels, class_names, video_ids)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def format_report(metrics: dict[str, Any]) -> str:
+    """Our metrics beside the paper's (20-way, 400 held-out videos) and chance, one line each."""
+    n = len(metrics.get("class_names", [])) or len(metrics["auc"])
+    lines = [f"{'metric':<10} {'ours':>8} {'paper':>8} {'chance':>8}   ({metrics['num_examples']} frames, "
+             f"{n} classes; the paper: 24,634 frames of 400 videos, 20 classes)"]
+    chance = {"top1": 1.0 / n, "top5": min(5, n) / n, "mean_auc": 0.5} if n != 20 else CHANCE
+    for key in ("top1", "top5", "mean_auc"):
+        lines.append(f"{key:<10} {metrics[key]:>8.4f} {PAPER[key]:>8.4f} {chance[key]:>8.4f}")
+    if "video" in metrics:
+        v = metrics["video"]
+        lines.append(f"video-level ({v['num_videos']} videos): top1 {v['top1']:.4f}, top5 {v['top5']:.4f}, "
+                     f"mean AUC {v['mean_auc']:.4f}")
+    return "\n".join(lines)
+
+
+def write_report(metrics: dict[str, Any], out_dir: str, prefix: str = "eval") -> dict[str, str]:
+    """Writes `<prefix>_metrics.json` (NaN as null), the confusion-matrix heatmap and the AUC bar chart."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {"json": os.path.join(out_dir, f"{prefix}_metrics.json"),
+             "confusion": os.path.join(out_dir, f"{prefix}_confusion.png"),
+             "auc": os.path.join(out_dir, f"{prefix}_auc.png")}
+    with open(paths["json"], "w", encoding="utf-8") as f:
+        json.dump(_json_safe(metrics), f, indent=2)
+    plot_confusion(metrics, paths["confusion"])
+    plot_auc(metrics, paths["auc"])
+    return paths
+
+
+def _pyplot():
+    import matplotlib  # imported lazily: only the plots need it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(metrics: dict[str, Any], path: str) -> None:
+    """Row-normalized confusion matrix heatmap (each true class sums to 1)."""
+    plt = _pyplot()
+    names = metrics["class_names"]
+    matrix = np.asarray(metrics["confusion_matrix"], dtype=np.float64)
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalized = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    size = max(4.0, 0.4 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(normalized, cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"Confusion (row-normalized), top-1 {metrics['top1']:.3f}")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_auc(metrics: dict[str, Any], path: str) -> None:
+    """One bar per category (missing categories left empty), with chance (0.5) and the mean."""
+    plt = _pyplot()
+    names = metrics["class_names"]
+    values = [metrics["auc"][n] for n in names]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(names) + 2), 4))
+    ax.bar(range(len(names)), [0.0 if math.isnan(v) else v for v in values], color="tab:blue")
+    ax.axhline(0.5, color="gray", linestyle="--", label="chance")
+    if not math.isnan(metrics["mean_auc"]):
+        ax.axhline(metrics["mean_auc"], color="tab:red", label=f"mean {metrics['mean_auc']:.3f}")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("one-vs-rest AUC")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,240 @@
+"""Deployable forms of EmoNet: a SavedModel with a bytes signature, a .keras file, and TFLite.
+
+Why `tf.Module` + `tf.saved_model.save` and not Keras' `model.export()`: Keras 3's exporter stores
+every weight twice (keras-team/keras#23553; 456 MB instead of 228 MB for EmoNet). Tracking the
+Keras model on a plain `tf.Module` stores each variable once (measured: 228 MB, see
+docs/serving.md).
+
+The SavedModel needs neither emonet_tf nor Keras to run: `tf.saved_model.load(dir)` alone serves it.
+
+Signatures:
+  * `serving_default(images_bytes: tf.string [N])` -> probabilities [N, C], logits [N, C],
+    top_classes (tf.string [N, k]), top_scores [N, k] (+ fc7, relu7, fc8 with include_features).
+    The input follows TF Serving's `*_bytes` convention, so its REST API accepts {"b64": ...}.
+    Decoding and resizing are `emonet_tf.preprocessing.preprocess_image_bytes`, the same ops as the
+    training pipeline and the CLI (JPEG, PNG, GIF, BMP: what `tf.io.decode_image` reads).
+  * `serve_preprocessed(images: float32 [N, 227, 227, 3], RGB 0-255, mean NOT subtracted)` -> the
+    same outputs, for clients that decode and resize themselves.
+
+The class names are stored three ways, so that any server can read them: the `top_classes` output,
+the file `assets/class_names.txt` (one name per line, output order), and the variable
+`class_names` of the loaded object.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from emonet_tf import preprocessing
+from emonet_tf.classifier import EmoNetClassifier
+
+SERVING_DEFAULT = "serving_default"
+SERVE_PREPROCESSED = "serve_preprocessed"
+BYTES_INPUT = "images_bytes"
+PREPROCESSED_INPUT = "images"
+CLASS_NAMES_ASSET = "class_names.txt"
+METADATA_FILE = "emonet_export.json"
+TOP_K = 5
+FEATURE_OUTPUTS = ("fc7", "relu7", "fc8")
+
+# Leading bytes of the formats `tf.io.decode_image` reads. Checked before decoding so that a bad
+# item is reported with its index instead of a decoder error that does not say which item it was.
+_MAGIC = {
+    "JPEG": b"\xff\xd8\xff",
+    "PNG": b"\x89PNG\r\n\x1a\n",
+    "GIF87a": b"GIF87a",
+    "GIF89a": b"GIF89a",
+    "BMP": b"BM",
+}
+
+
+def looks_like_image(data: tf.Tensor) -> tf.Tensor:
+    """True when scalar bytes start like a JPEG, PNG, GIF or BMP file (graph ops only)."""
+    checks = [tf.equal(tf.strings.substr(data, 0, len(magic)), magic) for magic in _MAGIC.values()]
+    return tf.reduce_any(tf.stack(checks))
+
+
+def _checked_preprocess(index: tf.Tensor, data: tf.Tensor, resize_method: str) -> tf.Tensor:
+    """Preprocesses one item of a served batch; a non-image fails with its index in the message."""
+    ok = tf.logical_and(tf.strings.length(data) > 0, looks_like_image(data))
+    check = tf.debugging.Assert(ok, [
+        "images_bytes item", index,
+        "could not be decoded: empty or not a JPEG, PNG, GIF or BMP image; length in bytes:",
+        tf.strings.length(data)], summarize=4, name="check_image_bytes")
+    with tf.control_dependencies([check]):
+        data = tf.identity(data)
+    return preprocessing.preprocess_image_bytes(data, method=resize_method)
+
+
+class EmoNetServingModule(tf.Module):
+    """What the SavedModel holds: the Keras model's variables, the class names and the two signatures."""
+
+    def __init__(self, model: EmoNetClassifier, include_features: bool = False,
+                 resize_method: str = "bicubic", top_k: int = TOP_K):
+        super().__init__(name="emonet_serving")
+        self.model = model
+        self.resize_method = preprocessing._check_method(resize_method)
+        self.include_features = bool(include_features)
+        names = [str(c) for c in model.class_names]
+        self.k = int(min(top_k, len(names)))
+        self.class_names = tf.Variable(names, trainable=False, dtype=tf.string, name="class_names")
+        backbone = model.backbone
+        if include_features:
+            missing = [n for n in ("fc7", "relu7") if n not in {l.name for l in backbone.layers}]
+            if missing:
+                raise ValueError(f"include_features needs the backbone to reach relu7; it ends at "
+                                 f"{backbone.output_layer!r}")
+            # One pass through the backbone that exposes fc7 and relu7 (no second forward pass).
+            self._features = keras.Model(backbone.input, {"fc7": backbone.get_layer("fc7").output,
+                                                          "relu7": backbone.get_layer("relu7").output,
+                                                          "last": backbone.output})
+        self.serve_preprocessed = tf.function(
+            self._serve_preprocessed,
+            input_signature=[tf.TensorSpec([None, 227, 227, 3], tf.float32, name=PREPROCESSED_INPUT)])
+        self.serve_bytes = tf.function(
+            self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+
+    def _outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        images = tf.convert_to_tensor(images, tf.float32)
+        extra = {}
+        if self.include_features:
+            feats = self._features(images, training=False)
+            logits = self.model.head(feats["last"], training=False)
+            extra = {"fc7": feats["fc7"], "relu7": feats["relu7"], "fc8": logits}
+        else:
+            logits = self.model.head(self.model.backbone(images, training=False), training=False)
+        logits = tf.cast(logits, tf.float32)
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        top_scores, top_indices = tf.math.top_k(probabilities, k=self.k)
+        outputs = {"probabilities": probabilities, "logits": logits,
+                   "top_classes": tf.gather(self.class_names, top_indices), "top_scores": top_scores}
+        outputs.update(extra)
+        return outputs
+
+    def _serve_preprocessed(self, images):
+        return self._outputs(images)
+
+    def _serve_bytes(self, images_bytes):
+        count = tf.shape(images_bytes)[0]
+        images = tf.map_fn(
+            lambda args: _checked_preprocess(args[0], args[1], self.resize_method),
+            (tf.range(count), images_bytes),
+            fn_output_signature=tf.TensorSpec([preprocessing.IMAGE_SIZE, preprocessing.IMAGE_SIZE, 3], tf.float32))
+        return self._outputs(images)
+
+
+def _dir_size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+
+
+def export_saved_model(model: EmoNetClassifier, export_dir: str, include_features: bool = False,
+                       resize_method: str = "bicubic") -> str:
+    """Writes a SavedModel with the `serving_default` (bytes) and `serve_preprocessed` signatures.
+
+    `resize_method` is baked into the bytes signature: "bicubic" (tf.image.resize, antialiased,
+    cheapest) or "matlab" (MATLAB's imresize, transcribed; the library's default, identical to
+    `EmoNet.predict_images`). Returns a one-line summary with the size on disk.
+    """
+    export_dir = os.fspath(export_dir)
+    module = EmoNetServingModule(model, include_features=include_features, resize_method=resize_method)
+    with tempfile.TemporaryDirectory() as tmp:
+        names_file = os.path.join(tmp, CLASS_NAMES_ASSET)
+        with open(names_file, "w", encoding="utf-8") as f:
+            f.write("\n".join(model.class_names) + "\n")
+        module.class_names_file = tf.saved_model.Asset(names_file)
+        signatures = {SERVING_DEFAULT: module.serve_bytes.get_concrete_function(),
+                      SERVE_PREPROCESSED: module.serve_preprocessed.get_concrete_function()}
+        tf.saved_model.save(module, export_dir, signatures=signatures)
+    # Facts about the export for humans and tools (TF Serving ignores assets.extra).
+    extra = os.path.join(export_dir, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    metadata = {"model": "EmoNet (Kragel et al. 2019)", "class_names": list(model.class_names),
+                "resize_method": resize_method, "include_features": bool(include_features), "top_k": module.k,
+                "signatures": {SERVING_DEFAULT: BYTES_INPUT, SERVE_PREPROCESSED: PREPROCESSED_INPUT},
+                "tensorflow": tf.__version__, "keras": keras.__version__}
+    with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2)
+    size = _dir_size(export_dir)
+    return (f"SavedModel {export_dir}: {size / 1e6:.1f} MB, {model.count_params():,} parameters, signatures "
+            f"{SERVING_DEFAULT}({BYTES_INPUT}: string[N]) and {SERVE_PREPROCESSED}({PREPROCESSED_INPUT}: "
+            f"float32[N,227,227,3]), resize {resize_method}" + (", features fc7/relu7/fc8" if include_features else ""))
+
+
+def export_keras(model: EmoNetClassifier, path: str) -> str:
+    """Saves the model as a native Keras file (the `.keras` suffix is required by Keras 3)."""
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        raise ValueError(f"{path}: a Keras model file must end with .keras")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    model.save(path)
+    return f"Keras model {path}: {os.path.getsize(path) / 1e6:.1f} MB"
+
+
+class _TFLiteModule(tf.Module):
+    """Numeric outputs only (no strings), from preprocessed images: what TFLite runtimes handle everywhere."""
+
+    def __init__(self, model: EmoNetClassifier):
+        super().__init__(name="emonet_tflite")
+        self.model = model
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 227, 227, 3], tf.float32, name=PREPROCESSED_INPUT)])
+    def serve(self, images):
+        logits = tf.cast(self.model.head(self.model.backbone(images, training=False), training=False), tf.float32)
+        return {"probabilities": tf.nn.softmax(logits, axis=-1), "logits": logits}
+
+
+def export_tflite(model: EmoNetClassifier, path: str, check_image: Optional[np.ndarray] = None,
+                  atol: float = 1e-4) -> str:
+    """Converts the preprocessed-input path (float32 [1, 227, 227, 3], 0-255) to a float32 TFLite file.
+
+    No quantization: the outputs then match the TF model within float round-off. When `check_image`
+    (227 x 227 x 3, 0-255) is given, the TFLite interpreter's probabilities are compared with the
+    Keras model's and a mismatch above `atol` raises. The class names are not in the file; they are
+    in the summary and the model's `class_names`.
+    """
+    path = os.fspath(path)
+    module = _TFLiteModule(model)
+    concrete = module.serve.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    flatbuffer = converter.convert()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(flatbuffer)
+    summary = f"TFLite {path}: {len(flatbuffer) / 1e6:.1f} MB, input float32[1,227,227,3] 0-255"
+    if check_image is not None:
+        image = np.asarray(check_image, np.float32)[None]
+        got = tflite_predict(path, image)["probabilities"]
+        want = concrete(tf.constant(image))["probabilities"].numpy()
+        diff = float(np.max(np.abs(got - want)))
+        if diff > atol:
+            raise AssertionError(f"TFLite probabilities differ from TensorFlow's by {diff:.3g} > {atol}")
+        summary += f"; max |TFLite - TF| probability difference {diff:.2g}"
+    return summary
+
+
+def tflite_predict(path: str, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Runs a file written by `export_tflite` on preprocessed images (N x 227 x 227 x 3), one at a time."""
+    interpreter = tf.lite.Interpreter(model_path=os.fspath(path))
+    runner = interpreter.get_signature_runner()
+    rows: dict[str, list] = {}
+    for image in np.asarray(images, np.float32):
+        for key, value in runner(**{PREPROCESSED_INPUT: image[None]}).items():
+            rows.setdefault(key, []).append(value[0])
+    return {key: np.stack(value) for key, value in rows.items()}
+
+
+def read_class_names(export_dir: str) -> list[str]:
+    """The class names of a SavedModel written by `export_saved_model`, from its asset file."""
+    with open(os.path.join(os.fspath(export_dir), "assets", CLASS_NAMES_ASSET), encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+__all__ = ["export_saved_model", "export_keras", "export_tflite", "tflite_predict", "read_class_names",
+           "EmoNetServingModule", "looks_like_image", "SERVING_DEFAULT", "SERVE_PREPROCESSED"]
