@@ -88,10 +88,12 @@ def inspect_dataset(dataset: str, data_dir: Optional[str] = None,
         raise DatasetError(f"Dataset {builder.info.full_name}: 'label' must be a ClassLabel, "
                            f"got {type(features['label']).__name__}")
     for split in splits:
-        if split not in builder.info.splits:
+        try:  # split expressions such as "train[:90%]" are accepted
+            num_examples = builder.info.splits[split].num_examples
+        except (KeyError, ValueError, AssertionError):
             raise DatasetError(f"Dataset {builder.info.full_name} has no split {split!r}; "
-                               f"it has {sorted(builder.info.splits.keys())}")
-        if builder.info.splits[split].num_examples == 0:
+                               f"it has {sorted(builder.info.splits.keys())}") from None
+        if num_examples == 0:
             raise DatasetError(f"Split {split!r} of {builder.info.full_name} is empty")
     return DatasetInfo(builder=builder, name=builder.info.full_name,
                        class_names=tuple(features["label"].names), has_video_id="video_id" in features)

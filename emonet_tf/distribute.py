@@ -39,6 +39,22 @@ def _local_devices(kind: str) -> list[str]:
     return [d.name for d in tf.config.list_logical_devices(kind)]
 
 
+def resolve_strategy_name(name: str = "auto", tpu: Optional[str] = None) -> str:
+    """What "auto" means here: tpu if given, multi_worker under a multi-worker TF_CONFIG, mirrored with
+    GPUs, else one_device. Other names are returned unchanged (after checking them)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    if name != "auto":
+        return name
+    if tpu:
+        return "tpu"
+    if tf_config_num_workers() > 1:
+        return "multi_worker"
+    if tf.config.list_physical_devices("GPU"):
+        return "mirrored"
+    return "one_device"
+
+
 def get_strategy(name: str = "auto", tpu: Optional[str] = None) -> tf.distribute.Strategy:
     """Returns the strategy for `name` in auto|one_device|mirrored|multi_worker|tpu.
 
@@ -47,17 +63,7 @@ def get_strategy(name: str = "auto", tpu: Optional[str] = None) -> tf.distribute
     mirrored without GPUs mirrors over all logical CPU devices (tests split the CPU in two).
     multi_worker must be created before any other TF op runs in the process (a TF requirement).
     """
-    if name not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-    if name == "auto":
-        if tpu:
-            name = "tpu"
-        elif tf_config_num_workers() > 1:
-            name = "multi_worker"
-        elif tf.config.list_physical_devices("GPU"):
-            name = "mirrored"
-        else:
-            name = "one_device"
+    name = resolve_strategy_name(name, tpu)
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
         tf.config.experimental_connect_to_cluster(resolver)
@@ -105,8 +111,15 @@ def task_id(strategy: tf.distribute.Strategy) -> int:
     return int(resolver.task_id)
 
 
-def mixed_precision_policy(strategy: tf.distribute.Strategy) -> str:
-    """mixed_float16 on GPUs (with loss scaling), mixed_bfloat16 on TPUs and CPUs."""
+MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
+
+
+def mixed_precision_policy(strategy: tf.distribute.Strategy, requested="auto") -> str:
+    """mixed_float16 on GPUs (with loss scaling), mixed_bfloat16 on TPUs and CPUs; or the policy named."""
+    if requested in MIXED_POLICIES:
+        return requested
+    if requested not in (True, "auto"):
+        raise ValueError(f"mixed precision must be True/'auto' or one of {MIXED_POLICIES}, got {requested!r}")
     if strategy_kind(strategy) == "tpu":
         return "mixed_bfloat16"
     devices = strategy.extended.worker_devices

@@ -182,6 +182,9 @@ class _TFLiteModule(tf.Module):
     def __init__(self, model: EmoNetClassifier):
         super().__init__(name="emonet_tflite")
         self.model = model
+        # The converter finds variable values through the tf.Variables tracked by this object; it does
+        # not see through Keras 3 variables and would write garbage weights (measured on TF 2.21).
+        self.tf_variables = [v.value for v in model.variables]
 
     @tf.function(input_signature=[tf.TensorSpec([1, 227, 227, 3], tf.float32, name=PREPROCESSED_INPUT)])
     def serve(self, images):

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from emonet_tf import data as data_lib
+from emonet_tf import preprocessing
 from emonet_tf.backbone import AlexNetBackbone
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ def _write_progress(cache_dir: str, progress: dict) -> None:
 
 
 def build_feature_cache(backbone: AlexNetBackbone, info: data_lib.DatasetInfo, split: str, cache_dir: str, *,
-                        fingerprint: str, batch_size: int = 32, resize_method: str = "bicubic",
+                        fingerprint: str, batch_size: int = 32,
+                        resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD,
                         antialias: bool = True, stop_after_batches: Optional[int] = None) -> str:
     """Fills (or resumes) the cache of `split` in `cache_dir`; returns `cache_dir`.
 

@@ -19,7 +19,9 @@ how they find videos and labels (their `_collect`). Everything else lives here:
 * **Bad input** (unreadable or truncated videos, missing/unknown labels, unusable label files) is
   logged by name and counted per reason in a summary, never written as a partial record. Strict
   mode (config field ``strict``, builder kwarg ``strict=True`` or environment variable
-  ``EMONET_TFDS_STRICT=1``) raises :class:`BadInputError` at the first problem instead.
+  ``EMONET_TFDS_STRICT=1``) raises :class:`BadInputError` at the first problem instead. Videos whose
+  label is outside the config's categories (e.g. Nostalgia in `emonet20`) are left out by design:
+  they are counted in the summary but never raise.
 * **Summary.** Per split, logged when the split's generator is exhausted (plain) or from Beam
   counters after the pipeline ran (Beam), and written as JSON next to the data
   (``<data_dir>/<name>/<config>/<version>/extraction_summary.json``).
@@ -133,6 +135,24 @@ def sampling_configs(config_cls: type, prefix: str = "", **fields: Any) -> list:
 # Discovery and splitting
 
 
+def walk_files(root: epath.PathLike) -> list[epath.Path]:
+    """All files below ``root`` (recursive, hidden entries skipped), sorted by path.
+
+    epath's rglob refuses recursive patterns (to protect GCS), hence the explicit walk.
+    """
+    out, pending = [], [epath.Path(root)]
+    while pending:
+        folder = pending.pop()
+        for child in folder.iterdir():
+            if child.name.startswith("."):
+                continue
+            if child.is_dir():
+                pending.append(child)
+            else:
+                out.append(child)
+    return sorted(out, key=lambda p: p.as_posix())
+
+
 def find_videos(root: epath.PathLike) -> tuple[dict[str, epath.Path], list[Problem]]:
     """Maps video id (file stem) -> path for every video file below ``root`` (recursive, sorted).
 
@@ -140,8 +160,8 @@ def find_videos(root: epath.PathLike) -> tuple[dict[str, epath.Path], list[Probl
     """
     found: dict[str, epath.Path] = {}
     duplicates = []
-    for path in sorted(epath.Path(root).rglob("*"), key=lambda p: p.as_posix()):
-        if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file():
+    for path in walk_files(root):
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
             video_id = path.stem
             if video_id in found:
                 duplicates.append(Problem(DUPLICATE_VIDEO_FILE, video_id,
@@ -232,7 +252,7 @@ def extract_video(entry: VideoEntry, sampling: str) -> tuple[list[tuple[str, dic
     except video_lib.VideoReadError as err:
         decoded = frames.frames_decoded if frames is not None else 0
         reason = VIDEO_TRUNCATED if decoded else VIDEO_UNREADABLE
-        return [], Problem(reason, entry.video_id, f"{err} (after {decoded} decoded frames)" if decoded else str(err)), decoded
+        return [], Problem(reason, entry.video_id, str(err)), decoded
     return examples, None, frames.frames_decoded
 
 
@@ -258,9 +278,14 @@ class SplitSummary:
         }
 
 
+#: Reasons that are a config's design, not bad input: strict mode does not raise for them.
+EXPECTED_EXCLUSIONS = frozenset({LABEL_NOT_IN_CONFIG})
+
+
 def report_problem(problem: Problem, strict: bool, where: str) -> None:
+    """Logs a left-out input by name; in strict mode raises BadInputError instead (except EXPECTED_EXCLUSIONS)."""
     message = f"{where}: skipped {problem.name} ({problem.reason}): {problem.detail}"
-    if strict:
+    if strict and problem.reason not in EXPECTED_EXCLUSIONS:
         raise BadInputError(f"{where}: {problem.name} ({problem.reason}): {problem.detail} [strict mode]")
     logging.warning(message)
 
@@ -293,6 +318,7 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: one example per sampled frame, splits by video."}
+    HOMEPAGE: Optional[str] = None
 
     def __init__(self, *, strict: Optional[bool] = None, **kwargs: Any):
         """``strict`` overrides the config's field (the environment variable can only turn it on)."""
@@ -333,12 +359,14 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
                 else tfds.features.ClassLabel(),
                 "video_id": tfds.features.Text(doc="the video's file name without extension, e.g. 0001"),
                 "frame_index": tfds.features.Scalar(np.int32, doc="index of the frame among all decoded frames"),
-                "timestamp_ms": tfds.features.Scalar(np.float64, doc="frame_index * 1000 / container fps"),
+                "timestamp_ms": tfds.features.Scalar(
+                    np.float32, doc="frame_index * 1000 / container fps (float32, as tf.train.Example stores floats)"),
                 "soft_label": tfds.features.Tensor(
                     shape=(num,), dtype=np.float32,
                     doc="share of raters per class (sums to 1); one-hot when no ratings are known"),
             }),
             supervised_keys=("image", "label"),
+            homepage=self.HOMEPAGE,
         )
 
     def _download_and_prepare(self, dl_manager, download_config) -> None:
@@ -359,8 +387,8 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
                      self._where(), sum(len(v) for v in per_split.values()),
                      ", ".join(f"{s}: {len(v)}" for s, v in per_split.items()), len(problems), dict(counts))
         if not any(per_split.values()):
-            raise ValueError(f"{self._where()}: no labelled video found in {dl_manager.manual_dir}; "
-                             f"see the MANUAL_DOWNLOAD_INSTRUCTIONS. Problems: {dict(counts)}")
+            raise ValueError(f"{self._where()}: no labelled video found; see the MANUAL_DOWNLOAD_INSTRUCTIONS. "
+                             f"Left out: {dict(counts)}")
         return {split: self._generate_examples(entries=entries, split=split)
                 for split, entries in per_split.items() if entries}
 
@@ -438,7 +466,7 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     def _write_summary(self) -> None:
         path = epath.Path(self.data_dir) / SUMMARY_FILENAME
         path.write_text(json.dumps(self.summary(), indent=2, sort_keys=True))
-        logging.info("%s: extraction summary written to %s", self._where(), path)
+        logging.info("%s: %s written with the prepared data", self._where(), SUMMARY_FILENAME)
 
 
 def read_summary(data_path: epath.PathLike) -> dict[str, Any]:

@@ -46,8 +46,7 @@ def video_id_of(value: str) -> str:
 
 
 def _find_file(root: epath.Path, name: str) -> Optional[epath.Path]:
-    matches = sorted((p for p in root.rglob("*") if p.name.lower() == name.lower() and p.is_file()),
-                     key=lambda p: p.as_posix())
+    matches = [p for p in vf.walk_files(root) if p.name.lower() == name.lower()]
     return matches[0] if matches else None
 
 
@@ -129,6 +128,7 @@ class Builder(vf.VideoFramesBuilder):
         *vf.sampling_configs(CowenKeltnerConfig, "ck27", label_set="ck27"),
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "emonet20_every5"
+    HOMEPAGE = "https://s3-us-west-1.amazonaws.com/emogifs/map.html"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     The videos are distributed by Alan Cowen after filling in his data access form (linked from
     https://s3-us-west-1.amazonaws.com/emogifs/map.html and the PNAS paper, doi:10.1073/pnas.1702247114).

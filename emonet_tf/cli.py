@@ -1,0 +1,736 @@
+"""The `emonet` command: predict, evaluate, convert, export, affect and activations.
+
+    emonet predict --weights emonet.keras photos/ trailer.mp4 --csv out.csv --plot-dir plots/
+    emonet evaluate --weights emonet.keras --folder labelled/ --out_dir eval/
+    emonet convert data/ emonet.keras
+    emonet export --weights emonet.keras --out models/emonet/1 --tflite --keras
+    emonet affect --weights emonet.keras photos/            # valence/arousal, emonet-py read-outs
+    emonet affect --weights emonet.keras --fit ratings.csv --out my_readouts.json
+    emonet activations --weights emonet.keras --layer fc7 photos/ --out fc7.npz
+
+Exit status (documented in docs/serving.md): 0 when at least one input was processed (inputs that
+failed are reported by name on stderr and in the output rows), 1 when nothing could be processed,
+2 for a usage error (bad arguments, unreadable weights, unknown layer or dataset).
+
+`--weights` defaults to the EMONET_WEIGHTS environment variable. argparse (not absl) because
+this is a user-facing tool with subcommands; absl flags belong to the training script.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+EXIT_OK = 0
+EXIT_NOTHING_PROCESSED = 1
+EXIT_USAGE = 2
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
+                              ".3gp", ".ogv"})
+
+
+class UsageError(Exception):
+    """A problem with the command line or its files that stops the command (exit status 2)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Inputs
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    path: str
+    kind: str  # "image" or "video"
+
+
+def kind_of(path: str) -> str:
+    """"video" for a video extension, else "image" (an unreadable file is then reported by the decoder)."""
+    return "video" if os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS else "image"
+
+
+def collect_inputs(paths: Sequence[str]) -> list[InputFile]:
+    """Files as given, and folders walked recursively (sorted) for image and video extensions.
+
+    A path given explicitly is kept even when missing or of an unknown type, so that it is reported
+    by name instead of silently skipped.
+    """
+    found: list[InputFile] = []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    ext = os.path.splitext(name)[1].lower()
+                    if ext in IMAGE_EXTENSIONS or ext in VIDEO_EXTENSIONS:
+                        full = os.path.join(root, name)
+                        found.append(InputFile(full, kind_of(full)))
+        else:
+            found.append(InputFile(path, kind_of(path)))
+    return found
+
+
+@dataclasses.dataclass
+class InputResult:
+    """What one input file gave: an image's or a video's mean outputs, the video's frames, or an error."""
+
+    source: str
+    kind: str
+    probabilities: Optional[np.ndarray] = None
+    logits: Optional[np.ndarray] = None
+    frames: list = dataclasses.field(default_factory=list)  # inference.FramePrediction
+    error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _progress(total: int, args, unit: str = "file"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                disable=True if getattr(args, "no_progress", False) else None)
+
+
+def iter_results(emonet, inputs: Sequence[InputFile], sampling: str, batch_size: int, bar=None) -> Iterator[InputResult]:
+    """Predicts every input in order; runs of images go through the threaded batch path, videos stream frames."""
+    from emonet_tf import video
+
+    i = 0
+    while i < len(inputs):
+        if inputs[i].kind == "video":
+            path = inputs[i].path
+            result = InputResult(path, "video")
+            try:
+                for frame in emonet.iter_predict_video(path, sampling, batch_size=batch_size):
+                    result.frames.append(frame)
+                    if bar is not None:
+                        bar.set_postfix_str(f"{os.path.basename(path)}: {len(result.frames)} frames", refresh=False)
+            except video.VideoReadError as err:
+                result.error = str(err)
+                result.frames = []  # a video that broke off is not averaged over its first part
+            if result.ok:
+                result.probabilities = np.mean([f.probabilities for f in result.frames], axis=0)
+                result.logits = np.mean([f.logits for f in result.frames], axis=0)
+            if bar is not None:
+                bar.update(1)
+            yield result
+            i += 1
+            continue
+        j = i
+        while j < len(inputs) and inputs[j].kind != "video":
+            j += 1
+        for pred in emonet.iter_predict_images([x.path for x in inputs[i:j]], batch_size=batch_size):
+            if bar is not None:
+                bar.update(1)
+            yield InputResult(pred.source, "image", pred.probabilities, pred.logits, error=pred.error)
+        i = j
+
+
+def _fmt(value: Optional[float]) -> Any:
+    return "" if value is None else value
+
+
+def prediction_rows(result: InputResult, class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per image, or per sampled frame plus a `video_mean` row; error rows keep the file name."""
+    def row(kind, probs, index=None, ts=None, n_frames=None, error=None):
+        r: dict[str, Any] = {"source": result.source, "kind": kind, "frame_index": index, "timestamp_ms": ts,
+                             "n_frames": n_frames, "top1": None, "error": error}
+        if probs is not None:
+            r["top1"] = class_names[int(np.argmax(probs))]
+            r.update({name: float(p) for name, p in zip(class_names, probs)})
+        return r
+
+    if not result.ok:
+        return [row(result.kind, None, error=result.error)]
+    if result.kind == "image":
+        return [row("image", result.probabilities)]
+    rows = [row("frame", f.probabilities, f.index, round(float(f.timestamp_ms), 3)) for f in result.frames]
+    rows.append(row("video_mean", result.probabilities, n_frames=len(result.frames)))
+    return rows
+
+
+class RowWriter:
+    """Streams rows to --csv as they come (so a long run keeps what it did) and collects them for --json."""
+
+    def __init__(self, columns: Sequence[str], csv_path: Optional[str], json_path: Optional[str],
+                 metadata: dict[str, Any]):
+        self.columns = list(columns)
+        self.json_path = json_path
+        self.metadata = metadata
+        self.rows: list[dict[str, Any]] = []
+        self._file = None
+        self._csv = None
+        if csv_path:
+            os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
+            self._file = open(csv_path, "w", newline="", encoding="utf-8")
+            self._csv = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
+            self._csv.writeheader()
+
+    def write(self, rows: Iterable[dict[str, Any]]) -> None:
+        for r in rows:
+            if self._csv is not None:
+                self._csv.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in self.columns})
+            if self.json_path:
+                self.rows.append({k: r.get(k) for k in self.columns})
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self.json_path:
+            os.makedirs(os.path.dirname(os.path.abspath(self.json_path)), exist_ok=True)
+            with open(self.json_path, "w", encoding="utf-8") as f:
+                json.dump(dict(self.metadata, rows=self.rows), f, indent=1, allow_nan=False)
+
+
+def _short(path: str, width: int = 48) -> str:
+    return path if len(path) <= width else "..." + path[-(width - 3):]
+
+
+def _say(line: str, stream=None) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line, file=stream or sys.stdout)
+
+
+def _plot_name(source: str, used: set) -> str:
+    """`<video name>_emotions.png`; a second video of the same name gets `_2`, `_3`, ..."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(os.path.basename(source))[0]) or "video"
+    name, n = f"{stem}_emotions.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}_{n}_emotions.png"
+    used.add(name)
+    return name
+
+
+# ------------------------------------------------------------------------------------------------
+# Model loading
+
+def load_emonet(args):
+    """EmoNet from --weights (any format EmoNet.from_weights reads), or a UsageError that says why not."""
+    from emonet_tf.inference import EmoNet
+
+    path = args.weights or os.environ.get("EMONET_WEIGHTS")
+    if not path:
+        raise UsageError("no weights: pass --weights PATH (a .keras file, a MATLAB text dump folder, a .pth, ...) "
+                         "or set EMONET_WEIGHTS")
+    try:
+        from emonet_tf.weights import WeightFormatError
+    except ImportError:  # only while the importers are missing; EmoNet.from_weights then fails clearly too
+        WeightFormatError = ValueError  # noqa: N806
+    try:
+        return EmoNet.from_weights(path, resize_method=args.resize_method)
+    except (FileNotFoundError, WeightFormatError, OSError, ValueError) as err:
+        raise UsageError(f"cannot load weights from {path}: {err}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# predict
+
+def cmd_predict(args) -> int:
+    emonet = load_emonet(args)
+    names = list(emonet.class_names)
+    inputs = collect_inputs(args.inputs)
+    if not inputs:
+        print(f"emonet predict: no image or video files found in {', '.join(args.inputs)}", file=sys.stderr)
+        return EXIT_NOTHING_PROCESSED
+    columns = ["source", "kind", "frame_index", "timestamp_ms", "n_frames", "top1", "error"] + names
+    writer = RowWriter(columns, args.csv, args.json, {
+        "weights": args.weights or os.environ.get("EMONET_WEIGHTS"), "sampling": args.sampling,
+        "resize_method": args.resize_method, "class_names": names})
+    ok = failed = 0
+    plot_names: set = set()
+    _say(f"{'file':<48}  {'kind':<5}  top-{args.top}")
+    with _progress(len(inputs), args) as bar:
+        try:
+            for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar):
+                writer.write(prediction_rows(result, names))
+                if not result.ok:
+                    failed += 1
+                    _say(f"{_short(result.source):<48}  {result.kind:<5}  ERROR: {result.error}")
+                    _say(f"emonet predict: {result.error}", sys.stderr)
+                    continue
+                ok += 1
+                top = ", ".join(f"{n} {p:.3f}" for n, p in
+                                _top(result.probabilities, names, args.top))
+                extra = f" (mean of {len(result.frames)} frames)" if result.kind == "video" else ""
+                _say(f"{_short(result.source):<48}  {result.kind:<5}  {top}{extra}")
+                if args.plot_dir and result.kind == "video":
+                    from emonet_tf import plots
+
+                    path = os.path.join(args.plot_dir, _plot_name(result.source, plot_names))
+                    plots.plot_emotion_timecourse([f.timestamp_ms for f in result.frames],
+                                                  np.stack([f.probabilities for f in result.frames]), names, path,
+                                                  title=f"{os.path.basename(result.source)} ({args.sampling})")
+                    _say(f"plot: {path}", sys.stderr)
+        finally:
+            writer.close()
+    _say(f"{ok} predicted, {failed} failed", sys.stderr)
+    return EXIT_OK if ok else EXIT_NOTHING_PROCESSED
+
+
+def _top(probabilities, names, k):
+    from emonet_tf.inference import top_k
+
+    return top_k(probabilities, names, k)
+
+
+# ------------------------------------------------------------------------------------------------
+# evaluate
+
+def _label_map(source_names: Sequence[str], model_names: Sequence[str]) -> list[int]:
+    """Model output index of each source label (-1 if the model has none), matched via canonical names."""
+    from emonet_tf.categories import canonical_name
+
+    def key(name):
+        return canonical_name(name) or str(name).strip().lower()
+
+    model_keys = {key(n): i for i, n in enumerate(model_names)}
+    return [model_keys.get(key(n), -1) for n in source_names]
+
+
+def cmd_evaluate(args) -> int:
+    from emonet_tf import evaluation
+
+    if bool(args.dataset) == bool(args.folder):
+        raise UsageError("evaluate needs exactly one of --dataset (TFDS name or builder folder) and --folder")
+    emonet = load_emonet(args)
+    names = list(emonet.class_names)
+    if args.dataset:
+        probs, labels, video_ids = _evaluate_tfds(emonet, args)
+    else:
+        probs, labels, video_ids = _evaluate_folder(emonet, args)
+    metrics = evaluation.metrics_from_predictions(probs, labels, names, video_ids)
+    metrics["source"] = args.dataset or args.folder
+    paths = evaluation.write_report(metrics, args.out_dir)
+    print(evaluation.format_report(metrics))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return EXIT_OK
+
+
+def _evaluate_tfds(emonet, args):
+    import tensorflow as tf
+
+    from emonet_tf import data, evaluation
+
+    try:
+        info = data.inspect_dataset(args.dataset, args.data_dir, splits=(args.split,))
+    except data.DatasetError as err:
+        raise UsageError(str(err)) from None
+    mapping = np.asarray(_label_map(info.class_names, emonet.class_names))
+    if (mapping < 0).all():
+        raise UsageError(f"none of the labels of {info.name} ({', '.join(info.class_names[:5])}, ...) is an output "
+                         f"of the model")
+    ds = data.eval_dataset(info, args.split, batch_size=args.batch_size, resize_method=emonet.resize_method,
+                           antialias=emonet.antialias, with_video_id=True)
+    model = emonet.model
+    if getattr(model, "activation", "softmax") != "softmax":
+        logits_model = model
+        model = lambda x, training=False: tf.nn.softmax(logits_model(x, training=training))  # noqa: E731
+    total = math.ceil(info.num_examples(args.split) / args.batch_size)
+    with _progress(total, args, unit="batch") as bar:
+        def batches():
+            for batch in ds:
+                yield batch
+                bar.update(1)
+
+        probs, labels, video_ids = evaluation.predict_dataset(model, batches())
+    labels = mapping[labels]
+    keep = labels >= 0
+    if not keep.all():
+        dropped = sorted({info.class_names[i] for i in np.flatnonzero(mapping < 0)})
+        print(f"emonet evaluate: {int((~keep).sum())} examples with labels the model does not predict were left "
+              f"out ({', '.join(dropped)})", file=sys.stderr)
+    return probs[keep], labels[keep], (video_ids[keep] if video_ids is not None else None)
+
+
+def _evaluate_folder(emonet, args):
+    root = args.folder
+    if not os.path.isdir(root):
+        raise UsageError(f"{root}: not a folder (expected root/<label>/<image or video>)")
+    label_dirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    mapping = _label_map(label_dirs, emonet.class_names)
+    inputs, labels_of = [], {}
+    for label_dir, index in zip(label_dirs, mapping):
+        if index < 0:
+            print(f"emonet evaluate: folder {label_dir!r} is not one of the model's categories; skipped",
+                  file=sys.stderr)
+            continue
+        for item in collect_inputs([os.path.join(root, label_dir)]):
+            inputs.append(item)
+            labels_of[item.path] = index
+    if not inputs:
+        raise UsageError(f"{root}: no image or video files under folders named after the model's categories")
+    probs, labels, ids, failed, has_video = [], [], [], 0, False
+    with _progress(len(inputs), args) as bar:
+        for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar):
+            if not result.ok:
+                failed += 1
+                _say(f"emonet evaluate: {result.error}", sys.stderr)
+                continue
+            rows = [f.probabilities for f in result.frames] if result.kind == "video" else [result.probabilities]
+            has_video |= result.kind == "video"
+            probs.extend(rows)
+            labels.extend([labels_of[result.source]] * len(rows))
+            ids.extend([result.source] * len(rows))
+    if not probs:
+        raise UsageError(f"{root}: none of the {len(inputs)} files could be read")
+    if failed:
+        print(f"emonet evaluate: {failed} of {len(inputs)} files could not be read and were left out", file=sys.stderr)
+    return np.stack(probs), np.asarray(labels), (ids if has_video else None)
+
+
+# ------------------------------------------------------------------------------------------------
+# convert, export
+
+def cmd_convert(args) -> int:
+    from emonet_tf import weights
+
+    try:
+        summary = weights.convert(args.src, args.dst, format=args.format, new_head_classes=args.new_head_classes)
+    except (weights.WeightFormatError, FileNotFoundError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    print(summary)
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from emonet_tf import export, preprocessing
+
+    emonet = load_emonet(args)
+    out = os.path.normpath(args.out)
+    print(export.export_saved_model(emonet.model, out, include_features=args.include_features,
+                                    resize_method=args.resize_method))
+    if args.keras:
+        print(export.export_keras(emonet.model, args.keras if args.keras is not True else out + ".keras"))
+    if args.tflite:
+        check = None
+        if args.check_image:
+            check = preprocessing.load_image(args.check_image, method=emonet.resize_method)
+        else:  # a smooth synthetic image exercises every layer without needing a file
+            yy, xx = np.mgrid[0:227, 0:227].astype(np.float32)
+            check = np.stack([xx * 255 / 226, yy * 255 / 226, (xx + yy) * 255 / 452], axis=-1)
+        print(export.export_tflite(emonet.model, args.tflite if args.tflite is not True else out + ".tflite",
+                                   check_image=check))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------
+# affect
+
+def _features_for(emonet, paths: Sequence[str], args) -> tuple[list[InputResult], int]:
+    inputs = [InputFile(p, kind_of(p)) for p in paths]
+    results, failed = [], 0
+    with _progress(len(inputs), args) as bar:
+        for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar):
+            if not result.ok:
+                failed += 1
+                _say(f"emonet affect: {result.error}", sys.stderr)
+            results.append(result)
+    return results, failed
+
+
+def _resolve(name: str, root: Optional[str], table: str) -> str:
+    if os.path.isabs(name):
+        return name
+    base = root if root else os.path.dirname(os.path.abspath(table))
+    return os.path.join(base, name)
+
+
+def cmd_affect(args) -> int:
+    from emonet_tf import affect
+
+    if args.fit:
+        return _affect_fit(args)
+    if not args.inputs:
+        raise UsageError("affect needs input files or folders (or --fit RATINGS.csv to fit new read-outs)")
+    try:
+        readouts = affect.load_readouts(args.coefficients) if args.coefficients else affect.emonet_py_readouts()
+    except affect.ReadoutError as err:
+        raise UsageError(str(err)) from None
+    emonet = load_emonet(args)
+    try:
+        affect.check_class_names(readouts, emonet.class_names)
+    except affect.ReadoutError as err:
+        raise UsageError(str(err)) from None
+    inputs = collect_inputs(args.inputs)
+    if not inputs:
+        print(f"emonet affect: no image or video files found in {', '.join(args.inputs)}", file=sys.stderr)
+        return EXIT_NOTHING_PROCESSED
+    targets = list(readouts)
+    columns = ["source", "kind", "frame_index", "timestamp_ms", "n_frames", "error"] + targets
+    writer = RowWriter(columns, args.csv, args.json, {
+        "weights": args.weights or os.environ.get("EMONET_WEIGHTS"), "sampling": args.sampling,
+        "coefficients": args.coefficients or "emonet-py 1.0.8 (published)", "input": affect.INPUT_SPACE})
+    ok = 0
+    _say(f"{'file':<48}  {'kind':<5}  " + "  ".join(f"{t:>9}" for t in targets))
+    with _progress(len(inputs), args) as bar:
+        try:
+            for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar):
+                base = {"source": result.source, "kind": result.kind, "error": result.error}
+                if not result.ok:
+                    writer.write([base])
+                    _say(f"{_short(result.source):<48}  {result.kind:<5}  ERROR: {result.error}")
+                    _say(f"emonet affect: {result.error}", sys.stderr)
+                    continue
+                ok += 1
+                rows = []
+                for f in result.frames:
+                    rows.append(dict(base, kind="frame", frame_index=f.index, timestamp_ms=round(f.timestamp_ms, 3),
+                                     **{t: float(r.predict(f.logits)) for t, r in readouts.items()}))
+                mean = {t: float(r.predict(result.logits)) for t, r in readouts.items()}
+                kind = "video_mean" if result.kind == "video" else "image"
+                rows.append(dict(base, kind=kind, n_frames=len(result.frames) or None, **mean))
+                writer.write(rows)
+                _say(f"{_short(result.source):<48}  {result.kind:<5}  " +
+                     "  ".join(f"{mean[t]:>9.3f}" for t in targets))
+        finally:
+            writer.close()
+    return EXIT_OK if ok else EXIT_NOTHING_PROCESSED
+
+
+def _affect_fit(args) -> int:
+    from emonet_tf import affect
+
+    if not args.out:
+        raise UsageError("--fit needs --out FILE.json for the fitted coefficients")
+    targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
+    try:
+        names, ratings = affect.read_ratings(args.fit, path_column=args.path_column, targets=targets)
+    except affect.ReadoutError as err:
+        raise UsageError(str(err)) from None
+    emonet = load_emonet(args)
+    paths = [_resolve(n, args.image_root, args.fit) for n in names]
+    results, failed = _features_for(emonet, paths, args)
+    keep = np.array([r.ok for r in results])
+    if keep.sum() < 4:
+        print(f"emonet affect: only {int(keep.sum())} of {len(paths)} rated files could be read; need at least 4",
+              file=sys.stderr)
+        return EXIT_NOTHING_PROCESSED
+    x = np.stack([r.logits for r in results if r.ok])
+    readouts = {}
+    for target, values in ratings.items():
+        readout = affect.fit_readout(x, values[keep], name=target, method=args.method, n_components=args.components,
+                                     alpha=args.alpha, folds=args.folds, seed=args.seed,
+                                     class_names=emonet.class_names)
+        readouts[target] = readout
+        print(f"{target}: {readout.params}, {args.folds}-fold CV r = {readout.cv['r']:.4f}, "
+              f"RMSE = {readout.cv['rmse']:.4f} (n = {readout.cv['n']}"
+              f"{', nested selection' if readout.cv['nested'] else ''})")
+        if args.plot_dir:
+            from emonet_tf import plots
+
+            path = plots.plot_readout_fit(readout.cv["ratings"], readout.cv["predictions"],
+                                          os.path.join(args.plot_dir, f"{target}_cv.png"), target,
+                                          readout.cv["r"], readout.cv["rmse"])
+            print(f"plot: {path}")
+    affect.save_readouts(readouts, args.out, ratings_file=os.path.abspath(args.fit),
+                         weights=args.weights or os.environ.get("EMONET_WEIGHTS"), sampling=args.sampling,
+                         left_out=[r.source for r in results if not r.ok])
+    print(f"coefficients: {args.out} ({int(keep.sum())} files used, {failed} unreadable)")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------
+# activations
+
+def _iter_preprocessed(emonet, inputs: Sequence[InputFile], sampling: str, batch_size: int, bar):
+    """(source, frame index or -1, timestamp ms or NaN, image or None, error or None), in input order."""
+    from emonet_tf import preprocessing, video
+
+    i = 0
+    while i < len(inputs):
+        if inputs[i].kind == "video":
+            path = inputs[i].path
+            try:
+                for frame in video.iter_frames(path, video.FrameSampling.parse(sampling)):
+                    image = preprocessing.preprocess_array(frame.image, emonet.resize_method, emonet.antialias)
+                    yield path, frame.index, frame.timestamp_ms, image, None
+            except video.VideoReadError as err:
+                yield path, -1, math.nan, None, str(err)
+            bar.update(1)
+            i += 1
+            continue
+        j = i
+        while j < len(inputs) and inputs[j].kind != "video":
+            j += 1
+        for source, image, error in emonet._iter_loaded([x.path for x in inputs[i:j]], lookahead=2 * batch_size,
+                                                        workers=None):
+            bar.update(1)
+            yield source, -1, math.nan, image, error
+        i = j
+
+
+def cmd_activations(args) -> int:
+    emonet = load_emonet(args)
+    try:
+        emonet.activation_model(args.layer)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in (".npy", ".npz"):
+        raise UsageError(f"{args.out}: --out must end in .npy (one array) or .npz (array + sources + frames)")
+    inputs = collect_inputs(args.inputs)
+    chunks, sources, indices, times, errors, batch = [], [], [], [], [], []
+
+    def flush():
+        if batch:
+            chunks.append(emonet.activations(np.stack([b[3] for b in batch]), args.layer))
+            for source, index, ts, _, _ in batch:
+                sources.append(source)
+                indices.append(index)
+                times.append(ts)
+            batch.clear()
+
+    with _progress(len(inputs), args) as bar:
+        for item in _iter_preprocessed(emonet, inputs, args.sampling, args.batch_size, bar):
+            if item[4] is not None:
+                errors.append(item[4])
+                _say(f"emonet activations: {item[4]}", sys.stderr)
+                continue
+            batch.append(item)
+            if len(batch) == args.batch_size:
+                flush()
+        flush()
+    if not chunks:
+        print("emonet activations: nothing could be read", file=sys.stderr)
+        return EXIT_NOTHING_PROCESSED
+    acts = np.concatenate(chunks)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    if ext == ".npy":
+        np.save(args.out, acts)
+    else:
+        np.savez(args.out, activations=acts, sources=np.asarray(sources), frame_index=np.asarray(indices, np.int64),
+                 timestamp_ms=np.asarray(times, np.float64), layer=np.asarray(args.layer),
+                 class_names=np.asarray(emonet.class_names), errors=np.asarray(errors, dtype=str))
+    print(f"{args.layer}: {acts.shape[0]} rows of shape {acts.shape[1:]} from {len(set(sources))} files "
+          f"-> {args.out}" + (f" ({len(errors)} files failed)" if errors else ""))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------
+# Parser
+
+def build_parser() -> argparse.ArgumentParser:
+    from emonet_tf.preprocessing import DEFAULT_RESIZE_METHOD, RESIZE_METHODS
+
+    parser = argparse.ArgumentParser(
+        prog="emonet", description="EmoNet (Kragel et al. 2019): emotion categories of images and videos.",
+        epilog="Exit status: 0 if anything was processed, 1 if nothing could be, 2 for usage errors.")
+    def model_options(resize_default: str) -> argparse.ArgumentParser:
+        # A fresh parent per default: argparse shares parent actions, so set_defaults would leak across commands.
+        parent = argparse.ArgumentParser(add_help=False)
+        parent.add_argument("--weights", help="weights: .keras, MATLAB text dump folder, emonet-py .pth, ecco .pt "
+                                              "(default: $EMONET_WEIGHTS)")
+        parent.add_argument("--resize-method", "--resize_method", dest="resize_method", default=resize_default,
+                            choices=RESIZE_METHODS, help=f"image resize (default: {resize_default}; matlab is "
+                                                         "MATLAB's imresize, as the original)")
+        parent.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32)
+        parent.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        return parent
+
+    model = model_options(DEFAULT_RESIZE_METHOD)
+    frames = argparse.ArgumentParser(add_help=False)
+    frames.add_argument("--sampling", default="every5",
+                        help="video frames: every5 (the lab's MATLAB scripts), fps10 (its PyTorch pipeline), all, "
+                             "everyN, fpsR (default every5)")
+    outputs = argparse.ArgumentParser(add_help=False)
+    outputs.add_argument("--csv", help="write one row per image / sampled frame / video mean to this CSV")
+    outputs.add_argument("--json", help="the same rows as JSON")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("predict", parents=[model, frames, outputs], help="emotion categories of images, folders, videos")
+    p.add_argument("inputs", nargs="+", help="image or video files, or folders (searched recursively)")
+    p.add_argument("--top", type=int, default=3, help="categories shown per file (default 3)")
+    p.add_argument("--plot-dir", "--plot_dir", dest="plot_dir", help="write an emotion time-course PNG per video")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", parents=[model, frames], help="top-1/top-5/AUC/confusion on a TFDS split or folder")
+    p.add_argument("--dataset", help="TFDS name or prepared builder folder")
+    p.add_argument("--data-dir", "--data_dir", dest="data_dir", help="TFDS data_dir")
+    p.add_argument("--split", default="test")
+    p.add_argument("--folder", help="labelled folder root/<category>/<image or video>")
+    p.add_argument("--out-dir", "--out_dir", dest="out_dir", required=True, help="metrics JSON and plots go here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("convert", help="convert published weights to a .keras file")
+    p.add_argument("src", help="weight file or folder (MATLAB text dump, .pth, .pt, .npy, .caffemodel, .keras)")
+    p.add_argument("dst", help="output .keras file")
+    p.add_argument("--format", default="auto")
+    p.add_argument("--new-head-classes", "--new_head_classes", dest="new_head_classes", type=int,
+                   help="fresh fc8 with this many outputs instead of the file's head")
+    p.set_defaults(func=cmd_convert)
+
+    # bicubic (tf.image.resize) is export_saved_model's default; --resize-method matlab gives `predict`'s numbers.
+    p = sub.add_parser("export", parents=[model_options("bicubic")], help="SavedModel for TF Serving (+ .keras, TFLite)")
+    p.add_argument("--out", required=True, help="SavedModel folder (e.g. models/emonet/1 for TF Serving)")
+    p.add_argument("--include-features", "--include_features", dest="include_features", action="store_true",
+                   help="also output fc7, relu7 and fc8")
+    p.add_argument("--tflite", nargs="?", const=True, help="also write TFLite (default path: OUT.tflite)")
+    p.add_argument("--keras", nargs="?", const=True, help="also write a .keras file (default path: OUT.keras)")
+    p.add_argument("--check-image", dest="check_image", help="image for the TFLite-vs-TF check (default synthetic)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("affect", parents=[model, frames, outputs],
+                       help="valence/arousal from the fc8 logits; or fit new read-outs with --fit")
+    p.add_argument("inputs", nargs="*", help="image or video files, or folders")
+    p.add_argument("--coefficients", help="read-out JSON written by --fit (default: emonet-py's published ones)")
+    p.add_argument("--fit", metavar="RATINGS_CSV", help="fit read-outs: CSV with a file column and rating columns")
+    p.add_argument("--out", help="with --fit: the coefficient JSON to write")
+    p.add_argument("--image-root", "--image_root", dest="image_root",
+                   help="folder the CSV's file names are relative to (default: the CSV's folder)")
+    p.add_argument("--path-column", dest="path_column", help="file column of the CSV (default: detected)")
+    p.add_argument("--targets", help="comma-separated rating columns (default: every numeric column)")
+    p.add_argument("--method", default="auto", choices=("auto", "pls", "ridge"))
+    p.add_argument("--components", type=int, help="fix the number of PLS components (no selection)")
+    p.add_argument("--alpha", type=float, help="fix the ridge penalty (no selection)")
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot-dir", "--plot_dir", dest="plot_dir", help="with --fit: CV scatter plots")
+    p.set_defaults(func=cmd_affect)
+
+    p = sub.add_parser("activations", parents=[model, frames], help="a layer's outputs as .npy/.npz")
+    p.add_argument("inputs", nargs="+", help="image or video files, or folders")
+    p.add_argument("--layer", default="fc7", help="conv1..conv5, relu*, norm*, pool*, fc6, relu6, fc7, relu7, fc8, "
+                                                 "softmax (default fc7)")
+    p.add_argument("--out", required=True, help=".npy (activations only) or .npz (+ sources, frame indices, "
+                                                "timestamps)")
+    p.set_defaults(func=cmd_activations)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the `emonet` console script; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "batch_size", 1) < 1:
+        parser.error("--batch-size must be at least 1")
+    if hasattr(args, "sampling"):
+        from emonet_tf.video import FrameSampling
+
+        try:
+            FrameSampling.parse(args.sampling)
+        except ValueError as err:
+            parser.error(str(err))
+    try:
+        return args.func(args)
+    except UsageError as err:
+        print(f"emonet {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The cowen_keltner TFDS builder (see README.md)."""

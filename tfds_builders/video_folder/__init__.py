@@ -1,0 +1,1 @@
+"""The video_folder TFDS builder (see README.md)."""
