@@ -7,17 +7,38 @@ response normalization, 227x227 input with a mean image) with a 20-way emotion h
     emonet = EmoNet.from_weights("emonet.keras")       # or a MATLAB text dump, a .pth, ...
     for p in emonet.predict_images(["photo.jpg"]):
         print(p.source, p.top_k(3))
+
+Top-level names are imported lazily, so that `import emonet_tf.video` or `emonet_tf.categories`
+does not load TensorFlow.
 """
-from emonet_tf.backbone import AlexNetBackbone
-from emonet_tf.categories import COWEN_KELTNER_CATEGORIES, EMONET_CATEGORIES
-from emonet_tf.classifier import EmoNetClassifier
-from emonet_tf.inference import EmoNet, ImagePrediction, VideoPrediction, top_k
-from emonet_tf.layers import GroupedConv2D, LocalResponseNormalization, MeanImageSubtraction
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AlexNetBackbone", "EmoNetClassifier", "EmoNet", "ImagePrediction", "VideoPrediction", "top_k",
-    "GroupedConv2D", "LocalResponseNormalization", "MeanImageSubtraction",
-    "EMONET_CATEGORIES", "COWEN_KELTNER_CATEGORIES", "__version__",
-]
+_LAZY = {
+    "AlexNetBackbone": "emonet_tf.backbone",
+    "EmoNetClassifier": "emonet_tf.classifier",
+    "EmoNet": "emonet_tf.inference",
+    "ImagePrediction": "emonet_tf.inference",
+    "VideoPrediction": "emonet_tf.inference",
+    "top_k": "emonet_tf.inference",
+    "GroupedConv2D": "emonet_tf.layers",
+    "LocalResponseNormalization": "emonet_tf.layers",
+    "MeanImageSubtraction": "emonet_tf.layers",
+    "EMONET_CATEGORIES": "emonet_tf.categories",
+    "COWEN_KELTNER_CATEGORIES": "emonet_tf.categories",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'emonet_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
