@@ -47,8 +47,7 @@ EMONET_PY_AROUSAL_WEIGHTS = (
 
 METHODS = ("auto", "pls", "ridge")
 #: Ridge penalties, as multiples of the mean diagonal of the centred X'X (so the grid is scale-free).
-RIDGE_ALPHAS = tuple(10.0 ** e for e in range(-4, 3))
-DEFAULT_MAX_COMPONENTS = 10
+RIDGE_ALPHAS = tuple(10.0 ** e for e in range(-6, 4))
 
 
 class ReadoutError(ValueError):
@@ -175,13 +174,13 @@ def rmse(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def candidates(method: str, n_examples: int, n_features: int,
-               max_components: int = DEFAULT_MAX_COMPONENTS) -> list[tuple[str, float]]:
-    """The (method, parameter) pairs that cross-validation chooses among."""
+               max_components: Optional[int] = None) -> list[tuple[str, float]]:
+    """The (method, parameter) pairs that cross-validation chooses among (PLS: 1 .. all components)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     out: list[tuple[str, float]] = []
     if method in ("auto", "pls"):
-        top = max(1, min(max_components, n_features, n_examples - 2))
+        top = max(1, min(max_components or n_features, n_features, n_examples - 2))
         out += [("pls", n) for n in range(1, top + 1)]
     if method in ("auto", "ridge"):
         out += [("ridge", a) for a in RIDGE_ALPHAS]
@@ -207,7 +206,7 @@ def _select(x, y, options, folds: int, seed: int) -> tuple[str, float, dict]:
 def fit_readout(x: np.ndarray, y: np.ndarray, name: str = "rating", method: str = "auto",
                 n_components: Optional[int] = None, alpha: Optional[float] = None, folds: int = 10,
                 seed: int = 0, class_names: Sequence[str] = EMONET_CATEGORIES,
-                max_components: int = DEFAULT_MAX_COMPONENTS) -> LinearReadout:
+                max_components: Optional[int] = None) -> LinearReadout:
     """Fits y ~ fc8 logits x; method/parameter chosen by CV unless fixed; CV r/RMSE from nested CV.
 
     `n_components` fixes PLS (method "pls"), `alpha` fixes ridge. `cv` of the result holds the

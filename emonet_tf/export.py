@@ -224,7 +224,11 @@ def export_tflite(model: EmoNetClassifier, path: str, check_image: Optional[np.n
 
 def tflite_predict(path: str, images: np.ndarray) -> dict[str, np.ndarray]:
     """Runs a file written by `export_tflite` on preprocessed images (N x 227 x 227 x 3), one at a time."""
-    interpreter = tf.lite.Interpreter(model_path=os.fspath(path))
+    import warnings
+
+    with warnings.catch_warnings():  # TF 2.21 warns that tf.lite moves to ai_edge_litert; it still works
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = tf.lite.Interpreter(model_path=os.fspath(path))
     runner = interpreter.get_signature_runner()
     rows: dict[str, list] = {}
     for image in np.asarray(images, np.float32):

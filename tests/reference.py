@@ -8,10 +8,12 @@ emonet_tf.weights.mapping.
 """
 from __future__ import annotations
 
+import atexit
 import bz2
 import hashlib
 import os
 import pickle
+import shutil
 import struct
 import tempfile
 from typing import Callable, Optional
@@ -33,8 +35,12 @@ def cached(key, make: Callable):
 
 
 def scratch_dir() -> str:
-    """One temporary folder per test process for the big files (removed by the OS tmp cleaner / CI)."""
-    return cached("scratch", lambda: tempfile.mkdtemp(prefix="emonet_weights_"))
+    """One temporary folder per test process for the big files (about 1 GB), removed when the process exits."""
+    def make():
+        path = tempfile.mkdtemp(prefix="emonet_weights_")
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        return path
+    return cached("scratch", make)
 
 
 def batch_digest(batch: np.ndarray) -> str:
@@ -100,24 +106,30 @@ def reference_forward(ref, x_nchw: np.ndarray, until: str = "probs") -> np.ndarr
     x = relu(x @ ref["fc7"][0].T.astype(np.float64) + ref["fc7"][1])
     if until == "fc7":
         return x
-    logits = x @ ref["fc8"][0].T.astype(np.float64) + ref["fc8"][1]
     if until == "logits":
-        return logits
+        return x @ ref["fc8"][0].T.astype(np.float64) + ref["fc8"][1]
+    return head_probs(ref, x)
+
+
+def head_probs(ref, f7: np.ndarray) -> np.ndarray:
+    """fc8 + softmax of the reference on fc7 features."""
+    logits = f7 @ ref["fc8"][0].T.astype(np.float64) + ref["fc8"][1]
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
-def calibrate_head(ref, x_nchw: np.ndarray, spread: float = 3.0) -> None:
+def calibrate_head(ref, x_nchw: np.ndarray, spread: float = 3.0) -> np.ndarray:
     """Makes fc8 peaked and image-dependent: logits = W (f7 - mean f7) with std `spread` over these images.
 
     Random backbones map natural images to nearly the same direction, so an uncentred random head would
-    give the same top-1 for every image (a useless check).
+    give the same top-1 for every image (a useless check). Returns the reference softmax on x_nchw.
     """
     f7 = reference_forward(ref, x_nchw, until="fc7")
     w = ref["fc8"][0].astype(np.float64)
     centred = (f7 - f7.mean(axis=0)) @ w.T
     w = w * (spread / centred.std())
     ref["fc8"] = (w.astype(np.float32), (-(f7.mean(axis=0) @ w.T)).astype(np.float32))
+    return head_probs(ref, f7)
 
 
 def mean_image(base_rgb=(122.7, 116.7, 104.0), size: int = 227) -> np.ndarray:
@@ -309,6 +321,8 @@ def pb_field(field: int, payload, wire: int = 2) -> bytes:
     key = _varint((field << 3) | wire)
     if wire == 0:
         return key + _varint(payload)
+    if wire in (1, 5):  # fixed 64/32-bit: the payload is the raw little-endian bytes
+        return key + payload
     return key + _varint(len(payload)) + payload
 
 
@@ -386,8 +400,7 @@ def emonet_setup(batch: np.ndarray) -> dict:
         mean = mean_image()
         ref = random_weights(seed=2019, num_classes=20)
         x = nchw(batch, mean)
-        calibrate_head(ref, x)
-        return {"ref": ref, "mean": mean, "x": x, "probs": reference_forward(ref, x)}
+        return {"ref": ref, "mean": mean, "x": x, "probs": calibrate_head(ref, x)}
 
     return cached(("emonet", batch_digest(batch)), make)
 
@@ -401,9 +414,9 @@ def imagenet_setup(batch: np.ndarray) -> dict:
         crop_bgr = blob[:, 14:241, 14:241].transpose(1, 2, 0)  # Caffe's test-time centre crop
         ref = random_weights(seed=2012, num_classes=1000)
         x_full = nchw(batch[..., ::-1], crop_bgr)  # Caffe input: BGR image minus BGR mean
-        calibrate_head(ref, x_full)
+        probs_full = calibrate_head(ref, x_full)
         x_channel = nchw(batch[..., ::-1], np.asarray(IMAGENET_RGB_MEAN)[::-1])
-        return {"ref": ref, "blob": blob, "x_full": x_full, "probs_full": reference_forward(ref, x_full),
+        return {"ref": ref, "blob": blob, "x_full": x_full, "probs_full": probs_full,
                 "x_channel": x_channel, "probs_channel": reference_forward(ref, x_channel)}
 
     return cached(("imagenet", batch_digest(batch)), make)

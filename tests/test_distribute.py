@@ -93,15 +93,19 @@ def assert_same_head(result, ref):
     np.testing.assert_allclose(result["bias"], ref[1], rtol=1e-4, atol=1e-6)
 
 
-def test_mirrored_over_two_logical_cpus_matches_one_device(reference):
+@pytest.mark.parametrize("feature_cache", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_mirrored_over_two_logical_cpus_matches_one_device(reference, feature_cache):
     root, values, ref = reference
     env = worker_env()
     env.pop("TF_CONFIG", None)
-    (result,) = run_workers(root, "mirrored", dict(values, strategy="mirrored"), [env], logical_cpus=2)
+    (result,) = run_workers(root, f"mirrored_{feature_cache}", dict(values, strategy="mirrored",
+                                                                    feature_cache=feature_cache),
+                            [env], logical_cpus=2)
     assert str(result["strategy"]) == "mirrored" and int(result["replicas"]) == 2 and int(result["step"]) == 4
     assert_same_head(result, ref)
 
 
+@pytest.mark.slow
 def test_multi_worker_two_processes_match_one_device(reference):
     root, values, ref = reference
     ports = [free_port(), free_port()]

@@ -43,9 +43,8 @@ def test_feature_cache_gives_the_same_head_as_the_full_network(dataset_dir, tmp_
     assert fast["step"] == full["step"] == 8  # 2 epochs x (18 // 4) steps
     for a, b in zip(head_weights(fast), head_weights(full)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    initial = EmoNetClassifier  # the head moved away from its initialization
-    keras.utils.set_random_seed(7)
-    start = initial(class_names=("red", "green", "blue")).head.get_weights()[0]
+    keras.utils.set_random_seed(7)  # the head moved away from its (seeded) initialization
+    start = EmoNetClassifier(class_names=("red", "green", "blue")).head.get_weights()[0]
     assert np.abs(head_weights(fast)[0] - start).max() > 1e-6
     assert fast["train"]["loss"] == pytest.approx(full["train"]["loss"], rel=1e-3)
 
@@ -193,3 +192,25 @@ def test_head_only_recipe_learns_visibly_different_classes(tmp_path):
     assert result["eval"]["num_examples"] == 24
     assert result["eval"]["top1"] >= 0.9, result["eval"]
     assert result["eval"]["mean_auc"] >= 0.95
+
+
+@pytest.mark.slow
+def test_killed_full_network_run_resumes_to_the_same_weights(dataset_dir, tmp_path):
+    """fc6-fc8 on the full network: the checkpoint holds the whole model and the momentum of fc6/fc7."""
+    kw = dict(train_layers="fc6-fc8", epochs=1, learning_rate=1e-3, checkpoint_every=2)
+    straight = training.train_and_evaluate(config(dataset_dir, tmp_path / "straight", **kw))
+
+    def kill_after_3(step):
+        if step == 3:
+            raise KeyboardInterrupt()
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train_and_evaluate(config(dataset_dir, tmp_path / "resumed", **kw), step_hook=kill_after_3)
+    resumed = training.train_and_evaluate(config(dataset_dir, tmp_path / "resumed", **kw))
+    assert resumed["start_step"] == 2 and resumed["step"] == 4
+    for name in ("fc6", "fc7"):
+        for a, b in zip(straight["model"].backbone.get_layer(name).get_weights(),
+                        resumed["model"].backbone.get_layer(name).get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(head_weights(straight), head_weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
