@@ -118,8 +118,9 @@ def iter_results(emonet, inputs: Sequence[InputFile], sampling: str, batch_size:
                 result.error = str(err)
                 result.frames = []  # a video that broke off is not averaged over its first part
             if result.ok:
-                result.probabilities = np.mean([f.probabilities for f in result.frames], axis=0)
-                result.logits = np.mean([f.logits for f in result.frames], axis=0)
+                # float64 means: a linear read-out of the mean then equals the mean of the frames' read-outs.
+                result.probabilities = np.mean([f.probabilities for f in result.frames], axis=0, dtype=np.float64)
+                result.logits = np.mean([f.logits for f in result.frames], axis=0, dtype=np.float64)
             if bar is not None:
                 bar.update(1)
             yield result
@@ -133,10 +134,6 @@ def iter_results(emonet, inputs: Sequence[InputFile], sampling: str, batch_size:
                 bar.update(1)
             yield InputResult(pred.source, "image", pred.probabilities, pred.logits, error=pred.error)
         i = j
-
-
-def _fmt(value: Optional[float]) -> Any:
-    return "" if value is None else value
 
 
 def prediction_rows(result: InputResult, class_names: Sequence[str]) -> list[dict[str, Any]]:
@@ -193,8 +190,10 @@ class RowWriter:
                 json.dump(dict(self.metadata, rows=self.rows), f, indent=1, allow_nan=False)
 
 
-def _short(path: str, width: int = 48) -> str:
-    return path if len(path) <= width else "..." + path[-(width - 3):]
+def _short(path: str) -> str:
+    """The path as the user will recognize it: relative to the working folder when inside it."""
+    rel = os.path.relpath(path) if os.path.isabs(path) else path
+    return path if rel.startswith("..") else rel
 
 
 def _say(line: str, stream=None) -> None:
@@ -220,15 +219,12 @@ def _plot_name(source: str, used: set) -> str:
 def load_emonet(args):
     """EmoNet from --weights (any format EmoNet.from_weights reads), or a UsageError that says why not."""
     from emonet_tf.inference import EmoNet
+    from emonet_tf.weights import WeightFormatError
 
     path = args.weights or os.environ.get("EMONET_WEIGHTS")
     if not path:
         raise UsageError("no weights: pass --weights PATH (a .keras file, a MATLAB text dump folder, a .pth, ...) "
                          "or set EMONET_WEIGHTS")
-    try:
-        from emonet_tf.weights import WeightFormatError
-    except ImportError:  # only while the importers are missing; EmoNet.from_weights then fails clearly too
-        WeightFormatError = ValueError  # noqa: N806
     try:
         return EmoNet.from_weights(path, resize_method=args.resize_method)
     except (FileNotFoundError, WeightFormatError, OSError, ValueError) as err:
@@ -329,6 +325,9 @@ def _evaluate_tfds(emonet, args):
         info = data.inspect_dataset(args.dataset, args.data_dir, splits=(args.split,))
     except data.DatasetError as err:
         raise UsageError(str(err)) from None
+    except ValueError as err:  # tfds' own parse error for names that are neither a dataset nor a folder
+        raise UsageError(f"{args.dataset!r} is neither a prepared dataset folder (with dataset_info.json) nor a "
+                         f"TFDS name ({str(err).splitlines()[0]})") from None
     mapping = np.asarray(_label_map(info.class_names, emonet.class_names))
     if (mapping < 0).all():
         raise UsageError(f"none of the labels of {info.name} ({', '.join(info.class_names[:5])}, ...) is an output "
@@ -547,7 +546,11 @@ def _affect_fit(args) -> int:
 # activations
 
 def _iter_preprocessed(emonet, inputs: Sequence[InputFile], sampling: str, batch_size: int, bar):
-    """(source, frame index or -1, timestamp ms or NaN, image or None, error or None), in input order."""
+    """(source, frame index or -1, timestamp ms or NaN, image or None, error or None), in input order.
+
+    Frames stream one at a time (memory does not grow with the video); so the frames of a video that
+    breaks off part-way are kept, followed by its error.
+    """
     from emonet_tf import preprocessing, video
 
     i = 0
@@ -574,14 +577,14 @@ def _iter_preprocessed(emonet, inputs: Sequence[InputFile], sampling: str, batch
 
 
 def cmd_activations(args) -> int:
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in (".npy", ".npz"):
+        raise UsageError(f"{args.out}: --out must end in .npy (one array) or .npz (array + sources + frames)")
     emonet = load_emonet(args)
     try:
         emonet.activation_model(args.layer)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    ext = os.path.splitext(args.out)[1].lower()
-    if ext not in (".npy", ".npz"):
-        raise UsageError(f"{args.out}: --out must end in .npy (one array) or .npz (array + sources + frames)")
     inputs = collect_inputs(args.inputs)
     chunks, sources, indices, times, errors, batch = [], [], [], [], [], []
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Optional, Sequence
+from typing import Optional
 
 import keras
 import numpy as np

@@ -5,8 +5,6 @@ photos, identical top-1; skipped cleanly where torch is not installed.
 """
 from __future__ import annotations
 
-import os
-
 import keras
 import numpy as np
 import pytest

@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from emonet_tf.backbone import IMAGE_SIZE, IMAGENET_RGB_MEAN, AlexNetBackbone
+from emonet_tf.backbone import IMAGENET_RGB_MEAN, AlexNetBackbone
 from emonet_tf.categories import EMONET_CATEGORIES
 from emonet_tf.weights import bvlc, mapping, matlab_text, torch_pickle
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError

@@ -20,7 +20,6 @@ double_data 8, legacy num 1, channels 2, height 3, width 4).
 from __future__ import annotations
 
 import ast
-import io
 import os
 import pickle
 import struct
