@@ -127,3 +127,18 @@ def test_state_dict_with_missing_or_unknown_names_is_refused(emonet_py, tmp_path
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "torchvision.pth")
     with pytest.raises(WeightFormatError, match="not an EmoNet state_dict"):
         read_weights(tmp_path / "torchvision.pth")
+
+
+def test_from_torch_state_dict_takes_live_tensors_including_bfloat16(emonet_py, tmp_path):
+    from emonet_tf.weights import from_torch_state_dict
+
+    sd = emonet_py[0].state_dict()
+    live = from_torch_state_dict(sd)
+    torch.save(sd, tmp_path / "e.pth")
+    filed = read_weights(tmp_path / "e.pth")
+    for name in live.layers:
+        for i in range(2):
+            np.testing.assert_array_equal(live.layers[name][i], filed.layers[name][i])
+    bf16 = from_torch_state_dict({k: v.bfloat16() for k, v in sd.items()})
+    rounded = sd["conv1.weight"].bfloat16().float().numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(bf16.layers["conv1"][0], rounded)

@@ -26,7 +26,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         print(convert(args.src, args.dst, format=args.format, new_head_classes=args.new_head, mean=args.mean,
                       fc6_order=args.fc6_order))
-    except WeightFormatError as err:
+    except (WeightFormatError, ValueError) as err:  # WeightMismatchError included; a bad destination too
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

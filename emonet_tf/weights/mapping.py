@@ -150,7 +150,10 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
 
 def _to_numpy(value: Any) -> Any:
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor; torch itself is never imported
-        return value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            value = value.float()
+        return value.numpy()
     return value
 
 
