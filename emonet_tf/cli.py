@@ -677,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     # bicubic (tf.image.resize) is export_saved_model's default; --resize-method matlab gives `predict`'s numbers.
-    p = sub.add_parser("export", parents=[model_options("bicubic")], help="SavedModel for TF Serving (+ .keras, TFLite)")
+    p = sub.add_parser("export", parents=[model_options(DEFAULT_RESIZE_METHOD)], help="SavedModel for TF Serving (+ .keras, TFLite)")
     p.add_argument("--out", required=True, help="SavedModel folder (e.g. models/emonet/1 for TF Serving)")
     p.add_argument("--include-features", "--include_features", dest="include_features", action="store_true",
                    help="also output fc7, relu7 and fc8")

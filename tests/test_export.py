@@ -30,13 +30,13 @@ def model():
 
 @pytest.fixture(scope="module")
 def exports(model, tmp_path_factory):
-    """Two SavedModels written once: the defaults (bicubic), and MATLAB resize with fc7/relu7/fc8 outputs."""
+    """Two SavedModels written once: the defaults (MATLAB resize), and TF bicubic resize with fc7/relu7/fc8 outputs."""
     root = tmp_path_factory.mktemp("export")
     plain, featured = str(root / "plain"), str(root / "featured")
     start = time.perf_counter()
     summary = export.export_saved_model(model, plain)
     seconds = time.perf_counter() - start
-    export.export_saved_model(model, featured, include_features=True, resize_method="matlab")
+    export.export_saved_model(model, featured, include_features=True, resize_method="bicubic")
     print(f"\n{summary} (written in {seconds:.1f} s)")
     return {"plain": plain, "featured": featured, "summary": summary}
 
@@ -76,7 +76,7 @@ def served(exports, image_files, tmp_path_factory):
 def test_served_bytes_signature_matches_keras_model(model, served, image_files):
     assert served["modules_ok"]
     files = [image_files[k] for k in SERVED]
-    for key, method in (("plain", "bicubic"), ("featured", "matlab")):
+    for key, method in (("plain", "matlab"), ("featured", "bicubic")):
         expected = EmoNet(model, resize_method=method).predict_images(files)
         assert all(p.ok for p in expected)
         probs = np.stack([p.probabilities for p in expected])
@@ -92,8 +92,8 @@ def test_served_bytes_signature_matches_keras_model(model, served, image_files):
 
 
 def test_served_features_are_the_named_layers(model, served, image_files):
-    emonet = EmoNet(model, resize_method="matlab")
-    images = np.stack([preprocessing.load_image(image_files[k], method="matlab") for k in SERVED])
+    emonet = EmoNet(model, resize_method="bicubic")
+    images = np.stack([preprocessing.load_image(image_files[k], method="bicubic") for k in SERVED])
     np.testing.assert_allclose(served["featured/fc7"], emonet.activations(images, "fc7"), atol=1e-3, rtol=1e-5)
     np.testing.assert_allclose(served["featured/relu7"], np.maximum(served["featured/fc7"], 0), atol=0)
     np.testing.assert_array_equal(served["featured/fc8"], served["featured/logits"])
@@ -108,7 +108,7 @@ def test_preprocessed_signature_class_names_asset_and_size(model, exports, image
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
     assert export.read_class_names(exports["plain"]) == list(EMONET_CATEGORIES)
     meta = json.loads(pathlib.Path(exports["plain"], "assets.extra", export.METADATA_FILE).read_text())
-    assert meta["resize_method"] == "bicubic" and meta["include_features"] is False
+    assert meta["resize_method"] == "matlab" and meta["include_features"] is False
     # Each weight stored once (Keras' model.export stores them twice: keras-team/keras#23553).
     weight_bytes = 4 * model.count_params()
     size = sum(p.stat().st_size for p in pathlib.Path(exports["plain"]).rglob("*") if p.is_file())

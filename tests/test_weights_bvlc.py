@@ -64,7 +64,7 @@ def test_caffemodel_without_mean_uses_caffe_channel_mean(files, setup, batch, tm
 
 def test_cli_puts_a_fresh_emonet_head_on_the_imagenet_backbone(files, setup, batch, tmp_path, capsys):
     dst = str(tmp_path / "transfer.keras")
-    assert main([files["caffemodel"], dst, "--new-head", "20", "--mean", files["mean"]]) == 0
+    assert main([files["caffemodel"], dst, "--new-head-classes", "20", "--mean", files["mean"]]) == 0
     out = capsys.readouterr().out
     assert "head: fresh fc8 with 20 outputs" in out and "written:" in out
     model = keras.saving.load_model(dst)

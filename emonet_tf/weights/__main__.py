@@ -1,4 +1,4 @@
-"""`python -m emonet_tf.weights SRC DST.keras [--format F] [--new-head N] [--mean FILE]`: calls `convert`."""
+"""`python -m emonet_tf.weights SRC DST.keras [--format F] [--new-head-classes N] [--mean FILE]`: calls `convert`."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("src", help="weight file or MATLAB text-dump folder")
     parser.add_argument("dst", help="output .keras file")
     parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
-    parser.add_argument("--new-head", type=int, default=None, metavar="N",
+    parser.add_argument("--new-head-classes", "--new-head", dest="new_head", type=int, default=None, metavar="N",
                         help="a fresh fc8 with N outputs instead of the file's (e.g. 20 on the ImageNet AlexNet)")
     parser.add_argument("--mean", default=None,
                         help="mean file (.binaryproto, img_mean.txt, .npy) replacing or supplying the mean image")
