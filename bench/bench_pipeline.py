@@ -80,7 +80,7 @@ def make_step(model, trainable):
 def _matmul_resize_axis0(image, out_len: int):
     """Prototype, NOT the library's code: `preprocessing._matlab_resize_axis0` with the same taps and
     weights scattered into a dense (out x in) matrix and applied by one matmul instead of a gather
-    of (out x taps x rest) samples and an einsum."""
+    of (out x taps x rest) samples and a weighted sum over the taps."""
     import tensorflow as tf
 
     from emonet_tf import preprocessing as P
@@ -126,7 +126,7 @@ def per_image_breakdown(jpeg: bytes, seconds: float) -> dict:
 
     fns = {
         "decode JPEG (tf.io.decode_image)": (P.decode_image, data),
-        "resize matlab (library: gather + einsum per axis)": (lambda x: P.resize_image(x, "matlab"), image),
+        "resize matlab (library: gather + weighted sum per axis)": (lambda x: P.resize_image(x, "matlab"), image),
         "resize bicubic (tf.image.resize, antialias)": (lambda x: P.resize_image(x, "bicubic"), image),
         "prototype: resize matlab as one matmul per axis (not library code)":
             (rows_cols(_matmul_resize_axis0), image),

@@ -6,8 +6,8 @@ Inputs are real JPEGs: the photographs of tests/conftest.py `photo_arrays()` (ma
 photos and crops of them), each resized to 320x240, 640x480 and 1280x720 and encoded at quality 90
 (18 distinct files, cycled to fill a batch). One EmoNetClassifier (seeded random weights: speed does
 not depend on the values) is
-  * exported with `emonet_tf.export.export_saved_model` twice, with the MATLAB resize (what
-    `predict_images` does) and with `bicubic` (the export's default), reloaded with
+  * exported with `emonet_tf.export.export_saved_model` twice, with the MATLAB resize (the
+    export's default and what `predict_images` does) and with `bicubic`, reloaded with
     `tf.saved_model.load` and called through its `serving_default` signature (images_bytes);
   * wrapped in `emonet_tf.inference.EmoNet` and called with `predict_images(list of bytes)`
     (MATLAB resize, decoding in a thread pool);
@@ -94,9 +94,9 @@ def main() -> None:
                                            for d in batch]))
             measures = {
                 "Keras model on preprocessed arrays (ceiling, reference)": lambda: ceiling_fn(arrays).numpy(),
-                "SavedModel serving_default, resize matlab":
+                "SavedModel serving_default, resize matlab (export default)":
                     lambda: served["matlab"](images_bytes=batch_t)["probabilities"].numpy(),
-                "SavedModel serving_default, resize bicubic (export default)":
+                "SavedModel serving_default, resize bicubic":
                     lambda: served["bicubic"](images_bytes=batch_t)["probabilities"].numpy(),
                 "EmoNet.predict_images(bytes), resize matlab": lambda: emonet.predict_images(batch, batch_size=b),
             }

@@ -118,7 +118,7 @@ def head_probs(ref, f7: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def calibrate_head(ref, x_nchw: np.ndarray, spread: float = 1.5) -> np.ndarray:
+def calibrate_head(ref, x_nchw: np.ndarray, spread: float = 1.2) -> np.ndarray:
     """Makes fc8 peaked and image-dependent: logits = W (f7 - mean f7) with std `spread` over these images.
 
     Random backbones map natural images to nearly the same direction, so an uncentred random head would
