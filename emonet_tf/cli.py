@@ -398,7 +398,8 @@ def cmd_convert(args) -> int:
     from emonet_tf import weights
 
     try:
-        summary = weights.convert(args.src, args.dst, format=args.format, new_head_classes=args.new_head_classes)
+        summary = weights.convert(args.src, args.dst, format=args.format, new_head_classes=args.new_head_classes,
+                                  mean=args.mean, fc6_order=args.fc6_order)
     except (weights.WeightFormatError, FileNotFoundError, ValueError) as err:
         raise UsageError(str(err)) from None
     print(summary)
@@ -674,9 +675,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto")
     p.add_argument("--new-head-classes", "--new_head_classes", dest="new_head_classes", type=int,
                    help="fresh fc8 with this many outputs instead of the file's head")
+    p.add_argument("--mean", help="mean image file for sources without one (img_mean.txt, Caffe .binaryproto, .npy)")
+    p.add_argument("--fc6-order", "--fc6_order", dest="fc6_order", default="hwc", choices=("hwc", "chw"),
+                   help="row order of fc6 in a bvlc_alexnet.npy (hwc: as published; chw: raw Caffe order)")
     p.set_defaults(func=cmd_convert)
 
-    # bicubic (tf.image.resize) is export_saved_model's default; --resize-method matlab gives `predict`'s numbers.
     p = sub.add_parser("export", parents=[model_options(DEFAULT_RESIZE_METHOD)], help="SavedModel for TF Serving (+ .keras, TFLite)")
     p.add_argument("--out", required=True, help="SavedModel folder (e.g. models/emonet/1 for TF Serving)")
     p.add_argument("--include-features", "--include_features", dest="include_features", action="store_true",
