@@ -15,8 +15,9 @@ SGD momentum 0.9, lr 1e-4, softmax cross-entropy, one tf.function):
   * full: every layer trained.
 Target: the pipeline delivers >= 3x the head-only step rate (the faster consumer, hence the
 stricter test). Last row: the pipeline feeding the head-only step, end to end, on the same cores.
-Then a per-image breakdown of the map function (decode, resize) on one stored frame, with a
-prototype of the MATLAB resize as a dense matmul (checked to give identical pixels).
+Then a per-image breakdown of the map function (decode, resize) on one stored frame, and, per
+epoch, the time to the first batch (records read and shuffle buffer filled) versus the rate within
+the epoch.
 """
 from __future__ import annotations
 
@@ -77,40 +78,26 @@ def make_step(model, trainable):
     return step
 
 
-def _matmul_resize_axis0(image, out_len: int):
-    """Prototype, NOT the library's code: `preprocessing._matlab_resize_axis0` with the same taps and
-    weights scattered into a dense (out x in) matrix and applied by one matmul instead of a gather
-    of (out x taps x rest) samples and a weighted sum over the taps."""
-    import tensorflow as tf
+def epoch_profile(info, batch: int, resize_method: str, epochs: int = 3) -> dict:
+    """Per epoch: seconds from creating the epoch's dataset to its first batch (reading and
+    shuffling fill), and images/s of the rest of the epoch (steady state). Best of `epochs`."""
+    from emonet_tf import data
 
-    from emonet_tf import preprocessing as P
-
-    in_len = tf.shape(image, out_type=tf.int64)[0]
-    scale = tf.cast(out_len, tf.float64) / tf.cast(in_len, tf.float64)
-    shrink = scale < 1.0
-    kernel_width = tf.where(shrink, 4.0 / scale, tf.constant(4.0, tf.float64))
-    u = tf.range(1, out_len + 1, dtype=tf.float64) / scale + 0.5 * (1.0 - 1.0 / scale)
-    left = tf.floor(u - kernel_width / 2.0)
-    taps = tf.cast(tf.math.ceil(kernel_width), tf.int64) + 2
-    indices = left[:, None] + tf.cast(tf.range(taps), tf.float64)[None, :]
-    offsets = u[:, None] - indices
-    weights = tf.where(shrink, scale * P._cubic(scale * offsets), P._cubic(offsets))
-    weights = weights / tf.reduce_sum(weights, axis=1, keepdims=True)
-    period = 2 * in_len
-    wrapped = tf.math.floormod(tf.cast(indices, tf.int64) - 1, period)
-    gather_at = tf.where(wrapped < in_len, wrapped, period - 1 - wrapped)
-    flat = gather_at + tf.range(out_len, dtype=tf.int64)[:, None] * in_len
-    dense = tf.math.unsorted_segment_sum(tf.reshape(weights, [-1]), tf.reshape(flat, [-1]), out_len * in_len)
-    dense = tf.cast(tf.reshape(dense, tf.stack([tf.cast(out_len, tf.int64), in_len])), image.dtype)
-    shape = tf.shape(image)
-    out = tf.matmul(dense, tf.reshape(image, tf.stack([shape[0], -1])))
-    out = tf.reshape(out, tf.concat([[out_len], shape[1:]], 0))
-    return tf.clip_by_value(tf.round(out), 0.0, 255.0)
+    startup, steady = [], []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        it = iter(data.train_dataset(info, "train", global_batch_size=batch, seed=0, epoch=epoch,
+                                     resize_method=resize_method))
+        next(it)
+        t1 = time.perf_counter()
+        n = sum(1 for _ in it)
+        steady.append(n * batch / (time.perf_counter() - t1))
+        startup.append(t1 - t0)
+    return {"epoch startup s": min(startup), "steady images/s": max(steady)}
 
 
 def per_image_breakdown(jpeg: bytes, seconds: float) -> dict:
     """ms per image of each pipeline op on one stored frame (single-image tf.functions)."""
-    import numpy as np
     import tensorflow as tf
 
     from emonet_tf import preprocessing as P
@@ -118,27 +105,15 @@ def per_image_breakdown(jpeg: bytes, seconds: float) -> dict:
     data = tf.constant(jpeg)
     image = P.decode_image(data)
 
-    def rows_cols(resize_axis0):
-        def fn(x):  # the order `_matlab_imresize` takes for a wide frame (H < W): columns first
-            x = resize_axis0(tf.transpose(x, [1, 0, 2]), P.IMAGE_SIZE)
-            return resize_axis0(tf.transpose(x, [1, 0, 2]), P.IMAGE_SIZE)
-        return fn
-
     fns = {
         "decode JPEG (tf.io.decode_image)": (P.decode_image, data),
         "resize matlab (library: gather + weighted sum per axis)": (lambda x: P.resize_image(x, "matlab"), image),
         "resize bicubic (tf.image.resize, antialias)": (lambda x: P.resize_image(x, "bicubic"), image),
-        "prototype: resize matlab as one matmul per axis (not library code)":
-            (rows_cols(_matmul_resize_axis0), image),
     }
     out = {}
     for name, (fn, arg) in fns.items():
         compiled = tf.function(tf.autograph.experimental.do_not_convert(fn))
         out[name] = 1e3 / common.throughput(lambda: compiled(arg).numpy(), 1, seconds / 2)
-    if image.shape[0] < image.shape[1]:
-        same = np.array_equal(P.resize_image(image, "matlab").numpy(),
-                              tf.clip_by_value(tf.round(rows_cols(_matmul_resize_axis0)(image)), 0, 255).numpy())
-        out["prototype output identical to the library's"] = bool(same)
     return out
 
 
@@ -198,6 +173,7 @@ def main() -> None:
         builder = info.builder
         sample = next(iter(builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()}).take(1)))
         parts = per_image_breakdown(sample["image"].numpy(), args.seconds)
+        epochs = {m: epoch_profile(info, args.batch, m) for m in ("matlab", "bicubic")}
 
         head = results["train step, head only (constant batch)"]
         full = results["train step, full (constant batch)"]
@@ -209,12 +185,17 @@ def main() -> None:
         print(f"\n### where one {width}x{height} frame's time goes in the pipeline map (single image, ms)\n")
         print("| op | ms/image |\n|---|---|")
         for name, value in parts.items():
-            print(f"| {name} | {value:.1f} |" if not isinstance(value, bool) else f"| {name} | {value} |")
+            print(f"| {name} | {value:.1f} |")
+        print(f"\n### epoch start versus steady state ({n_train} train frames = {n_train // args.batch} batches "
+              f"per epoch; best of 3 epochs)\n")
+        print("| resize | epoch startup (s to first batch) | steady images/s within the epoch |\n|---|---|---|")
+        for method, e in epochs.items():
+            print(f"| {method} | {e['epoch startup s']:.2f} | {e['steady images/s']:.1f} |")
         print(f"\nload average at end: {os.getloadavg()}")
         common.write_json(args.out, {"batch": args.batch, "train_examples": n_train, "frame_size": [width, height],
                                      "images_per_second": results,
                                      "ratio_to_head_only_step": {k: v / head for k, v in results.items()},
-                                     "per_image_ms": parts,
+                                     "per_image_ms": parts, "epoch_profile": epochs,
                                      "load_average_end": os.getloadavg()})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
