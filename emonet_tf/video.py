@@ -209,14 +209,19 @@ class FrameIterator(Iterator[Frame]):
         import cv2
 
         while not self._done:
-            ok, bgr = self._cap.read()
-            if not ok or bgr is None:
+            # grab() decodes; retrieve() converts to BGR, which frames that the sampling drops skip.
+            if not self._cap.grab():
                 self._finish()
                 break
             index = self.frames_decoded
             self.frames_decoded += 1
             timestamp_ms = index * 1000.0 / self.info.fps
             if self._keep(index, timestamp_ms):
+                ok, bgr = self._cap.retrieve()
+                if not ok or bgr is None:
+                    self.frames_decoded -= 1
+                    self._finish()
+                    break
                 if bgr.ndim == 2:
                     rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
                 else:
