@@ -103,8 +103,7 @@ def _load(item: ImageInput, source: str, method: str, antialias: bool) -> np.nda
     if isinstance(item, (str, os.PathLike)):
         return preprocessing.load_image(item, method=method, antialias=antialias)
     if isinstance(item, (bytes, bytearray)):
-        image = preprocessing.decode_image_bytes(bytes(item), source=source)
-        return preprocessing.resize_image(image, method=method, antialias=antialias).numpy()
+        return preprocessing.preprocess_bytes(bytes(item), source=source, method=method, antialias=antialias)
     try:
         return preprocessing.preprocess_array(item, method=method, antialias=antialias)
     except ValueError as err:

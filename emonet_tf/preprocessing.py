@@ -21,6 +21,7 @@ Decisions a user may want to know:
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Union
 
@@ -142,7 +143,8 @@ def to_rgb_float(array: np.ndarray) -> np.ndarray:
 
 def preprocess_array(array: np.ndarray, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
     """An RGB image already in memory (e.g. a video frame) -> float32 227 x 227 x 3 in [0, 255]."""
-    return resize_image(to_rgb_float(array), method=method, antialias=antialias).numpy()
+    _check_method(method)
+    return _graph_functions(method, bool(antialias))[1](tf.constant(to_rgb_float(array))).numpy()
 
 
 def _decode_with_opencv(data: bytes) -> np.ndarray:
@@ -159,18 +161,35 @@ def _decode_with_opencv(data: bytes) -> np.ndarray:
     return to_rgb_float(arr)
 
 
-def decode_image_bytes(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Decodes bytes on the host to float32 RGB in [0, 255]; raises ImageDecodeError naming `source`."""
+@functools.lru_cache(maxsize=None)
+def _graph_functions(method: str, antialias: bool):
+    """Traced once per setting: eager execution of the resize costs several times the graph's time."""
+    from_bytes = tf.function(lambda data: preprocess_image_bytes(data, method, antialias),
+                             input_signature=[tf.TensorSpec([], tf.string)])
+    from_image = tf.function(lambda image: resize_image(image, method, antialias),
+                             input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+    return from_bytes, from_image
+
+
+def preprocess_bytes(data: bytes, source: str = "<bytes>", method: str = DEFAULT_RESIZE_METHOD,
+                     antialias: bool = True) -> np.ndarray:
+    """Encoded bytes on the host -> float32 227 x 227 x 3 in [0, 255] (the in-graph path, OpenCV as fallback).
+
+    Raises ImageDecodeError naming `source` for empty or undecodable bytes.
+    """
+    _check_method(method)
+    from_bytes, from_image = _graph_functions(method, bool(antialias))
     if not data:
         raise ImageDecodeError(f"{source}: empty file, not an image")
     try:
-        return decode_image(tf.constant(data)).numpy()
+        return from_bytes(tf.constant(data)).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         pass
     try:
-        return _decode_with_opencv(data)
+        image = _decode_with_opencv(data)
     except Exception as err:  # noqa: BLE001 - any decoder failure becomes one clear error
         raise ImageDecodeError(f"{source}: cannot decode as an image ({err})") from None
+    return from_image(tf.constant(image)).numpy()
 
 
 def load_image(path: Union[str, os.PathLike], method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
@@ -184,5 +203,4 @@ def load_image(path: Union[str, os.PathLike], method: str = DEFAULT_RESIZE_METHO
             data = f.read()
     except OSError as err:
         raise ImageDecodeError(f"{path}: cannot read file ({err.strerror or err})") from None
-    image = decode_image_bytes(data, source=path)
-    return resize_image(image, method=method, antialias=antialias).numpy()
+    return preprocess_bytes(data, source=path, method=method, antialias=antialias)
