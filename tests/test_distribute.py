@@ -105,7 +105,6 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(reference, feature_ca
     assert_same_head(result, ref)
 
 
-@pytest.mark.slow
 def test_multi_worker_two_processes_match_one_device(reference):
     root, values, ref = reference
     ports = [free_port(), free_port()]

@@ -28,6 +28,8 @@ how they find videos and labels (their `_collect`). Everything else lives here:
 """
 from __future__ import annotations
 
+import abc
+
 import collections
 import dataclasses
 import functools
@@ -330,13 +332,13 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         self._original_state["strict"] = strict
 
     # --- to be defined by subclasses
+    @abc.abstractmethod
     def _categories(self) -> Optional[Sequence[str]]:
         """Class names in ClassLabel order, or None when only known once the data is scanned."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _collect(self, dl_manager: tfds.download.DownloadManager) -> tuple[dict[str, list[VideoEntry]], list[Problem]]:
         """Videos per split and the label-stage problems (videos or files that were left out)."""
-        raise NotImplementedError
 
     # --- shared
     @property
