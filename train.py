@@ -25,6 +25,8 @@ flags.DEFINE_string("train_split", "train", "Training split (TFDS split expressi
 flags.DEFINE_string("eval_split", "test", "Evaluation split; empty to skip evaluation.")
 flags.DEFINE_enum("init", "imagenet", training.INITS, "Start from ImageNet AlexNet, EmoNet, or random weights.")
 flags.DEFINE_string("weights", None, "Weight file of --init (bvlc_alexnet.npy, .caffemodel, EmoNet dump, .pth, .keras).")
+flags.DEFINE_string("mean", None, "Mean image for weight files without one (emonet-py/ecco .pth, ImageNet files): "
+                    "img_mean.txt, .binaryproto or .npy.")
 flags.DEFINE_bool("new_head", False, "With --init=emonet: a new fc8 for the dataset's classes instead of EmoNet's.")
 flags.DEFINE_enum("train_layers", "fc8", training.TRAIN_LAYERS, "Layers that train; fc8 is the paper's recipe.")
 flags.DEFINE_float("learning_rate", 1e-4, "SGD learning rate (the paper: 1e-4).")

@@ -327,7 +327,8 @@ def read_ratings(path: str, path_column: Optional[str] = None,
     """A ratings CSV -> (file names, {rating name: values}).
 
     The file column is `path_column` or the first of path/filename/file/image/video/stimulus/name
-    (any case). Without `targets`, every other column whose values are all numbers is a rating.
+    (any case). Without `targets`, every other column whose cells are numbers or empty is a rating.
+    Empty cells (or NA/NaN) are NaN: that file is left out of that rating's fit only.
     """
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -345,11 +346,25 @@ def read_ratings(path: str, path_column: Optional[str] = None,
     elif path_column not in columns:
         raise ReadoutError(f"{path}: no column {path_column!r}; columns are {columns}")
 
-    def numeric(col):
-        try:
-            return np.array([float(r[col]) for r in rows])
-        except (TypeError, ValueError):
-            return None
+    missing_marks = {"", "na", "nan", "n/a", "none", "null"}
+
+    def numeric(col, strict: bool):
+        """Column values as floats, missing cells as NaN; None (or an error naming the row, if strict) when
+        a cell is neither a number nor empty, or when the column holds no number at all."""
+        out = []
+        for row_number, r in enumerate(rows, start=2):  # line 1 is the header
+            cell = (r.get(col) or "").strip()
+            if cell.lower() in missing_marks:
+                out.append(np.nan)
+                continue
+            try:
+                out.append(float(cell))
+            except ValueError:
+                if strict:
+                    raise ReadoutError(f"{path}: line {row_number}, column {col!r}: {cell!r} is not a number") from None
+                return None
+        arr = np.array(out)
+        return arr if np.isfinite(arr).any() else None
 
     if targets:
         values = {}
@@ -357,12 +372,13 @@ def read_ratings(path: str, path_column: Optional[str] = None,
             col = t if t in columns else lower.get(t.lower())
             if col is None:
                 raise ReadoutError(f"{path}: no rating column {t!r}; columns are {columns}")
-            v = numeric(col)
+            v = numeric(col, strict=True)
             if v is None:
-                raise ReadoutError(f"{path}: column {col!r} has a value that is not a number")
+                raise ReadoutError(f"{path}: column {col!r} holds no number")
             values[t] = v
     else:
-        values = {c: v for c in columns if c != path_column for v in [numeric(c)] if v is not None}
+        values = {c: v for c in columns if c != path_column for v in [numeric(c, strict=False)] if v is not None}
         if not values:
-            raise ReadoutError(f"{path}: no numeric rating column besides {path_column!r}")
+            raise ReadoutError(f"{path}: no rating column besides {path_column!r} (a rating column holds numbers "
+                               "and empty cells only; name the columns with --targets to see which cell is wrong)")
     return [r[path_column] for r in rows], values

@@ -26,6 +26,8 @@ class EmoNetClassifier(keras.Model):
     def __init__(self, backbone: Optional[AlexNetBackbone] = None, num_classes: Optional[int] = None,
                  activation: Optional[str] = "softmax", class_names: Optional[Sequence[str]] = None, **kwargs):
         backbone = backbone if backbone is not None else AlexNetBackbone()
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
         if class_names is None:
             num_classes = num_classes or len(EMONET_CATEGORIES)
             class_names = EMONET_CATEGORIES if num_classes == len(EMONET_CATEGORIES) else \

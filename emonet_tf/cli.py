@@ -226,7 +226,7 @@ def load_emonet(args):
         raise UsageError("no weights: pass --weights PATH (a .keras file, a MATLAB text dump folder, a .pth, ...) "
                          "or set EMONET_WEIGHTS")
     try:
-        return EmoNet.from_weights(path, resize_method=args.resize_method)
+        return EmoNet.from_weights(path, mean=getattr(args, "mean", None), resize_method=args.resize_method)
     except (FileNotFoundError, WeightFormatError, OSError, ValueError) as err:
         raise UsageError(f"cannot load weights from {path}: {err}") from None
 
@@ -522,7 +522,15 @@ def _affect_fit(args) -> int:
     x = np.stack([r.logits for r in results if r.ok])
     readouts = {}
     for target, values in ratings.items():
-        readout = affect.fit_readout(x, values[keep], name=target, method=args.method, n_components=args.components,
+        rated = np.isfinite(values[keep])
+        if not rated.all():
+            print(f"{target}: {int((~rated).sum())} file(s) without a {target} rating left out of its fit",
+                  file=sys.stderr)
+        if rated.sum() < 4:
+            print(f"emonet affect: only {int(rated.sum())} readable files have a {target} rating; need at least 4",
+                  file=sys.stderr)
+            return EXIT_NOTHING_PROCESSED
+        readout = affect.fit_readout(x[rated], values[keep][rated], name=target, method=args.method, n_components=args.components,
                                      alpha=args.alpha, folds=args.folds, seed=args.seed,
                                      class_names=emonet.class_names)
         readouts[target] = readout
@@ -620,7 +628,7 @@ def cmd_activations(args) -> int:
                  timestamp_ms=np.asarray(times, np.float64), layer=np.asarray(args.layer),
                  class_names=np.asarray(emonet.class_names), errors=np.asarray(errors, dtype=str))
     print(f"{args.layer}: {acts.shape[0]} rows of shape {acts.shape[1:]} from {len(set(sources))} files "
-          f"-> {args.out}" + (f" ({len(errors)} files failed)" if errors else ""))
+          f"-> {args.out}" + (f" ({len(errors)} file(s) failed)" if errors else ""))
     return EXIT_OK
 
 
@@ -638,6 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
         parent = argparse.ArgumentParser(add_help=False)
         parent.add_argument("--weights", help="weights: .keras, MATLAB text dump folder, emonet-py .pth, ecco .pt "
                                               "(default: $EMONET_WEIGHTS)")
+        parent.add_argument("--mean", help="mean image for weight files without one (emonet-py/ecco .pth): "
+                                           "img_mean.txt, .binaryproto or .npy")
         parent.add_argument("--resize-method", "--resize_method", dest="resize_method", default=resize_default,
                             choices=RESIZE_METHODS, help=f"image resize (default: {resize_default}; matlab is "
                                                          "MATLAB's imresize, as the original)")

@@ -131,17 +131,20 @@ class EmoNet:
         self._activation_fns: dict[str, Any] = {}
 
     @classmethod
-    def from_weights(cls, path: Union[str, os.PathLike], format: str = "auto", **kwargs) -> "EmoNet":
+    def from_weights(cls, path: Union[str, os.PathLike], format: str = "auto",
+                     mean: Optional[Union[str, os.PathLike, np.ndarray]] = None, **kwargs) -> "EmoNet":
         """Loads any supported weight file (.keras, MATLAB text dump folder, .pth, ...) given by path.
 
         Nothing is downloaded: `path` must point at a file or folder on disk (see docs/weights.md).
+        `mean` supplies the mean image for files that hold none (emonet-py and ecco .pth files):
+        img_mean.txt, a Caffe .binaryproto, a .npy, or an array.
         """
         from emonet_tf import weights  # the importers are only needed here
 
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such weight file or folder")
-        weight_set = weights.read_weights(path, format=format)
+        weight_set = weights.read_weights(path, format=format, mean=mean)
         if isinstance(weight_set, keras.Model):
             model = weight_set
         else:
@@ -278,5 +281,11 @@ class EmoNet:
         return self._activation_fns[layer]
 
     def activations(self, images: np.ndarray, layer: str) -> np.ndarray:
-        """The named layer's output for preprocessed images (N x 227 x 227 x 3), NHWC for conv layers."""
+        """The named layer's output for preprocessed images (N x 227 x 227 x 3), NHWC for conv layers.
+
+        Preprocess files with `emonet_tf.preprocessing.load_image` (the CLI's `activations` does it for you).
+        """
+        if not isinstance(images, (np.ndarray, tf.Tensor)) or np.ndim(images) != 4:
+            raise TypeError("activations() takes preprocessed images, an N x 227 x 227 x 3 array; for files use "
+                            "np.stack([emonet_tf.preprocessing.load_image(p) for p in paths])")
         return self.activation_model(layer)(tf.convert_to_tensor(images, tf.float32)).numpy()

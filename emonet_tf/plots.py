@@ -43,7 +43,7 @@ def plot_emotion_timecourse(times_ms: Sequence[float], probabilities: np.ndarray
                          f"for {len(times_ms)} timestamps")
     seconds = np.asarray(times_ms, dtype=np.float64) / 1000.0
     top = top_categories(probabilities, highlight)
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     for c in range(probabilities.shape[1]):
         if c not in top:
             ax.plot(seconds, probabilities[:, c], color="0.75", linewidth=0.8, zorder=1)
@@ -51,14 +51,15 @@ def plot_emotion_timecourse(times_ms: Sequence[float], probabilities: np.ndarray
     marker = "o" if len(seconds) < 40 else None
     for rank, c in enumerate(top):
         ax.plot(seconds, probabilities[:, c], color=colours(rank % 10), linewidth=2.0, marker=marker,
-                markersize=3, zorder=2, label=f"{class_names[c]} (mean {probabilities[:, c].mean():.2f})")
+                markersize=3, zorder=2, label=f"{class_names[c]} (mean {probabilities[:, c].mean():.3f})")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("probability")
     ax.set_ylim(0.0, max(0.05, float(probabilities.max()) * 1.05))
     if len(seconds) > 1:
         ax.set_xlim(seconds[0], seconds[-1])
     ax.set_title(title or "EmoNet emotion time course")
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    # Outside the axes, so that it never hides a curve.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -48,7 +48,7 @@ INITS = ("imagenet", "emonet", "scratch")
 TRAIN_LAYERS = ("fc8", "fc6-fc8", "all")
 RUN_CONFIG = "run_config.json"
 #: Fields that define the run: a resumed run must use the same values.
-IDENTITY_FIELDS = ("dataset", "train_split", "init", "weights", "new_head", "train_layers", "learning_rate",
+IDENTITY_FIELDS = ("dataset", "train_split", "init", "weights", "mean", "new_head", "train_layers", "learning_rate",
                    "momentum", "global_batch_size", "seed", "shuffle_buffer", "augment", "mixed_precision",
                    "resize_method", "antialias")
 
@@ -68,6 +68,7 @@ class TrainConfig:
     eval_split: str = "test"            # "" skips evaluation
     init: str = "imagenet"              # imagenet | emonet | scratch
     weights: Any = None                 # path to a weight file (or a WeightSet); required unless scratch
+    mean: Optional[str] = None          # mean image file for weight files that hold none (.pth, ImageNet files)
     new_head: bool = False              # emonet init: a new fc8 instead of EmoNet's 20-way one
     train_layers: str = "fc8"           # fc8 (the paper) | fc6-fc8 | all
     learning_rate: float = 1e-4
@@ -135,7 +136,8 @@ def _read_weights(config: TrainConfig, info: data_lib.DatasetInfo):
         return None
     from emonet_tf.weights import read_weights  # only the weight-file inits need the importers
 
-    weights = config.weights if not isinstance(config.weights, (str, os.PathLike)) else read_weights(config.weights)
+    weights = config.weights if not isinstance(config.weights, (str, os.PathLike)) \
+        else read_weights(config.weights, mean=config.mean)
     load_head = config.init == "emonet" and not config.new_head
     if load_head:
         if weights.num_classes is None:

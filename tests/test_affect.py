@@ -123,3 +123,17 @@ def test_read_ratings_detects_the_file_column_and_numeric_ratings(tmp_path):
     (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
     with pytest.raises(affect.ReadoutError, match="no file column"):
         affect.read_ratings(str(tmp_path / "bad.csv"))
+
+
+def test_read_ratings_keeps_columns_with_missing_cells_and_names_bad_cells(tmp_path):
+    table = tmp_path / "ratings.csv"
+    table.write_text("file,valence,arousal\na.jpg,5,\nb.jpg,NA,2\nc.jpg,3,4\n", encoding="utf-8")
+    names, ratings = affect.read_ratings(str(table))
+    assert list(ratings) == ["valence", "arousal"]
+    np.testing.assert_array_equal(np.isnan(ratings["valence"]), [False, True, False])
+    np.testing.assert_array_equal(np.isnan(ratings["arousal"]), [True, False, False])
+    (tmp_path / "typo.csv").write_text("file,valence\na.jpg,5\nb.jpg,five\n", encoding="utf-8")
+    with pytest.raises(affect.ReadoutError, match=r"line 3, column 'valence': 'five' is not a number"):
+        affect.read_ratings(str(tmp_path / "typo.csv"), targets=["valence"])
+    with pytest.raises(affect.ReadoutError, match="no rating column besides 'file'"):
+        affect.read_ratings(str(tmp_path / "typo.csv"))

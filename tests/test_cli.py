@@ -137,7 +137,7 @@ def test_predict_folder_table_csv_json_plot_and_bad_files(weights, emonet, media
     assert plot.name == "c_clip_emotions.png" and plots.is_png(str(plot))
     import matplotlib.image
 
-    assert matplotlib.image.imread(str(plot)).shape[:2] == (450, 900)
+    assert matplotlib.image.imread(str(plot)).shape[:2] == (450, 1100)
 
 
 def test_predict_video_sampling_options(weights, media, tmp_path, capsys):
@@ -226,16 +226,19 @@ def test_affect_with_shipped_and_fitted_coefficients(weights, emonet, media, pho
     shutil.copy(media["broken"], rated / "broken.jpg")
     table = rated / "ratings.csv"
     values = rng.uniform(1, 9, size=(11, 2))
-    table.write_text("Filename,valence,arousal\n" + "".join(
-        f"{n},{v:.3f},{a:.3f}\n" for n, (v, a) in zip(names + ["broken.jpg"], values)))
+    lines = [f"{n},{v:.3f},{a:.3f}\n" for n, (v, a) in zip(names + ["broken.jpg"], values)]
+    lines[0] = f"{names[0]},{values[0, 0]:.3f},\n"  # a missing arousal rating: left out of that fit only
+    table.write_text("Filename,valence,arousal\n" + "".join(lines))
     coef, plot_dir = tmp_path / "coef.json", tmp_path / "fit_plots"
     assert cli.main(["affect", "--weights", weights, "--fit", str(table), "--out", str(coef), "--folds", "5",
                      "--plot-dir", str(plot_dir)]) == cli.EXIT_OK
     printed = capsys.readouterr()
     assert "valence:" in printed.out and "5-fold CV r =" in printed.out and "broken.jpg" in printed.err
+    assert "1 file(s) without a arousal rating" in printed.err
     doc = json.loads(coef.read_text())
     assert set(doc["readouts"]) == {"valence", "arousal"} and doc["left_out"] == [str(rated / "broken.jpg")]
     assert doc["readouts"]["valence"]["cv"]["folds"] == 5 and doc["readouts"]["valence"]["cv"]["n"] == 10
+    assert doc["readouts"]["arousal"]["cv"]["n"] == 9
     assert all(plots.is_png(str(plot_dir / f"{t}_cv.png")) for t in ("valence", "arousal"))
     # The file works with --coefficients and gives bias + logits . weights.
     out2 = tmp_path / "affect2.json"

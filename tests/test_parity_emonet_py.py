@@ -57,6 +57,12 @@ def test_emonet_py_pth_matches_alexnet_big_emonet(setup, emonet_py, batch, tmp_p
         logits = model.train()(torch.from_numpy(setup["x"].astype(np.float32))).numpy()
     model.eval()
     np.testing.assert_allclose(logits_model.predict(batch, verbose=0), logits, rtol=0, atol=1e-4)
+    # The one-call API reads the same .pth with the mean given beside it; without it, it warns.
+    from emonet_tf import EmoNet
+
+    R.assert_parity(EmoNet.from_weights(src, mean=mean_file).predict_arrays(batch), expected)
+    with pytest.warns(UserWarning, match="holds no mean image"):
+        EmoNet.from_weights(src)
 
 
 def test_matlab_text_dump_matches_alexnet_big_emonet(batch, emonet_py):

@@ -108,7 +108,8 @@ def test_make_weightset_names_layer_and_both_shapes():
 
 def test_build_classifier_new_head_and_refused_class_count():
     ws = _random_set(num_classes=1000, seed=3)
-    model = build_classifier(ws, new_head=True)
+    with pytest.warns(UserWarning, match="holds no mean image"):
+        model = build_classifier(ws, new_head=True)
     assert model.head.kernel.shape == (4096, 20) and tuple(model.class_names) == EMONET_CATEGORIES
     np.testing.assert_array_equal(np.asarray(model.backbone.get_layer("fc7").kernel), ws.layers["fc7"][0])
     with pytest.raises(WeightMismatchError, match=r"fc8 kernel.*new_head=True"):
@@ -165,3 +166,8 @@ def test_unrecognised_files(tmp_path):
         detect_format(tmp_path)
     with pytest.raises(WeightFormatError, match="no such file"):
         read_weights(tmp_path / "absent.pth")
+
+
+def test_a_new_head_needs_at_least_one_class():
+    with pytest.raises(ValueError, match="at least 1 class"):
+        build_classifier(_random_set(num_classes=1000, seed=3), num_classes=0, new_head=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from typing import Any, Optional, Sequence
 
@@ -198,6 +199,13 @@ def build_classifier(weights: WeightSet, num_classes: Optional[int] = None, clas
         num_classes = file_classes
         if class_names is None:
             class_names = weights.class_names
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"the new head needs at least 1 class, got {num_classes}")
+    if weights.mean is None:
+        warnings.warn(f"{weights.source}: the file holds no mean image, so the model subtracts the per-channel "
+                      "ImageNet mean; EmoNet subtracts its own 227x227 mean image (pass mean=img_mean.txt, "
+                      "--mean on the command line, or convert once with `emonet convert SRC DST.keras --mean ...`)",
+                      stacklevel=2)
     per_channel = weights.mean is not None and np.size(weights.mean) == 3
     backbone = AlexNetBackbone(mean=tuple(float(v) for v in weights.mean) if per_channel else IMAGENET_RGB_MEAN)
     model = EmoNetClassifier(backbone, num_classes=num_classes, activation=activation, class_names=class_names)

@@ -213,7 +213,7 @@ def from_torch_state_dict(state_dict: Mapping[str, Any], layout: str = "auto",
         raise WeightFormatError(f"{source}: {layout} state_dict lacks {missing}")
     extra = sorted(k for k in set(flat) - wanted if not (layout == "onnx2torch" and k.startswith("initializers.")))
     if extra:
-        raise WeightFormatError(f"{source}: unexpected keys {extra} in a {layout} state_dict")
+        raise WeightFormatError(f"{source}: unexpected keys {extra} in the {layout} state_dict layout")
     fc8_out = np.shape(flat[keys["fc8"][0]])[0] if np.ndim(flat[keys["fc8"][0]]) >= 1 else 0
     conv_fc = layout != "emonet_py"  # ecco/ONNX store fc layers as convolutions
     layers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
