@@ -105,7 +105,7 @@ def write_moving_video(path: str, n: int, width: int, height: int, seed: int = 0
 
 def write_corpus(root: str, n_videos: int, n_frames: int, width: int, height: int,
                  labels=("calm", "busy"), content_by_label=None) -> list[str]:
-    """root/<label>/clip_XXX.mp4, labels assigned round-robin; returns the video paths."""
+    """root/<label>/clip_<n>.mp4, labels assigned round-robin; returns the video paths."""
     paths = []
     for k in range(n_videos):
         label = labels[k % len(labels)]
