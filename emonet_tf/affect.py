@@ -30,6 +30,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from emonet_tf.categories import EMONET_CATEGORIES
+from emonet_tf.jsonio import json_safe
 
 FORMAT = "emonet_tf.affect.readouts/1"
 INPUT_SPACE = "fc8_logits"  # pre-softmax fc8 values, the input of every read-out
@@ -83,7 +84,7 @@ class LinearReadout:
 
     def to_json(self) -> dict[str, Any]:
         return {"bias": float(self.bias), "weights": dict(zip(self.class_names, map(float, self.weights))),
-                "method": self.method, "params": self.params, "cv": _json_safe(self.cv), "source": self.source}
+                "method": self.method, "params": self.params, "cv": json_safe(self.cv), "source": self.source}
 
 
 def emonet_py_readouts() -> dict[str, LinearReadout]:
@@ -259,24 +260,12 @@ def _describe_choice(method: str, param: float) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # Files
 
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
-
-
 def save_readouts(readouts: dict[str, LinearReadout], path: str, **metadata: Any) -> None:
     """Writes a coefficient file for `emonet affect --coefficients FILE` (weights keyed by category name)."""
     doc = {"format": FORMAT, "input": INPUT_SPACE,
            "class_names": list(next(iter(readouts.values())).class_names) if readouts else list(EMONET_CATEGORIES),
            "readouts": {name: r.to_json() for name, r in readouts.items()}}
-    doc.update(_json_safe(metadata))
+    doc.update(json_safe(metadata))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

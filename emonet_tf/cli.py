@@ -235,6 +235,8 @@ def load_emonet(args):
 # predict
 
 def cmd_predict(args) -> int:
+    from emonet_tf.inference import top_k
+
     emonet = load_emonet(args)
     names = list(emonet.class_names)
     inputs = collect_inputs(args.inputs)
@@ -258,8 +260,7 @@ def cmd_predict(args) -> int:
                     _say(f"emonet predict: {result.error}", sys.stderr)
                     continue
                 ok += 1
-                top = ", ".join(f"{n} {p:.3f}" for n, p in
-                                _top(result.probabilities, names, args.top))
+                top = ", ".join(f"{n} {p:.3f}" for n, p in top_k(result.probabilities, names, args.top))
                 extra = f" (mean of {len(result.frames)} frames)" if result.kind == "video" else ""
                 _say(f"{_short(result.source):<48}  {result.kind:<5}  {top}{extra}")
                 if args.plot_dir and result.kind == "video":
@@ -274,12 +275,6 @@ def cmd_predict(args) -> int:
             writer.close()
     _say(f"{ok} predicted, {failed} failed", sys.stderr)
     return EXIT_OK if ok else EXIT_NOTHING_PROCESSED
-
-
-def _top(probabilities, names, k):
-    from emonet_tf.inference import top_k
-
-    return top_k(probabilities, names, k)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
+
+from emonet_tf.jsonio import json_safe
 import tensorflow as tf
 
 #: Kragel et al. 2019, holdout frames (24,634 images, 400 videos), and chance for 20 classes.
@@ -146,16 +148,6 @@ def evaluate_model(model, dataset: tf.data.Dataset, class_names: Sequence[str]) 
     return metrics_from_predictions(probabilities, labels, class_names, video_ids)
 
 
-def _json_safe(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def format_report(metrics: dict[str, Any]) -> str:
     """Our metrics beside the paper's (20-way, 400 held-out videos) and chance, one line each."""
     n = len(metrics.get("class_names", [])) or len(metrics["auc"])
@@ -178,7 +170,7 @@ def write_report(metrics: dict[str, Any], out_dir: str, prefix: str = "eval") ->
              "confusion": os.path.join(out_dir, f"{prefix}_confusion.png"),
              "auc": os.path.join(out_dir, f"{prefix}_auc.png")}
     with open(paths["json"], "w", encoding="utf-8") as f:
-        json.dump(_json_safe(metrics), f, indent=2)
+        json.dump(json_safe(metrics), f, indent=2)
     plot_confusion(metrics, paths["confusion"])
     plot_auc(metrics, paths["auc"])
     return paths

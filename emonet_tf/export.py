@@ -79,7 +79,7 @@ class EmoNetServingModule(tf.Module):
                  resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD, top_k: int = TOP_K):
         super().__init__(name="emonet_serving")
         self.model = model
-        self.resize_method = preprocessing._check_method(resize_method)
+        self.resize_method = preprocessing.check_resize_method(resize_method)
         self.include_features = bool(include_features)
         names = [str(c) for c in model.class_names]
         self.k = int(min(top_k, len(names)))

@@ -121,7 +121,7 @@ class EmoNet:
     def __init__(self, model: EmoNetClassifier, resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD,
                  antialias: bool = True):
         self.model = model
-        self.resize_method = preprocessing._check_method(resize_method)
+        self.resize_method = preprocessing.check_resize_method(resize_method)
         self.antialias = antialias
         self.class_names = tuple(model.class_names)
         logits_model = keras.Model(model.input, model.head.output, name="emonet_logits")

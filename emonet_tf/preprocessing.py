@@ -37,7 +37,8 @@ class ImageDecodeError(ValueError):
     """An image file or byte string that cannot be decoded; the message names the source."""
 
 
-def _check_method(method: str) -> str:
+def check_resize_method(method: str) -> str:
+    """Returns `method` if it is one of RESIZE_METHODS, else raises ValueError listing them."""
     if method not in RESIZE_METHODS:
         raise ValueError(f"Unknown resize method {method!r}; choose one of {', '.join(RESIZE_METHODS)}")
     return method
@@ -56,7 +57,7 @@ def resize_image(image: tf.Tensor, method: str = DEFAULT_RESIZE_METHOD, antialia
 
     Rounding and clipping reproduce `imresize` on uint8 input, whose output is uint8.
     """
-    _check_method(method)
+    check_resize_method(method)
     image = tf.convert_to_tensor(image, tf.float32)
     shape = tf.shape(image)
 
@@ -143,7 +144,7 @@ def to_rgb_float(array: np.ndarray) -> np.ndarray:
 
 def preprocess_array(array: np.ndarray, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
     """An RGB image already in memory (e.g. a video frame) -> float32 227 x 227 x 3 in [0, 255]."""
-    _check_method(method)
+    check_resize_method(method)
     return _graph_functions(method, bool(antialias))[1](tf.constant(to_rgb_float(array))).numpy()
 
 
@@ -177,7 +178,7 @@ def preprocess_bytes(data: bytes, source: str = "<bytes>", method: str = DEFAULT
 
     Raises ImageDecodeError naming `source` for empty or undecodable bytes.
     """
-    _check_method(method)
+    check_resize_method(method)
     from_bytes, from_image = _graph_functions(method, bool(antialias))
     if not data:
         raise ImageDecodeError(f"{source}: empty file, not an image")
