@@ -14,10 +14,13 @@ EXTRAS = {
     # itself is installed with --no-deps next to it (see README), because its declared dependencies
     # would replace this CPU torch with a CUDA build and add torchvision.
     "reference": ["torch==2.13.0"],
+    # Test-only oracles and tools: a real ffmpeg binary for frame timing (imageio-ffmpeg ships one),
+    # property-based fuzzing, and two independent pickle scanners as a second opinion on weight files.
+    "oracles": ["imageio-ffmpeg", "hypothesis", "fickling", "picklescan"],
 }
 EXTRAS["test"] = sorted({"pytest", "pytest-timeout", *EXTRAS["tfds"], *EXTRAS["beam"], *EXTRAS["tensorboard"],
-                         *EXTRAS["plot"], *EXTRAS["reference"]})
-EXTRAS["all"] = sorted({p for k, v in EXTRAS.items() if k not in ("test", "reference") for p in v})
+                         *EXTRAS["plot"], *EXTRAS["reference"], *EXTRAS["oracles"]})
+EXTRAS["all"] = sorted({p for k, v in EXTRAS.items() if k not in ("test", "reference", "oracles") for p in v})
 
 setup(
     name="emonet_tf",
@@ -36,6 +39,10 @@ setup(
         "tensorflow-datasets>=4.9",
         "numpy",
         "opencv-python-headless",
+        # PIL is the image decoder contract on the host (it stands for MATLAB's imread); PyAV (FFmpeg's
+        # libraries, wheels include FFmpeg) reads videos with the stream's own timestamps and errors.
+        "Pillow",
+        "av",
         "absl-py",
         "tqdm",
     ],

@@ -55,6 +55,20 @@ MISSING_FRAMES_TOLERANCE = 0.02
 _TICK_EPS_MS = 1e-6
 
 
+#: What callers do with a damaged video (decoder error, or the stream ends before its own duration):
+#: "skip" drops it whole (reported by name, no row of it in any output); "keep" keeps the frames that
+#: decoded and marks the video (and its rows) as damaged. Strict modes fail instead.
+DAMAGED_POLICIES = ("skip", "keep")
+DEFAULT_DAMAGED_POLICY = "skip"
+
+
+def check_damaged_policy(policy: str) -> str:
+    """Returns `policy` if it is one of DAMAGED_POLICIES, else raises ValueError listing them."""
+    if policy not in DAMAGED_POLICIES:
+        raise ValueError(f"Unknown damaged-video policy {policy!r}; choose one of {', '.join(DAMAGED_POLICIES)}")
+    return policy
+
+
 class VideoReadError(Exception):
     """A video cannot be read, or broke off mid-way. The message names the file and the problem."""
 
@@ -62,6 +76,18 @@ class VideoReadError(Exception):
         self.path = os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class VideoDamagedError(VideoReadError):
+    """Raised (policy "skip") after the last decodable frame of a damaged video was yielded.
+
+    ``frames_decoded`` is how many frames did decode; ``problem`` says what was wrong (decoder error
+    or "truncated": the stream ended before its own duration).
+    """
+
+    def __init__(self, path: PathLike, problem: str, frames_decoded: int):
+        self.frames_decoded = frames_decoded
+        super().__init__(path, problem)
 
 
 @dataclasses.dataclass(frozen=True)
