@@ -202,7 +202,10 @@ class FrameIterator(Iterator[Frame]):
     """
 
     def __init__(self, path: PathLike, sampling: FrameSampling = FrameSampling(),
-                 max_missing_fraction: float = MISSING_FRAMES_TOLERANCE):
+                 max_missing_fraction: float = MISSING_FRAMES_TOLERANCE, damaged: str = DEFAULT_DAMAGED_POLICY):
+        self.damaged_policy = check_damaged_policy(damaged)
+        #: None for a healthy video; after exhaustion, what was wrong with a damaged one.
+        self.damage: Optional[str] = None
         self._cap, self.info = _open(path)
         self.sampling = sampling
         self.max_missing_fraction = max_missing_fraction
@@ -262,9 +265,9 @@ class FrameIterator(Iterator[Frame]):
             raise VideoReadError(self.info.path, "no decodable frame")
         missing = reported - decoded
         if reported > 0 and missing > max(1, self.max_missing_fraction * reported):
-            raise VideoReadError(
-                self.info.path,
-                f"decoding stopped after {decoded} of {reported} reported frames (truncated or corrupt stream)")
+            self.damage = f"decoding stopped after {decoded} of {reported} reported frames (truncated or corrupt stream)"
+            if self.damaged_policy == "skip":
+                raise VideoDamagedError(self.info.path, self.damage, decoded)
 
     def __del__(self):
         cap = getattr(self, "_cap", None)
@@ -273,14 +276,15 @@ class FrameIterator(Iterator[Frame]):
 
 
 def iter_frames(path: PathLike, sampling: FrameSampling = FrameSampling(), *,
-                max_missing_fraction: float = MISSING_FRAMES_TOLERANCE) -> FrameIterator:
+                max_missing_fraction: float = MISSING_FRAMES_TOLERANCE,
+                damaged: str = DEFAULT_DAMAGED_POLICY) -> FrameIterator:
     """Decodes ``path`` sequentially and yields the frames selected by ``sampling`` (see module doc).
 
     Raises VideoReadError at once for a missing, empty or unopenable file, and during iteration for
     a video without decodable frames or one that breaks off (after yielding the frames before the
     break). After exhaustion, the returned iterator's ``frames_decoded`` is the real frame count.
     """
-    return FrameIterator(path, sampling, max_missing_fraction)
+    return FrameIterator(path, sampling, max_missing_fraction, damaged)
 
 
 def count_frames(path: PathLike) -> int:
