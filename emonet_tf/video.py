@@ -1,58 +1,67 @@
-"""Streaming, frame-accurate video reading shared by the TFDS builders and `emonet predict` on videos.
+"""Streaming, frame-accurate video reading shared by the TFDS builders, `emonet predict` and `activations`.
 
-Why it is written this way:
+The reader trusts the stream, not the container's bookkeeping (issue 10 of this project):
 
-* **Sequential decoding only.** Frames are read one after the other with ``cv2.VideoCapture.read``;
-  we never seek (``CAP_PROP_POS_FRAMES``), because seeking in compressed streams lands on a
-  keyframe and is not frame accurate in OpenCV's FFmpeg backend. Only one decoded frame is held in
-  memory at a time.
-* **RGB.** OpenCV decodes to BGR; every :class:`Frame` carries RGB uint8 (H, W, 3), the channel
-  order EmoNet was trained on (MATLAB ``imread``/``VideoReader``).
-* **Timestamps = frame index / container fps.** ``timestamp_ms = index * 1000 / fps``. This is
-  what MATLAB's ``VideoReader`` and the lab's "every 5th frame" scripts assume, it is exact for the
-  constant-frame-rate clips of the Cowen & Keltner corpus, and it is reproducible whatever the
-  container stores. ``CAP_PROP_POS_MSEC`` is not used because its meaning depends on the container
-  and the OpenCV version (missing or DTS-based PTS in AVI, the *next* frame's time in some builds);
-  ``tests/test_video.py`` checks that it agrees with ours on mp4 (mp4v) and avi (MJPG) files. For
-  variable-frame-rate files the timestamps are therefore nominal.
-* **Frame counts by decoding.** Containers lie about their frame count
-  (``CAP_PROP_FRAME_COUNT`` is estimated from the duration for some formats). The iterator
-  returned by :func:`iter_frames` reports ``frames_decoded``, the real count, once exhausted.
-* **Errors.** A missing, zero-length or unopenable file, or one without any decodable frame,
-  raises :class:`VideoReadError` naming the file before any frame is yielded. A video that stops
-  decoding clearly before its reported length (more than ``max(1, 2%)`` of the reported frames are
-  missing, e.g. a truncated file) yields the frames decoded before the break and then raises
-  :class:`VideoReadError`, so that callers can drop the partial video.
+* **FFmpeg's own libraries** (PyAV, whose wheels include FFmpeg) decode packet by packet, in
+  presentation order; we never seek. Only the current frame and one look-ahead frame are held.
+  OpenCV's ``VideoCapture`` is not used for videos any more: it gives neither presentation
+  timestamps nor decoder errors, and its frame count (``CAP_PROP_FRAME_COUNT``) is the container's
+  estimate, which over-reports for an AVI with zero-size (dropped-frame) index entries, an MKV whose
+  audio outlasts the video, and an MP4 with an edit list (healthy files that were rejected).
+* **RGB, as ffmpeg gives it.** Every :class:`Frame` carries RGB uint8 (H, W, 3), converted by
+  FFmpeg's swscale with bicubic filtering, the ffmpeg command line's default, so the pixels equal
+  ``ffmpeg -i VIDEO -f rawvideo -pix_fmt rgb24 -`` (tested against a real ffmpeg). Rotation
+  metadata (the display matrix) is honoured as ffmpeg's autorotate does.
+* **Timestamps are the stream's presentation times**, in milliseconds, relative to the file's start
+  time (``-vf showinfo``'s ``pts_time`` in the ffmpeg command line, which subtracts the start time):
+  right for variable-frame-rate clips and for AVIs with dropped frames.
+* **Frame counts by decoding.** ``frames_decoded`` of the iterator is the real count once exhausted.
+* **Errors.** A missing, zero-length or unopenable file, or one without any decodable frame, raises
+  :class:`VideoReadError` naming the file. A video is *damaged* only when FFmpeg itself says so: a
+  decoder error, frames the decoder flags as corrupt, or a stream that ends before its own duration
+  ("truncated": the video stream's duration, or, for containers that only store one, the file's
+  duration compared with the end of its last packet in any stream), never because a frame count
+  disagrees. A damaged video yields every frame that decoded; then, with ``damaged="skip"`` (the
+  default) :class:`VideoDamagedError` is raised, with ``damaged="keep"`` iteration ends normally and
+  the iterator's ``damage`` says what was wrong. Decoding continues after a bad packet, as ffmpeg
+  does.
 
 Frame sampling (:class:`FrameSampling`):
 
 * ``all``: every decoded frame.
 * ``everyN``: frames whose index is a multiple of N (0, N, 2N, ...), as the lab's MATLAB scripts do
   with N=5.
-* ``fpsR``: output ticks at ``t_k = k / R`` seconds, k = 0, 1, 2, ...; for each tick the *first*
-  decoded frame whose timestamp is ``>= t_k`` is kept (comparison with a 1e-6 ms tolerance against
-  float round-off). This is the selection of ffmpeg's ``fps`` filter (``-vf fps=R``, as in the
-  lab's PyTorch pipeline ``r=10``) for a constant-frame-rate input starting at 0, except that a
-  frame is never emitted twice: when R exceeds the source rate, ticks that fall between two frames
-  do not duplicate the earlier frame (ffmpeg would), so each frame appears at most once. Ticks
-  after the last frame produce nothing.
+* ``fpsR``: ffmpeg's ``fps=R`` filter with its defaults (``round=near``, ``eof_action=round``):
+  each frame's timestamp t is put in output slot ``round(t * R)`` (halves away from zero, in exact
+  rational arithmetic); slot k shows the last frame whose slot is <= k, and slots run from the first
+  frame's slot up to (excluding) the slot of the stream's end time (the last frame's timestamp plus
+  its duration, estimated as ffmpeg's command line does). So at 30 fps, fps10 keeps frames 1, 4, 7,
+  ...; on 23.976 fps, 1, 3, 5, 8, .... Where ffmpeg repeats a frame for several slots (R above the
+  source rate, or gaps in a VFR stream), the frame is kept once: every sampled frame is a distinct
+  decoded frame with its own index and timestamp. Tested against a real ffmpeg binary
+  (``imageio-ffmpeg``) at 23.976/24/25/29.97/30 fps, VFR, B-frames, edit lists, dropped-frame AVIs
+  and longer audio tracks (``tests/test_video_ffmpeg_oracle.py``).
 """
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import math
 import os
 import re
+import statistics
 from typing import Iterator, Optional, Union
 
 import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: Fraction of the reported frame count that may be missing before a short video counts as broken.
-MISSING_FRAMES_TOLERANCE = 0.02
-
-_TICK_EPS_MS = 1e-6
+#: A stream that ends more than this share of its duration early (and more than two frame
+#: durations early) is truncated. Measured: healthy files end within one frame of their duration
+#: (an MP4 cut with an edit list ends half a frame early).
+TRUNCATION_TOLERANCE = 0.02
+#: FFmpeg's threading for the decoder: "AUTO" (frame and slice threads), "FRAME", "SLICE" or "NONE".
+DEFAULT_THREAD_TYPE = "AUTO"
 
 
 #: What callers do with a damaged video (decoder error, or the stream ends before its own duration):
@@ -92,13 +101,23 @@ class VideoDamagedError(VideoReadError):
 
 @dataclasses.dataclass(frozen=True)
 class VideoInfo:
-    """What the container says about a video (the frame count may be wrong: decode to count)."""
+    """What the container says about a video (nominal; decode to count frames and read their times).
+
+    ``fps``: the stream's average frame rate (frames per second, nominal for VFR streams);
+    ``reported_frame_count``: the container's count, 0 if unknown (never trusted: it over-reports for
+    AVIs with dropped-frame entries and MP4s with edit lists); ``width``/``height``: pixels of the
+    frames as yielded (after rotation); ``duration_s``: the video stream's own duration in seconds, or
+    the file's when the stream has none (None if unknown); ``rotation``: degrees clockwise applied
+    to honour the display matrix (0, 90, 180 or 270).
+    """
 
     path: str
     fps: float
     reported_frame_count: int
     width: int
     height: int
+    duration_s: Optional[float] = None
+    rotation: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,136 +179,317 @@ def _check_file(path: PathLike) -> str:
     return path
 
 
-def _open(path: PathLike):
-    import cv2
+def _round_half_away(x: fractions.Fraction) -> int:
+    """av_rescale_q_rnd(..., AV_ROUND_NEAR_INF): the nearest integer, halves away from zero."""
+    n = math.floor(abs(x) + fractions.Fraction(1, 2))
+    return n if x >= 0 else -n
+
+
+def _open(path: PathLike, thread_type: str = DEFAULT_THREAD_TYPE):
+    """Opens the container and its first video stream; raises VideoReadError naming the file."""
+    import av
 
     path = _check_file(path)
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        cap.release()
-        raise VideoReadError(path, "cannot be opened as a video (unknown container or codec, or corrupt header)")
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    if not (math.isfinite(fps) and fps > 0):
-        cap.release()
-        raise VideoReadError(path, f"container reports no usable frame rate ({fps!r}); timestamps cannot be computed")
-    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-    info = VideoInfo(
-        path=path,
-        fps=float(fps),
-        reported_frame_count=int(count) if math.isfinite(count) and count > 0 else 0,
-        width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-        height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-    )
-    return cap, info
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
+        raise VideoReadError(path, f"cannot be opened as a video (unknown container or codec, or corrupt header: {err})") \
+            from None
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(path, "cannot be opened as a video (the file has no video stream)")
+    stream = container.streams.video[0]
+    try:
+        stream.thread_type = thread_type
+    except (av.FFmpegError, ValueError):
+        pass  # a codec without threading support decodes on one thread
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if stream.time_base is None:
+        container.close()
+        raise VideoReadError(path, "the video stream has no time base; timestamps cannot be computed")
+    duration = None
+    if stream.duration is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1e6
+    info = VideoInfo(path=path, fps=float(rate) if rate else 0.0, reported_frame_count=int(stream.frames or 0),
+                     width=int(stream.codec_context.width), height=int(stream.codec_context.height),
+                     duration_s=duration)
+    return container, stream, info
 
 
 def probe_video(path: PathLike) -> VideoInfo:
-    """Reads the container's metadata and checks that the first frame decodes (no full decode)."""
-    cap, info = _open(path)
+    """The container's metadata, after checking that the first frame decodes (no full decode).
+
+    Raises VideoReadError naming the file when it cannot be opened or has no decodable frame.
+    """
+    frames = FrameIterator(path, FrameSampling(every_n=1 << 62), damaged="keep")
     try:
-        if not cap.grab():
-            raise VideoReadError(info.path, "no decodable frame")
+        next(frames)
+    except StopIteration:
+        raise VideoReadError(frames.info.path, "no decodable frame") from None
     finally:
-        cap.release()
-    return info
+        frames.close()
+    return frames.info
+
+
+@dataclasses.dataclass
+class _Decoded:
+    """A decoded frame waiting for the look-ahead that decides whether the sampling keeps it."""
+
+    frame: "object"        # av.VideoFrame, not yet converted to RGB
+    index: int
+    time: fractions.Fraction  # seconds from the file's start time
+    duration: fractions.Fraction  # seconds, as ffmpeg's command line estimates it
 
 
 class FrameIterator(Iterator[Frame]):
     """Iterator over the sampled frames of one video; ``frames_decoded`` is the real frame count so far.
 
     Opening happens at construction, so an unreadable file raises before iteration starts. The
-    capture is released when the iterator is exhausted, fails, or is closed (``close()``).
+    decoder is released when the iterator is exhausted, fails, or is closed (``close()``). After
+    exhaustion, ``damage`` is None for a healthy video, else what was wrong (policy "keep").
     """
 
     def __init__(self, path: PathLike, sampling: FrameSampling = FrameSampling(),
-                 max_missing_fraction: float = MISSING_FRAMES_TOLERANCE, damaged: str = DEFAULT_DAMAGED_POLICY):
+                 damaged: str = DEFAULT_DAMAGED_POLICY, thread_type: str = DEFAULT_THREAD_TYPE):
+        from av.video.reformatter import VideoReformatter
+
         self.damaged_policy = check_damaged_policy(damaged)
+        self.sampling = sampling
         #: None for a healthy video; after exhaustion, what was wrong with a damaged one.
         self.damage: Optional[str] = None
-        self._cap, self.info = _open(path)
-        self.sampling = sampling
-        self.max_missing_fraction = max_missing_fraction
         self.frames_decoded = 0
-        self._next_tick = 0  # fps sampling: index k of the next output tick k / fps
+        self._container, self._stream, self.info = _open(path, thread_type)
+        self._start = fractions.Fraction(self._container.start_time or 0, 1_000_000)
+        self._expected_end = self._own_end()
+        self._frames = self._decode()
+        self._pending: Optional[_Decoded] = None
+        self._next_slot: Optional[int] = None   # fps sampling: ffmpeg's next output slot (next_pts)
+        self._reformatter = VideoReformatter()  # one swscale context for the whole video (2x faster)
+        self._errors: list[str] = []
+        self._corrupt_frames = 0
+        self._stream_end = fractions.Fraction(0)  # latest packet end of any stream, seconds from start
+        self._video_start: Optional[fractions.Fraction] = None  # first frame's time
+        self._video_end = fractions.Fraction(0)   # last frame's time + its estimated duration
         self._done = False
 
-    def _keep(self, index: int, timestamp_ms: float) -> bool:
-        if self.sampling.every_n is not None:
-            return index % self.sampling.every_n == 0
-        if self.sampling.fps is not None:
-            tick_ms = self._next_tick * 1000.0 / self.sampling.fps
-            if timestamp_ms + _TICK_EPS_MS < tick_ms:
-                return False
-            # This frame is the first to reach tick k; skip every further tick it also reaches.
-            self._next_tick = math.floor((timestamp_ms + _TICK_EPS_MS) * self.sampling.fps / 1000.0) + 1
-            return True
-        return True
+    # -- decoding -------------------------------------------------------------------------------
+    def _decode(self) -> Iterator[_Decoded]:
+        """Decoded frames in presentation order with their times; errors recorded, decoding goes on."""
+        import av
 
+        stream, index, previous_pts = self._stream, 0, None
+        tb = stream.time_base
+        codec_rate = stream.codec_context.framerate
+        packets = self._container.demux()
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.FFmpegError as err:  # the demuxer cannot go on (cut file): nothing more to decode
+                self._errors.append(f"demuxer error after {index} frames ({err})")
+                packet = None
+            if packet is None:
+                packets = iter(())
+                decoded = self._flush()
+            elif packet.stream.index != stream.index:
+                self._note_packet_end(packet)
+                continue
+            else:
+                self._note_packet_end(packet)
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError as err:
+                    self._errors.append(f"decoder error after {index} frames ({err})")
+                    continue
+            for frame in decoded:
+                if frame.pts is None:  # no timestamp at all: continue from the previous frame
+                    pts = previous_pts + 1 if previous_pts is not None else 0
+                else:
+                    pts = frame.pts
+                if getattr(frame, "is_corrupt", False):
+                    self._corrupt_frames += 1
+                diff = pts - previous_pts if previous_pts is not None else -1
+                duration = _duration_estimate(frame.duration or 0, diff, codec_rate, tb)
+                previous_pts = pts
+                time = fractions.Fraction(pts) * tb - self._start
+                if self._video_start is None:
+                    self._video_start = time
+                self._video_end = max(self._video_end, time + duration * tb)
+                yield _Decoded(frame, index, time, duration * tb)
+                index += 1
+
+    def _flush(self):
+        import av
+
+        try:
+            return self._stream.codec_context.decode(None)
+        except av.FFmpegError as err:
+            self._errors.append(f"decoder error at the end of the stream ({err})")
+            return []
+
+    def _note_packet_end(self, packet) -> None:
+        if packet.pts is None or packet.time_base is None:
+            return
+        end = fractions.Fraction(packet.pts + (packet.duration or 0)) * packet.time_base - self._start
+        self._stream_end = max(self._stream_end, end)
+
+    # -- sampling -------------------------------------------------------------------------------
+    def _slot(self, t: fractions.Fraction) -> int:
+        return _round_half_away(t * fractions.Fraction(self.sampling.fps).limit_denominator(1_000_000))
+
+    def _keep(self, current: _Decoded, following: Optional[_Decoded]) -> bool:
+        """Whether the sampling keeps `current`; `following` is the next decoded frame (None at the end)."""
+        if self.sampling.every_n is not None:
+            return current.index % self.sampling.every_n == 0
+        if self.sampling.fps is None:
+            return True
+        # ffmpeg's fps filter: a frame is shown iff the next frame lands in a later slot (else the
+        # next one replaces it); the last frame iff the stream's end lands in a later slot.
+        slot = self._slot(current.time)
+        next_slot = self._slot(following.time if following is not None else current.time + current.duration)
+        first_free = slot if self._next_slot is None else max(slot, self._next_slot)
+        if next_slot > first_free:
+            self._next_slot = next_slot
+            return True
+        self._next_slot = first_free
+        return False
+
+    # -- iteration ------------------------------------------------------------------------------
     def close(self) -> None:
         """Releases the decoder; further iteration stops."""
         if not self._done:
             self._done = True
-            self._cap.release()
+            self._container.close()
 
     def __iter__(self) -> "FrameIterator":
         return self
 
     def __next__(self) -> Frame:
-        import cv2
-
         while not self._done:
-            # grab() decodes; retrieve() converts to BGR, which frames that the sampling drops skip.
-            if not self._cap.grab():
-                self._finish()
-                break
-            index = self.frames_decoded
-            self.frames_decoded += 1
-            timestamp_ms = index * 1000.0 / self.info.fps
-            if self._keep(index, timestamp_ms):
-                ok, bgr = self._cap.retrieve()
-                if not ok or bgr is None:
-                    self.frames_decoded -= 1
+            following = next(self._frames, None)
+            current, self._pending = self._pending, following
+            if following is not None:
+                self.frames_decoded += 1
+            if current is None:
+                if following is None:
                     self._finish()
-                    break
-                if bgr.ndim == 2:
-                    rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
-                else:
-                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                return Frame(index=index, timestamp_ms=timestamp_ms, image=rgb)
+                continue
+            if self._keep(current, following):
+                return self._to_frame(current)
         raise StopIteration
 
+    def _to_frame(self, decoded: _Decoded) -> Frame:
+        rgb = self._reformatter.reformat(decoded.frame, format="rgb24", interpolation="BICUBIC").to_ndarray()
+        rotation = _clockwise_rotation(decoded.frame)
+        if rotation:
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=-rotation // 90))
+            if self.info.rotation != rotation:
+                self.info = dataclasses.replace(self.info, rotation=rotation, width=rgb.shape[1], height=rgb.shape[0])
+        return Frame(index=decoded.index, timestamp_ms=float(decoded.time * 1000), image=rgb)
+
     def _finish(self) -> None:
+        """End of the stream: raise for an unreadable video, decide whether it is damaged."""
         self.close()
-        decoded, reported = self.frames_decoded, self.info.reported_frame_count
-        if decoded == 0:
-            raise VideoReadError(self.info.path, "no decodable frame")
-        missing = reported - decoded
-        if reported > 0 and missing > max(1, self.max_missing_fraction * reported):
-            self.damage = f"decoding stopped after {decoded} of {reported} reported frames (truncated or corrupt stream)"
+        if self.frames_decoded == 0 or self._video_start is None:
+            detail = f" ({self._errors[0]})" if self._errors else ""
+            raise VideoReadError(self.info.path, f"no decodable frame{detail}")
+        problems = []
+        if self._errors:
+            more = f" and {len(self._errors) - 1} more" if len(self._errors) > 1 else ""
+            problems.append(f"{self._errors[0]}{more}")
+        if self._corrupt_frames:
+            problems.append(f"{self._corrupt_frames} frames flagged corrupt by the decoder")
+        truncated = self._truncation()
+        if truncated:
+            problems.append(truncated)
+        if problems:
+            self.damage = "; ".join(problems)
             if self.damaged_policy == "skip":
-                raise VideoDamagedError(self.info.path, self.damage, decoded)
+                raise VideoDamagedError(self.info.path, self.damage, self.frames_decoded)
+
+    def _own_end(self) -> Optional[tuple[fractions.Fraction, str, bool]]:
+        """(end time the file declares, what declares it, whether it is the video stream's own)."""
+        stream, container = self._stream, self._container
+        if stream.duration is not None:
+            start = fractions.Fraction(stream.start_time or 0) * stream.time_base - self._start
+            return start + fractions.Fraction(stream.duration) * stream.time_base, "the video stream's duration", True
+        if container.duration is not None:
+            return fractions.Fraction(container.duration, 1_000_000), "the file's duration", False
+        return None
+
+    def _truncation(self) -> Optional[str]:
+        """'truncated: ...' when the stream ends clearly before its own duration, else None."""
+        if self._expected_end is None:
+            return None
+        expected, what, own = self._expected_end
+        # MKV/WebM store only the file's duration: compare it with the end of the last packet of any
+        # stream, so that an audio track that outlasts the video is not taken for a cut.
+        end = self._video_end if own else max(self._stream_end, self._video_end)
+        frame = (self._video_end - self._video_start) / self.frames_decoded  # mean frame duration
+        if expected - end > max(2 * frame, TRUNCATION_TOLERANCE * expected):
+            return (f"truncated: the stream ends at {float(end):.3f} s, before {what} of {float(expected):.3f} s "
+                    f"({self.frames_decoded} frames decoded)")
+        return None
 
     def __del__(self):
-        cap = getattr(self, "_cap", None)
-        if cap is not None and not getattr(self, "_done", True):
-            cap.release()
+        if not getattr(self, "_done", True):
+            self.close()
+
+
+def _duration_estimate(frame_duration: int, ts_diff: int, codec_rate, time_base) -> int:
+    """A frame's duration in time-base units, as the ffmpeg command line estimates it.
+
+    Source: FFmpeg ``fftools/ffmpeg_dec.c`` ``video_duration_estimate``: the frame's own duration
+    unless it is the 1-unit guess that demuxers make up (1 while the timestamps step by more than 2),
+    else the step from the previous frame's timestamp, else the codec's frame rate, else 1.
+    """
+    unreliable = frame_duration == 1 and ts_diff > 2
+    if frame_duration > 0 and not unreliable:
+        return frame_duration
+    if ts_diff > 0:
+        return ts_diff
+    if frame_duration > 0:
+        return frame_duration
+    if codec_rate:
+        codec_duration = round(1 / (fractions.Fraction(codec_rate) * time_base))
+        if codec_duration > 0:
+            return codec_duration
+    return 1
+
+
+def _clockwise_rotation(frame) -> int:
+    """Degrees clockwise (0/90/180/270) that ffmpeg's autorotate applies for the frame's display matrix."""
+    angle = getattr(frame, "rotation", 0) or 0  # counter-clockwise degrees (av_display_rotation_get)
+    return int(round(-angle / 90.0)) % 4 * 90
 
 
 def iter_frames(path: PathLike, sampling: FrameSampling = FrameSampling(), *,
-                max_missing_fraction: float = MISSING_FRAMES_TOLERANCE,
-                damaged: str = DEFAULT_DAMAGED_POLICY) -> FrameIterator:
+                damaged: str = DEFAULT_DAMAGED_POLICY, thread_type: str = DEFAULT_THREAD_TYPE) -> FrameIterator:
     """Decodes ``path`` sequentially and yields the frames selected by ``sampling`` (see module doc).
 
-    Raises VideoReadError at once for a missing, empty or unopenable file, and during iteration for
-    a video without decodable frames or one that breaks off (after yielding the frames before the
-    break). After exhaustion, the returned iterator's ``frames_decoded`` is the real frame count.
+    Args:
+      path: a video file (any container and codec FFmpeg reads).
+      sampling: :class:`FrameSampling` (``all``, ``everyN``, ``fpsR``).
+      damaged: "skip" raises :class:`VideoDamagedError` after the last decodable frame of a damaged
+        video; "keep" ends normally and sets the iterator's ``damage``.
+      thread_type: FFmpeg decoder threading (see :data:`DEFAULT_THREAD_TYPE`).
+
+    Yields :class:`Frame` (RGB uint8 H x W x 3, index among decoded frames, presentation time in ms).
+    Raises VideoReadError at once for a missing, empty or unopenable file, and at the end for a
+    video without any decodable frame. After exhaustion, ``frames_decoded`` is the real frame count.
     """
-    return FrameIterator(path, sampling, max_missing_fraction, damaged)
+    return FrameIterator(path, sampling, damaged, thread_type)
 
 
 def count_frames(path: PathLike) -> int:
-    """The real number of frames, counted by decoding the whole video (containers' counts can be wrong)."""
-    frames = FrameIterator(path, FrameSampling(every_n=1 << 62))
+    """The real number of frames, counted by decoding the whole video (containers' counts can be wrong).
+
+    A damaged video counts the frames that decoded. Raises VideoReadError for an unreadable file.
+    """
+    frames = FrameIterator(path, FrameSampling(every_n=1 << 62), damaged="keep")
     for _ in frames:
         pass
     return frames.frames_decoded
