@@ -56,10 +56,11 @@ import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: A stream that ends more than this share of its duration early (and more than two frame
-#: durations early) is truncated. Measured: healthy files end within one frame of their duration
-#: (an MP4 cut with an edit list ends half a frame early).
-TRUNCATION_TOLERANCE = 0.02
+#: A stream that ends more than this many (mean) frame durations before its own duration is
+#: truncated. Measured on the generated cases of tests/test_video_ffmpeg_oracle.py: healthy files end
+#: within one frame of it (an MP4 cut with an edit list ends half a frame early); an MJPEG AVI cut at
+#: 60% of its bytes ends two frames early, with only a concealed "overread" in ffmpeg's log.
+TRUNCATION_TOLERANCE_FRAMES = 1.5
 #: FFmpeg's threading for the decoder: "AUTO" (frame and slice threads), "FRAME", "SLICE" or "NONE".
 DEFAULT_THREAD_TYPE = "AUTO"
 
@@ -261,7 +262,7 @@ class FrameIterator(Iterator[Frame]):
         self.damage: Optional[str] = None
         self.frames_decoded = 0
         self._container, self._stream, self.info = _open(path, thread_type)
-        self._start = fractions.Fraction(self._container.start_time or 0, 1_000_000)
+        self._start_us = self._container.start_time or 0  # the file's start time, microseconds
         self._expected_end = self._own_end()
         self._frames = self._decode()
         self._pending: Optional[_Decoded] = None
@@ -314,7 +315,7 @@ class FrameIterator(Iterator[Frame]):
                 diff = pts - previous_pts if previous_pts is not None else -1
                 duration = _duration_estimate(frame.duration or 0, diff, codec_rate, tb)
                 previous_pts = pts
-                time = fractions.Fraction(pts) * tb - self._start
+                time = self._relative(pts, tb)
                 if self._video_start is None:
                     self._video_start = time
                 self._video_end = max(self._video_end, time + duration * tb)
@@ -330,10 +331,17 @@ class FrameIterator(Iterator[Frame]):
             self._errors.append(f"decoder error at the end of the stream ({err})")
             return []
 
+    def _relative(self, pts: int, time_base: fractions.Fraction) -> fractions.Fraction:
+        """Seconds from the file's start time, as the ffmpeg command line computes them: the start time
+        (microseconds) is first rescaled to the stream's time base, rounded (av_rescale_q), so that a
+        stream's own ticks stay exact (an MPEG-TS starting at 132000/90000 s)."""
+        offset = _round_half_away(fractions.Fraction(self._start_us, 1_000_000) / time_base)
+        return (pts - offset) * time_base
+
     def _note_packet_end(self, packet) -> None:
         if packet.pts is None or packet.time_base is None:
             return
-        end = fractions.Fraction(packet.pts + (packet.duration or 0)) * packet.time_base - self._start
+        end = self._relative(packet.pts + (packet.duration or 0), packet.time_base)
         self._stream_end = max(self._stream_end, end)
 
     # -- sampling -------------------------------------------------------------------------------
@@ -414,7 +422,7 @@ class FrameIterator(Iterator[Frame]):
         """(end time the file declares, what declares it, whether it is the video stream's own)."""
         stream, container = self._stream, self._container
         if stream.duration is not None:
-            start = fractions.Fraction(stream.start_time or 0) * stream.time_base - self._start
+            start = self._relative(stream.start_time or 0, stream.time_base)
             return start + fractions.Fraction(stream.duration) * stream.time_base, "the video stream's duration", True
         if container.duration is not None:
             return fractions.Fraction(container.duration, 1_000_000), "the file's duration", False
@@ -429,7 +437,7 @@ class FrameIterator(Iterator[Frame]):
         # stream, so that an audio track that outlasts the video is not taken for a cut.
         end = self._video_end if own else max(self._stream_end, self._video_end)
         frame = (self._video_end - self._video_start) / self.frames_decoded  # mean frame duration
-        if expected - end > max(2 * frame, TRUNCATION_TOLERANCE * expected):
+        if expected - end > TRUNCATION_TOLERANCE_FRAMES * frame:
             return (f"truncated: the stream ends at {float(end):.3f} s, before {what} of {float(expected):.3f} s "
                     f"({self.frames_decoded} frames decoded)")
         return None
