@@ -263,6 +263,7 @@ class FrameIterator(Iterator[Frame]):
         self.frames_decoded = 0
         self._container, self._stream, self.info = _open(path, thread_type)
         self._start_us = self._container.start_time or 0  # the file's start time, microseconds
+        self._offsets: dict = {}  # time base -> the start time in its ticks
         self._expected_end = self._own_end()
         self._frames = self._decode()
         self._pending: Optional[_Decoded] = None
@@ -335,7 +336,9 @@ class FrameIterator(Iterator[Frame]):
         """Seconds from the file's start time, as the ffmpeg command line computes them: the start time
         (microseconds) is first rescaled to the stream's time base, rounded (av_rescale_q), so that a
         stream's own ticks stay exact (an MPEG-TS starting at 132000/90000 s)."""
-        offset = _round_half_away(fractions.Fraction(self._start_us, 1_000_000) / time_base)
+        offset = self._offsets.get(time_base)
+        if offset is None:  # once per time base: Fraction arithmetic is slow enough to show per frame
+            offset = self._offsets[time_base] = _round_half_away(fractions.Fraction(self._start_us, 1_000_000) / time_base)
         return (pts - offset) * time_base
 
     def _note_packet_end(self, packet) -> None:
