@@ -4,24 +4,31 @@ Both `cowen_keltner` and `video_folder` subclass :class:`VideoFramesBuilder`; th
 how they find videos and labels (their `_collect`). Everything else lives here:
 
 * **Extraction.** :func:`extract_video` decodes one video with :mod:`emonet_tf.video`, encodes the
-  sampled frames ONCE as JPEG with OpenCV (quality :data:`JPEG_QUALITY`, RGB content) and returns
-  all of the video's examples, or a skip reason. The JPEG bytes are handed to
-  ``tfds.features.Image(encoding_format="jpeg")`` as ``bytes``, which TFDS stores unchanged (no
-  second encoding). A video's examples are buffered (as JPEG bytes, a few MB at most) until the
-  whole video decoded, so that a video that breaks mid-way is dropped whole, never half-written.
-  Memory stays flat in the corpus size: one video at a time.
+  sampled frames ONCE with OpenCV (config field ``frame_encoding``: JPEG at quality
+  :data:`JPEG_QUALITY`, the default, or lossless PNG) and returns all of the video's examples, or
+  a skip reason. The bytes are handed to ``tfds.features.Image(encoding_format=...)`` as ``bytes``,
+  which TFDS stores unchanged (no second encoding). A video's examples are buffered (encoded
+  bytes, a few MB at most) until the whole video decoded, so that a damaged video is either
+  dropped whole (``damaged_videos="skip"``, the default) or written with every example flagged
+  ``video_damaged`` (``"keep"``), never half-written unmarked. Memory stays flat in the corpus
+  size: one video at a time.
 * **Plain or Beam.** TFDS picks the writer from what `_generate_examples` returns: a Python
   generator (plain, single process) or a ``beam.PTransform``. We return the PTransform
   (``beam.Create(videos) | beam.Reshuffle() | beam.FlatMap(...)``) when the build was given a Beam
   runner or Beam options (``DownloadConfig.beam_runner``/``beam_options``, i.e.
   ``tfds build --beam_pipeline_options=...``), else a generator. Beam is imported lazily.
 * **Splits by video**, never by frame; see :func:`hash_split`.
-* **Bad input** (unreadable or truncated videos, missing/unknown labels, unusable label files) is
-  logged by name and counted per reason in a summary, never written as a partial record. Strict
+* **Bad input** (unreadable, empty, non-video or vanished files, damaged videos, duplicate video
+  ids, missing/unknown labels, unusable label files) is logged by name and counted per reason in a
+  summary; one bad input never aborts the build. Log lines carry names and reasons, never example
+  bytes. Strict
   mode (config field ``strict``, builder kwarg ``strict=True`` or environment variable
   ``EMONET_TFDS_STRICT=1``) raises :class:`BadInputError` at the first problem instead. Videos whose
   label is outside the config's categories (e.g. Nostalgia in `emonet20`) are left out by design:
   they are counted in the summary but never raise.
+* **Deterministic files.** The records are re-serialized with sorted feature maps
+  (:class:`DeterministicExampleWriter`), so two builds of the same input give byte-identical
+  tfrecord files, in any process and on any machine.
 * **Summary.** Per split, logged when the split's generator is exhausted (plain) or from Beam
   counters after the pipeline ran (Beam), and written as JSON next to the data
   (``<data_dir>/<name>/<config>/<version>/extraction_summary.json``).
@@ -46,6 +53,11 @@ from emonet_tf import video as video_lib
 
 #: OpenCV JPEG quality of the stored frames (one encoding, by us).
 JPEG_QUALITY = 95
+#: zlib level of OpenCV's PNG encoder for ``frame_encoding="png"`` (lossless at every level; see
+#: bench/bench_frame_encoding.py for the size/speed trade-off).
+PNG_COMPRESSION = 1
+#: Frame encodings a config may choose (``frame_encoding``); the first is the default.
+FRAME_ENCODINGS = ("jpeg", "png")
 #: Share of each label's videos that go to `test` when no split is given (the released split has 428/2185).
 TEST_FRACTION = 0.2
 #: File written next to the prepared data.
@@ -58,7 +70,8 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".m
 SAMPLINGS = ("every5", "fps10", "all")
 SAMPLING_DESCRIPTIONS = {
     "every5": "every 5th frame (0, 5, 10, ...), like the lab's MATLAB scripts",
-    "fps10": "10 frames per second (first frame at or after each 100 ms tick), like the lab's PyTorch pipeline",
+    "fps10": ("10 frames per second, ffmpeg's fps=10 filter: for each 100 ms tick, the last frame whose timestamp "
+              "rounds to at or before it; frames never repeated (the lab's PyTorch pipeline)"),
     "all": "every decoded frame",
 }
 
@@ -70,7 +83,7 @@ LABEL_NOT_IN_CONFIG = "label_not_in_config"
 LABEL_CONFLICT = "label_conflict"
 VIDEO_MISSING = "video_missing"
 VIDEO_UNREADABLE = "video_unreadable"
-VIDEO_TRUNCATED = "video_truncated"
+VIDEO_DAMAGED = "video_damaged"
 DUPLICATE_VIDEO_FILE = "duplicate_video_file"
 
 
@@ -86,11 +99,19 @@ class VideoFramesConfig(tfds.core.BuilderConfig):
       sampling: ``every5``, ``fps10``, ``all`` or any :meth:`FrameSampling.parse` spec.
       strict: raise on the first bad input instead of skipping and reporting it.
       test_fraction: share of each label's videos put in `test` when no split is given.
+      damaged_videos: what to do with a damaged video (decoder error, or the stream ends before its
+        own duration): "skip" (default) drops it whole and names it in the summary; "keep" writes
+        the frames that decoded with ``video_damaged=True`` and lists the video in the summary.
+        Strict mode raises at a damaged video under either policy.
+      frame_encoding: "jpeg" (default, OpenCV quality 95) or "png" (lossless: the stored pixels are
+        exactly the decoded frame; several times larger, see docs/datasets.md).
     """
 
     sampling: str = "every5"
     strict: bool = False
     test_fraction: float = TEST_FRACTION
+    damaged_videos: str = video_lib.DEFAULT_DAMAGED_POLICY
+    frame_encoding: str = FRAME_ENCODINGS[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,61 +241,140 @@ def read_csv(path: epath.Path) -> tuple[list[str], list[list[str]]]:
 # Extraction (shared by the plain generator and the Beam workers)
 
 
+def _bgr(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
 def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     """JPEG bytes of an RGB uint8 image (OpenCV, baseline, the given quality)."""
     import cv2
 
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, buf = cv2.imencode(".jpg", _bgr(rgb), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("OpenCV failed to encode a frame as JPEG")
     return buf.tobytes()
+
+
+def encode_png(rgb: np.ndarray, compression: int = PNG_COMPRESSION) -> bytes:
+    """PNG bytes of an RGB uint8 image (OpenCV, 8-bit RGB, lossless)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", _bgr(rgb), [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    if not ok:
+        raise RuntimeError("OpenCV failed to encode a frame as PNG")
+    return buf.tobytes()
+
+
+_ENCODERS = {"jpeg": encode_jpeg, "png": encode_png}
+
+
+def check_frame_encoding(encoding: str) -> str:
+    """Returns `encoding` if it is one of FRAME_ENCODINGS, else raises ValueError listing them."""
+    if encoding not in FRAME_ENCODINGS:
+        raise ValueError(f"Unknown frame_encoding {encoding!r}; choose one of {', '.join(FRAME_ENCODINGS)}")
+    return encoding
+
+
+def encode_frame(rgb: np.ndarray, encoding: str = FRAME_ENCODINGS[0]) -> bytes:
+    """The stored bytes of a frame: JPEG (quality JPEG_QUALITY) or PNG."""
+    return _ENCODERS[check_frame_encoding(encoding)](rgb)
 
 
 def example_key(video_id: str, frame_index: int) -> str:
     return f"{video_id}_{frame_index:06d}"
 
 
-def extract_video(entry: VideoEntry, sampling: str) -> tuple[list[tuple[str, dict]], Optional[Problem], int]:
-    """All examples of one video, or none and the reason; plus the number of frames decoded."""
+@dataclasses.dataclass
+class Extraction:
+    """What one video gave: its examples (all of them, or none and a problem), frames decoded, damage.
+
+    ``damage`` is set when a damaged video was kept (policy "keep"); its examples then all carry
+    ``video_damaged=True``.
+    """
+
+    examples: list[tuple[str, dict]]
+    problem: Optional[Problem] = None
+    frames_decoded: int = 0
+    damage: Optional[str] = None
+
+
+def _read_problem(entry: VideoEntry, err: Exception) -> Problem:
+    """The skip reason of a video whose decoding failed: vanished file, damaged video, or unreadable."""
+    import os
+
+    if isinstance(err, video_lib.VideoDamagedError):
+        return Problem(VIDEO_DAMAGED, entry.video_id, str(err))
+    if not os.path.exists(entry.path):
+        # Found when the videos were listed, gone now (moved or deleted during the build).
+        return Problem(VIDEO_MISSING, entry.video_id, f"{entry.path}: file vanished during the build")
+    if isinstance(err, video_lib.VideoReadError):
+        return Problem(VIDEO_UNREADABLE, entry.video_id, str(err))
+    # Anything else a decoder library may throw on a hostile file (one input never aborts a build).
+    return Problem(VIDEO_UNREADABLE, entry.video_id, f"{entry.path}: {type(err).__name__}: {err}")
+
+
+def extract_video(entry: VideoEntry, sampling: str, damaged: str = video_lib.DEFAULT_DAMAGED_POLICY,
+                  frame_encoding: str = FRAME_ENCODINGS[0]) -> Extraction:
+    """All examples of one video, or none and the reason; see :class:`Extraction`.
+
+    ``damaged``: "skip" returns a damaged video as a VIDEO_DAMAGED problem with no example; "keep"
+    returns the frames that decoded, flagged ``video_damaged``.
+    """
     frame_sampling = video_lib.FrameSampling.parse(sampling)
+    check_frame_encoding(frame_encoding)
     soft = np.asarray(entry.soft_label, np.float32)
     examples = []
-    frames = None
     try:
-        frames = video_lib.iter_frames(entry.path, frame_sampling)
+        frames = video_lib.iter_frames(entry.path, frame_sampling, damaged=damaged)
         for frame in frames:
             examples.append((example_key(entry.video_id, frame.index), {
-                "image": encode_jpeg(frame.image),
+                "image": encode_frame(frame.image, frame_encoding),
                 "label": entry.label,
                 "video_id": entry.video_id,
                 "frame_index": frame.index,
                 "timestamp_ms": frame.timestamp_ms,
                 "soft_label": soft,
+                "video_damaged": False,
             }))
-    except video_lib.VideoReadError as err:
-        decoded = frames.frames_decoded if frames is not None else 0
-        reason = VIDEO_TRUNCATED if decoded else VIDEO_UNREADABLE
-        return [], Problem(reason, entry.video_id, str(err)), decoded
-    return examples, None, frames.frames_decoded
+    except Exception as err:  # noqa: BLE001 -- any failure of one input becomes its reported skip reason
+        problem = _read_problem(entry, err)
+        return Extraction([], problem, getattr(err, "frames_decoded", 0))
+    damage = frames.damage
+    if damage is not None:
+        for _, example in examples:
+            example["video_damaged"] = True
+    return Extraction(examples, None, frames.frames_decoded, damage)
 
 
 class SplitSummary:
-    """Videos and frames written, and videos skipped per reason, for one split."""
+    """Videos and frames written, damaged videos kept, and videos skipped per reason, for one split."""
 
     def __init__(self):
         self.videos_written = 0
         self.frames_written = 0
         self.frames_decoded = 0
         self.skipped: dict[str, list[dict[str, str]]] = collections.defaultdict(list)
+        self.damaged_kept: list[dict[str, str]] = []
 
     def add_problem(self, problem: Problem) -> None:
         self.skipped[problem.reason].append(problem.as_dict())
+
+    def add_written(self, extraction: Extraction, video_id: str) -> None:
+        self.videos_written += 1
+        self.frames_written += len(extraction.examples)
+        self.frames_decoded += extraction.frames_decoded
+        if extraction.damage is not None:
+            self.damaged_kept.append({"name": video_id, "detail": extraction.damage})
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "videos_written": self.videos_written,
             "frames_written": self.frames_written,
             "frames_decoded_in_written_videos": self.frames_decoded,
+            "videos_damaged_kept": len(self.damaged_kept),
+            "damaged_kept": sorted(self.damaged_kept, key=lambda d: d["name"]),
             "videos_skipped": sum(len(v) for v in self.skipped.values()),
             "skipped": {k: sorted(v, key=lambda d: d["name"]) for k, v in sorted(self.skipped.items())},
         }
@@ -292,23 +392,88 @@ def report_problem(problem: Problem, strict: bool, where: str) -> None:
     logging.warning(message)
 
 
+def report_damaged_kept(video_id: str, damage: str, strict: bool, where: str) -> None:
+    """Logs a damaged video whose decoded frames are kept (policy "keep"); strict mode raises instead."""
+    if strict:
+        raise BadInputError(f"{where}: {video_id} ({VIDEO_DAMAGED}): {damage} [strict mode]")
+    logging.warning("%s: kept damaged video %s (its examples have video_damaged=True): %s", where, video_id, damage)
+
+
+def check_extraction(entry: VideoEntry, extraction: Extraction, strict: bool, where: str) -> None:
+    """Reports what went wrong with one video (a skip or a kept damaged video), raising in strict mode."""
+    if extraction.problem is not None:
+        report_problem(extraction.problem, strict, where)
+    elif extraction.damage is not None:
+        report_damaged_kept(entry.video_id, extraction.damage, strict, where)
+
+
 _BEAM_NAMESPACE = "emonet_tf_video_frames"
 
 
-def _beam_extract(entry: VideoEntry, sampling: str, strict: bool, split: str, where: str) -> Iterator[tuple[str, dict]]:
+def _beam_extract(entry: VideoEntry, sampling: str, strict: bool, split: str, where: str, damaged: str,
+                  frame_encoding: str) -> Iterator[tuple[str, dict]]:
     """Beam FlatMap body: the video's examples, with the outcome recorded in Beam counters."""
     from apache_beam.metrics import Metrics
 
-    examples, problem, decoded = extract_video(entry, sampling)
+    extraction = extract_video(entry, sampling, damaged, frame_encoding)
+    check_extraction(entry, extraction, strict, where)
     namespace = f"{_BEAM_NAMESPACE}/{split}"
+    problem = extraction.problem
     if problem is not None:
-        report_problem(problem, strict, where)
         Metrics.counter(namespace, "skip:" + json.dumps([problem.reason, problem.name, problem.detail])).inc()
         return
+    if extraction.damage is not None:
+        Metrics.counter(namespace, "damaged_kept:" + json.dumps([entry.video_id, extraction.damage])).inc()
     Metrics.counter(namespace, "videos_written").inc()
-    Metrics.counter(namespace, "frames_written").inc(len(examples))
-    Metrics.counter(namespace, "frames_decoded").inc(decoded)
-    yield from examples
+    Metrics.counter(namespace, "frames_written").inc(len(extraction.examples))
+    Metrics.counter(namespace, "frames_decoded").inc(extraction.frames_decoded)
+    yield from extraction.examples
+
+
+def unique_video_ids(per_split: Mapping[str, Sequence[VideoEntry]]) -> tuple[dict[str, list[VideoEntry]], list[Problem]]:
+    """Drops every entry whose video id was already taken (splits in sorted order, then list order).
+
+    Example keys are ``<video_id>_<frame>``, so two files with one id (``happy/clip.mp4`` and
+    ``happy/clip.avi``) would make TFDS abort the whole build at the very end ("Two examples share the
+    same hashed key"), after decoding everything. Each builder reports duplicates as it finds them;
+    this is the guard for any that reach the extraction stage.
+    """
+    first: dict[str, VideoEntry] = {}
+    kept: dict[str, list[VideoEntry]] = {}
+    problems = []
+    for split in sorted(per_split):
+        kept[split] = []
+        for entry in per_split[split]:
+            if entry.video_id in first:
+                problems.append(Problem(DUPLICATE_VIDEO_FILE, entry.video_id,
+                                        f"two files with this video id: using {first[entry.video_id].path}, "
+                                        f"ignoring {entry.path}"))
+                continue
+            first[entry.video_id] = entry
+            kept[split].append(entry)
+    return kept, problems
+
+
+class DeterministicExampleWriter(tfds.core.writer.ExampleWriter):
+    """Writes each serialized tf.train.Example again with sorted feature-map keys.
+
+    TFDS serializes with protobuf's default ``SerializeToString()``, whose map order (upb) differs
+    from process to process, so two builds of the same input gave the same examples in files that
+    ``cmp`` and checksums call different. ``DatasetBuilder._example_writer`` is TFDS's documented
+    hook for a custom writer, and the serialized bytes reach it in the plain and the Beam writers
+    alike; re-serializing with ``deterministic=True`` (sorted map keys) there makes the files
+    byte-identical across processes and machines, at the cost of one parse per example.
+    """
+
+    def write(self, path, examples):
+        return super().write(path, ((key, canonical_example_bytes(data)) for key, data in examples))
+
+
+def canonical_example_bytes(serialized: bytes) -> bytes:
+    """The same tf.train.Example, serialized with its feature map in sorted key order."""
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    return tf_example_pb2.Example.FromString(serialized).SerializeToString(deterministic=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -318,8 +483,16 @@ def _beam_extract(entry: VideoEntry, sampling: str, strict: bool, split: str, wh
 class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base builder: subclasses define `_categories()`, `_collect(dl_manager)` and the class metadata."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: one example per sampled frame, splits by video."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: one example per sampled frame, splits by video.",
+        "2.0.0": ("timestamp_ms is the frame's presentation timestamp in the stream (was frame_index * 1000 / fps); "
+                  "fps10 follows ffmpeg's fps=10 filter (for each 100 ms tick, the last frame whose timestamp rounds "
+                  "to at or before it; frames never repeated); new feature video_damaged; config fields "
+                  "damaged_videos (skip/keep) and frame_encoding (jpeg/png); skip reason video_truncated is now "
+                  "video_damaged; duplicate video ids and vanished files are reported instead of aborting the "
+                  "build; byte-identical tfrecord files across processes (sorted feature maps)."),
+    }
     HOMEPAGE: Optional[str] = None
 
     def __init__(self, *, strict: Optional[bool] = None, **kwargs: Any):
@@ -350,19 +523,31 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     def _where(self) -> str:
         return f"{self.name}/{self.builder_config.name}"
 
+    def _image_doc(self) -> str:
+        if self.builder_config.frame_encoding == "png":
+            return "RGB frame, PNG-encoded once by OpenCV (lossless: exactly the decoded pixels)"
+        return f"RGB frame, JPEG-encoded once by OpenCV at quality {JPEG_QUALITY}"
+
     def _info(self) -> tfds.core.DatasetInfo:
+        # Runs at construction: a wrong choice fails there, naming the field's values, not at the first video.
+        video_lib.check_damaged_policy(self.builder_config.damaged_videos)
+        check_frame_encoding(self.builder_config.frame_encoding)
         categories = self._categories()
         num = len(categories) if categories is not None else None
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg",
-                                             doc=f"RGB frame, JPEG-encoded once by OpenCV at quality {JPEG_QUALITY}"),
+                "image": tfds.features.Image(shape=(None, None, 3), encoding_format=self.builder_config.frame_encoding,
+                                             doc=self._image_doc()),
                 "label": tfds.features.ClassLabel(names=list(categories)) if categories is not None
                 else tfds.features.ClassLabel(),
                 "video_id": tfds.features.Text(doc="the video's file name without extension, e.g. 0001"),
                 "frame_index": tfds.features.Scalar(np.int32, doc="index of the frame among all decoded frames"),
                 "timestamp_ms": tfds.features.Scalar(
-                    np.float32, doc="frame_index * 1000 / container fps (float32, as tf.train.Example stores floats)"),
+                    np.float32, doc="presentation timestamp of the frame in the stream, ms (relative to the start; "
+                                    "float32, as tf.train.Example stores floats)"),
+                "video_damaged": tfds.features.Scalar(
+                    np.bool_, doc="True when the video was damaged (decoder error or stream shorter than its "
+                                  "duration) and its decoded frames were kept (damaged_videos='keep')"),
                 "soft_label": tfds.features.Tensor(
                     shape=(num,), dtype=np.float32,
                     doc="share of raters per class (sums to 1); one-hot when no ratings are known"),
@@ -370,6 +555,9 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             supervised_keys=("image", "label"),
             homepage=self.HOMEPAGE,
         )
+
+    def _example_writer(self) -> tfds.core.writer.ExampleWriter:
+        return DeterministicExampleWriter(file_format=self.info.file_format)
 
     def _download_and_prepare(self, dl_manager, download_config) -> None:
         # Beam is used when the caller gave a runner or pipeline options (tfds build --beam_pipeline_options).
@@ -381,6 +569,8 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
     def _split_generators(self, dl_manager):
         per_split, problems = self._collect(dl_manager)
+        per_split, duplicates = unique_video_ids(per_split)
+        problems = [*problems, *duplicates]
         for problem in problems:
             report_problem(problem, self.strict, self._where())
         self._label_problems = problems
@@ -391,31 +581,60 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         if not any(per_split.values()):
             raise ValueError(f"{self._where()}: no labelled video found; see the MANUAL_DOWNLOAD_INSTRUCTIONS. "
                              f"Left out: {dict(counts)}")
-        return {split: self._generate_examples(entries=entries, split=split)
-                for split, entries in per_split.items() if entries}
+        generators = {split: self._generate_examples(entries=entries, split=split)
+                      for split, entries in per_split.items() if entries}
+        if self._use_beam:
+            return generators
+        return self._drop_empty_splits(generators)
+
+    def _drop_empty_splits(self, generators: Mapping[str, Iterator]) -> dict[str, Iterator]:
+        """Plain builds: leaves out the splits in which no video could be written.
+
+        TFDS aborts the whole build when a split's generator yields nothing ("No examples were
+        yielded"), e.g. a test split whose only video is corrupt. So each split's generator is run up
+        to its first example here (decoding its videos until one is good, which the build would do
+        anyway); a split without any is reported in the summary and not written.
+        """
+        import itertools
+
+        kept = {}
+        for split, generator in generators.items():
+            first = next(generator, None)
+            if first is None:
+                logging.warning("%s/%s: no video of this split could be written; the split is left out (see %s)",
+                                self._where(), split, SUMMARY_FILENAME)
+                continue
+            kept[split] = itertools.chain([first], generator)
+        if not kept:
+            skipped = {split: {reason: [d["name"] for d in items] for reason, items in summary.as_dict()["skipped"].items()}
+                       for split, summary in self._summaries.items()}
+            raise ValueError(f"{self._where()}: none of the videos could be written; skipped: {skipped}")
+        return kept
+
+    def _extract_kwargs(self) -> dict[str, Any]:
+        config = self.builder_config
+        return {"sampling": config.sampling, "damaged": config.damaged_videos, "frame_encoding": config.frame_encoding}
 
     def _generate_examples(self, entries: list[VideoEntry], split: str):
-        sampling, strict, where = self.builder_config.sampling, self.strict, f"{self._where()}/{split}"
+        strict, where = self.strict, f"{self._where()}/{split}"
         if self._use_beam:
             beam = tfds.core.lazy_imports.apache_beam
             return (beam.Create(entries)
                     | "Reshuffle" >> beam.Reshuffle()
-                    | "ExtractFrames" >> beam.FlatMap(
-                        functools.partial(_beam_extract, sampling=sampling, strict=strict, split=split, where=where)))
-        return self._generate_plain(entries, split, sampling, strict, where)
+                    | "ExtractFrames" >> beam.FlatMap(functools.partial(
+                        _beam_extract, strict=strict, split=split, where=where, **self._extract_kwargs())))
+        return self._generate_plain(entries, split, strict, where)
 
-    def _generate_plain(self, entries, split, sampling, strict, where) -> Iterator[tuple[str, dict]]:
+    def _generate_plain(self, entries, split, strict, where) -> Iterator[tuple[str, dict]]:
         summary = self._summaries[split] = SplitSummary()
         for entry in entries:
-            examples, problem, decoded = extract_video(entry, sampling)
-            if problem is not None:
-                report_problem(problem, strict, where)
-                summary.add_problem(problem)
+            extraction = extract_video(entry, **self._extract_kwargs())
+            check_extraction(entry, extraction, strict, where)
+            if extraction.problem is not None:
+                summary.add_problem(extraction.problem)
                 continue
-            summary.videos_written += 1
-            summary.frames_written += len(examples)
-            summary.frames_decoded += decoded
-            yield from examples
+            summary.add_written(extraction, entry.video_id)
+            yield from extraction.examples
         self._log_split_summary(split)
 
     def _process_pipeline_result(self, pipeline_result) -> None:
@@ -439,13 +658,17 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
                 reason, video, detail = json.loads(name[len("skip:"):])
                 for _ in range(value):
                     summary.add_problem(Problem(reason, video, detail))
+            elif name.startswith("damaged_kept:"):
+                video, detail = json.loads(name[len("damaged_kept:"):])
+                summary.damaged_kept.extend([{"name": video, "detail": detail}] * value)
         for split in sorted(self._summaries):
             self._log_split_summary(split)
 
     def _log_split_summary(self, split: str) -> None:
         s = self._summaries[split].as_dict()
-        logging.info("%s/%s summary: %d videos and %d frames written, %d videos skipped %s",
-                     self._where(), split, s["videos_written"], s["frames_written"], s["videos_skipped"],
+        logging.info("%s/%s summary: %d videos and %d frames written (%d damaged videos kept %s), %d videos skipped %s",
+                     self._where(), split, s["videos_written"], s["frames_written"], s["videos_damaged_kept"],
+                     [d["name"] for d in s["damaged_kept"]], s["videos_skipped"],
                      {k: [d["name"] for d in v] for k, v in s["skipped"].items()})
 
     def summary(self) -> dict[str, Any]:
@@ -458,7 +681,9 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             "config": self.builder_config.name,
             "version": str(self.version),
             "sampling": self.builder_config.sampling,
-            "jpeg_quality": JPEG_QUALITY,
+            "frame_encoding": self.builder_config.frame_encoding,
+            "jpeg_quality": JPEG_QUALITY if self.builder_config.frame_encoding == "jpeg" else None,
+            "damaged_videos": self.builder_config.damaged_videos,
             "strict": self.strict,
             "beam": self._use_beam,
             "left_out_at_label_stage": {k: sorted(v, key=lambda d: d["name"]) for k, v in sorted(label_stage.items())},

@@ -121,8 +121,9 @@ def argmax_label(shares: dict[str, float]) -> Optional[str]:
 class Builder(vf.VideoFramesBuilder):
     """DatasetBuilder for the Cowen & Keltner (2017) videos, one example per sampled frame."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: emonet20/ck27 x every5/fps10/all, splits by video."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: emonet20/ck27 x every5/fps10/all, splits by video.",
+                     "2.0.0": vf.VideoFramesBuilder.RELEASE_NOTES["2.0.0"]}
     BUILDER_CONFIGS = [
         *vf.sampling_configs(CowenKeltnerConfig, "emonet20", label_set="emonet20"),
         *vf.sampling_configs(CowenKeltnerConfig, "ck27", label_set="ck27"),

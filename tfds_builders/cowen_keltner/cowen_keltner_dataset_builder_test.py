@@ -4,12 +4,24 @@ dummy_data/ is written by `python -m tfds_builders.make_dummy_data` (see its vid
 videos and their frame counts (n frames at f fps):
   train: 0001 (12 @10), 0002 (20 @30), 0003 (10 @15), 0004 (16 @20, avi), 0005 Nostalgia (11 @25, ck27 only)
   test:  0010 (9 @10), 0011 (13 @24), 0014 Anger (10 @20, ck27 only)
-every5 keeps ceil(n / 5) frames; all keeps n; fps10 keeps floor((n - 1) * 10 / f) + 1 (f >= 10).
+every5 keeps ceil(n / 5) frames; all keeps n. fps10 keeps what emonet_tf.video's ffmpeg-style fps=10
+selection keeps (its semantics are tested against ffmpeg in tests/test_video*.py), counted here by
+the reader itself: these tests check that every selected frame of each video lands in its split.
 Left out: 0006 Pride, 0007 corrupt, 0008 truncated, 0009 missing file, 0012 unknown label, 0013 no label.
 """
 import tensorflow_datasets as tfds
 
+from emonet_tf import video
 from tfds_builders.cowen_keltner import cowen_keltner_dataset_builder
+
+_DUMMY = cowen_keltner_dataset_builder.Builder.code_path.parent / "dummy_data"
+_PATHS = {"0002": "Videos_by_Category/Amusement/0002.mp4", "0004": "Videos_by_Category/Fear/0004.avi"}
+
+
+def fps10(*video_ids: str) -> int:
+    """Number of frames the fps10 sampling selects in these dummy videos."""
+    return sum(len(list(video.iter_frames(_DUMMY / _PATHS.get(v, f"{v}.mp4"), video.FrameSampling(fps=10))))
+               for v in video_ids)
 
 
 class _Common:
@@ -25,7 +37,7 @@ class Emonet20Every5Test(_Common, tfds.testing.DatasetBuilderTestCase):
 
 class Emonet20Fps10Test(_Common, tfds.testing.DatasetBuilderTestCase):
     BUILDER_CONFIG_NAMES_TO_TEST = ["emonet20_fps10"]
-    SPLITS = {"train": 12 + 7 + 7 + 8, "test": 9 + 6}
+    SPLITS = {"train": fps10("0001", "0002", "0003", "0004"), "test": fps10("0010", "0011")}
 
 
 class Emonet20AllTest(_Common, tfds.testing.DatasetBuilderTestCase):
@@ -40,7 +52,7 @@ class Ck27Every5Test(_Common, tfds.testing.DatasetBuilderTestCase):
 
 class Ck27Fps10Test(_Common, tfds.testing.DatasetBuilderTestCase):
     BUILDER_CONFIG_NAMES_TO_TEST = ["ck27_fps10"]
-    SPLITS = {"train": 12 + 7 + 7 + 8 + 5, "test": 9 + 6 + 5}
+    SPLITS = {"train": fps10("0001", "0002", "0003", "0004", "0005"), "test": fps10("0010", "0011", "0014")}
 
 
 class Ck27AllTest(_Common, tfds.testing.DatasetBuilderTestCase):

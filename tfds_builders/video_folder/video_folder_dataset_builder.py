@@ -46,15 +46,16 @@ def _video_id(path: epath.Path, root: epath.Path) -> str:
 class Builder(vf.VideoFramesBuilder):
     """DatasetBuilder for a folder of labelled videos, one example per sampled frame."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: every5/fps10/all, folder or CSV labels, splits by video."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: every5/fps10/all, folder or CSV labels, splits by video.",
+                     "2.0.0": vf.VideoFramesBuilder.RELEASE_NOTES["2.0.0"]}
     BUILDER_CONFIGS = vf.sampling_configs(VideoFolderConfig)
     DEFAULT_BUILDER_CONFIG_NAME = "every5"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     Point `--manual_dir` at your corpus (or pass the root in a JSON config, `"root": "/path"`):
       * `<root>/<label>/<video>`: one folder per label, or
       * `<root>/labels.csv` with columns `video,label[,split]`, video paths relative to the root.
-    Any container OpenCV decodes is accepted (.mp4, .avi, .mov, .mkv, .webm, ...). Without a
+    Any container FFmpeg decodes is accepted (.mp4, .avi, .mov, .mkv, .webm, ...). Without a
     `split` column, 20% of each label's videos go to `test` by a stable hash of the video path.
     """
 
@@ -139,9 +140,14 @@ class Builder(vf.VideoFramesBuilder):
                 problems.append(vf.Problem(vf.LABEL_FILE_INVALID, video_id, f"invalid split name {split!r}"))
             elif not path.is_file():
                 problems.append(vf.Problem(vf.VIDEO_MISSING, video_id, f"{video} not found"))
+            elif video_id in seen and seen[video_id][0] != path:
+                # `clip.mp4` and `clip.avi` share the id `clip` (ids drop the extension).
+                problems.append(vf.Problem(vf.DUPLICATE_VIDEO_FILE, video_id,
+                                           f"two files with this video id: using {seen[video_id][0]}, ignoring {path}"))
             elif video_id in seen:
-                problems.append(vf.Problem(vf.LABEL_CONFLICT, video_id, f"listed more than once ({seen[video_id]!r})"))
+                problems.append(vf.Problem(vf.LABEL_CONFLICT, video_id,
+                                           f"listed more than once ({seen[video_id][1:]!r}, then {(label, split)!r})"))
             else:
-                seen[video_id] = (label, split)
+                seen[video_id] = (path, label, split)
                 rows.append((video_id, path, label, split))
         return rows, None
