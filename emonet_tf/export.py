@@ -12,7 +12,10 @@ Signatures:
     top_classes (tf.string [N, k]), top_scores [N, k] (+ fc7, relu7, fc8 with include_features).
     The input follows TF Serving's `*_bytes` convention, so its REST API accepts {"b64": ...}.
     Decoding and resizing are `emonet_tf.preprocessing.preprocess_image_bytes`, the same ops as the
-    training pipeline and the CLI (JPEG, PNG, GIF, BMP: what `tf.io.decode_image` reads).
+    training pipeline: the decoder contract's in-graph path (PIL's pixels for JPEG, PNG, GIF, BMP
+    and still WebP; the variants TF cannot decode exactly, e.g. CMYK JPEG or colour-table BMP, are
+    refused with the item's index and the reason; see docs/preprocessing.md). An image that is
+    already 227 x 227 is not resampled, so the model sees exactly the decoded pixels.
   * `serve_preprocessed(images: float32 [N, 227, 227, 3], RGB 0-255, mean NOT subtracted)` -> the
     same outputs, for clients that decode and resize themselves.
 
@@ -43,33 +46,20 @@ METADATA_FILE = "emonet_export.json"
 TOP_K = 5
 FEATURE_OUTPUTS = ("fc7", "relu7", "fc8")
 
-# Leading bytes of the formats `tf.io.decode_image` reads. Checked before decoding so that a bad
-# item is reported with its index instead of a decoder error that does not say which item it was.
-_MAGIC = {
-    "JPEG": b"\xff\xd8\xff",
-    "PNG": b"\x89PNG\r\n\x1a\n",
-    "GIF87a": b"GIF87a",
-    "GIF89a": b"GIF89a",
-    "BMP": b"BM",
-}
-
-
 def looks_like_image(data: tf.Tensor) -> tf.Tensor:
-    """True when scalar bytes start like a JPEG, PNG, GIF or BMP file (graph ops only)."""
-    checks = [tf.equal(tf.strings.substr(data, 0, len(magic)), magic) for magic in _MAGIC.values()]
-    return tf.reduce_any(tf.stack(checks))
+    """True when scalar bytes start like a format the bytes signature decodes (JPEG, PNG, GIF, BMP, WebP).
+
+    Graph ops only. Some variants of these formats are still refused when decoded (see
+    `emonet_tf.preprocessing.in_graph_refusal`).
+    """
+    code = preprocessing.image_format(data)
+    return tf.reduce_any(tf.equal(code, preprocessing.IN_GRAPH_FORMAT_CODES))
 
 
 def _checked_preprocess(index: tf.Tensor, data: tf.Tensor, resize_method: str) -> tf.Tensor:
-    """Preprocesses one item of a served batch; a non-image fails with its index in the message."""
-    ok = tf.logical_and(tf.strings.length(data) > 0, looks_like_image(data))
-    check = tf.debugging.Assert(ok, [
-        "images_bytes item", index,
-        "could not be decoded: empty or not a JPEG, PNG, GIF or BMP image; length in bytes:",
-        tf.strings.length(data)], summarize=4, name="check_image_bytes")
-    with tf.control_dependencies([check]):
-        data = tf.identity(data)
-    return preprocessing.preprocess_image_bytes(data, method=resize_method)
+    """Preprocesses one item of a served batch; an item that cannot be decoded fails with its index and
+    the reason in the message ("images_bytes item 2 could not be decoded in-graph: ...")."""
+    return preprocessing.preprocess_image_bytes(data, method=resize_method, what=["images_bytes item", index])
 
 
 class EmoNetServingModule(tf.Module):

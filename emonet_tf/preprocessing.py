@@ -1,17 +1,33 @@
-"""MATLAB-matching preprocessing: decode any common image, RGB, resize to 227x227, values 0-255.
+"""MATLAB-matching preprocessing: one image decoder contract, RGB, resize to 227x227, values 0-255.
 
 MATLAB's EmoNet pipeline is `imread` (RGB uint8) -> `imresize(I, [227 227])` (bicubic, antialiased
 when shrinking, aspect ratio NOT kept, output rounded to uint8) -> the network's 'zerocenter'
 input layer subtracts a 227x227x3 mean image. Everything up to the mean subtraction lives here;
 the mean lives in the model (`MeanImageSubtraction`), so it is saved with the weights.
 
-The same TF ops serve the tf.data training pipeline, the SavedModel's bytes signature and the CLI,
-so that the three cannot drift apart.
+The decoder contract (docs/preprocessing.md has the tables and the measurements). Every path returns
+the pixels PIL returns for `Image.open(f).convert("RGB")` (PIL stands for MATLAB's `imread`: both use
+libjpeg's accurate integer IDCT, both ignore EXIF orientation), or raises an error that names the
+source and the reason. Exception: 16-bit content (PNG, TIFF, 16-bit grey of any format), where PIL
+clips (grey) or keeps only the high byte (RGB); it becomes round(value / 257), computed from the
+true 16-bit values. MATLAB would feed 0-65535 to a network trained on 0-255.
+- Host path (`decode_bytes`, `decode_image_file`, `preprocess_bytes`, `load_image`, hence
+  `EmoNet.predict_images` and the CLI): PIL decodes every format it reads (JPEG incl. CMYK/YCCK,
+  PNG, GIF, BMP of every bit count and compression, WebP, TIFF, ...); 16-bit PNG/TIFF, detected
+  from the header, are decoded by OpenCV. `exif_orientation=True` applies the EXIF Orientation tag
+  (opt-in: MATLAB's `imread` ignores it). Truncated files raise ImageDecodeError saying "truncated".
+- In-graph path (`decode_image`, `preprocess_image_bytes`: tf.data from records, the SavedModel's
+  bytes signature; plain TF ops, so a SavedModel needs no emonet_tf): dispatches on the magic bytes
+  to JPEG (accurate IDCT), PNG (1-16 bit), GIF (first frame), BMP (24/32-bit uncompressed, 8-bit
+  grey ramp) and WebP (still images), and refuses what TF's decoders do not return exactly as PIL
+  does (CMYK/YCCK JPEG, colour-table/16-bit/compressed BMP, GIFs with a transparent colour or a
+  first frame smaller than the canvas, animated WebP, TIFF, anything else) with InvalidArgumentError
+  naming the reason (`in_graph_refusal`). It always ignores EXIF orientation.
+- TFLite files take preprocessed float32 227x227x3 images; they never decode.
 
-Decisions a user may want to know:
-- 16-bit images are scaled to 0-255 (value / 257) before resizing; MATLAB would feed 0-65535.
+Other decisions:
 - RGBA drops alpha (as MATLAB's `imread` returns alpha separately); grayscale is replicated.
-- Animated GIFs use their first frame.
+- Animated GIFs use their first frame (and so do animated WebP on the host).
 - `resize_method="matlab"` (the default) is MATLAB's `imresize` bicubic, transcribed: Keys cubic
   kernel (a = -0.5) stretched by 1/scale when shrinking (antialiasing), MATLAB's sample positions,
   mirrored borders, the most-shrunk dimension first, and uint8 rounding after each dimension.
@@ -22,19 +38,24 @@ Decisions a user may want to know:
 from __future__ import annotations
 
 import functools
+import io
 import os
-from typing import Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_SIZE = 227
 RESIZE_METHODS = ("matlab", "bicubic", "bilinear", "nearest", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
 DEFAULT_RESIZE_METHOD = "matlab"
+# The formats `decode_image` decodes in-graph (some variants of each are refused, see in_graph_refusal).
+IN_GRAPH_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+_HOST_HINT = "decode it on the host (emonet_tf.preprocessing.load_image) or convert it to PNG"
 
 
 class ImageDecodeError(ValueError):
-    """An image file or byte string that cannot be decoded; the message names the source."""
+    """An image file or byte string that cannot be decoded; the message names the source and the reason."""
 
 
 def check_resize_method(method: str) -> str:
@@ -44,13 +65,394 @@ def check_resize_method(method: str) -> str:
     return method
 
 
-def decode_image(data: tf.Tensor) -> tf.Tensor:
-    """Decodes JPEG/PNG/GIF/BMP bytes (8 or 16 bit, gray, RGB, RGBA) to float32 RGB H x W x 3 in [0, 255]."""
-    image = tf.io.decode_image(data, channels=3, dtype=tf.float32, expand_animations=False)
+# == In-graph decoding (plain TF ops) ===================================================================
+# Format codes of `image_format`; the order is the branch order of the switch_case calls below.
+_EMPTY, _UNKNOWN, _JPEG, _PNG, _GIF, _BMP, _WEBP, _TIFF = range(8)
+IN_GRAPH_FORMAT_CODES = (_JPEG, _PNG, _GIF, _BMP, _WEBP)  # the codes of IN_GRAPH_FORMATS
+
+
+def _substr(data: tf.Tensor, at, length) -> tf.Tensor:
+    """tf.strings.substr that returns "" past either end (TF's raises "pos out of range" for a short input)."""
+    return tf.strings.substr(data, tf.clip_by_value(at, 0, tf.strings.length(data)), length)
+
+
+def _starts_with(data: tf.Tensor, magic: bytes, at: int = 0) -> tf.Tensor:
+    return tf.equal(_substr(data, at, len(magic)), magic)
+
+
+def image_format(data: tf.Tensor) -> tf.Tensor:
+    """int32 scalar: the format code of scalar `data` from its leading (magic) bytes.
+
+    0 empty, 1 unknown, 2 JPEG (FF D8 FF), 3 PNG, 4 GIF (GIF87a/GIF89a), 5 BMP ("BM"),
+    6 WebP ("RIFF" .... "WEBP"), 7 TIFF ("II*\\0" or "MM\\0*"). Graph ops only.
+    """
+    data = tf.convert_to_tensor(data, tf.string)
+    checks = [
+        (_JPEG, _starts_with(data, b"\xff\xd8\xff")),
+        (_PNG, _starts_with(data, b"\x89PNG\r\n\x1a\n")),
+        (_GIF, _starts_with(data, b"GIF87a") | _starts_with(data, b"GIF89a")),
+        (_BMP, _starts_with(data, b"BM")),
+        (_WEBP, _starts_with(data, b"RIFF") & _starts_with(data, b"WEBP", at=8)),
+        (_TIFF, _starts_with(data, b"II*\x00") | _starts_with(data, b"MM\x00*")),
+    ]
+    code = tf.constant(_UNKNOWN)
+    for value, matched in checks:  # the signatures are mutually exclusive
+        code = tf.where(matched, value, code)
+    return tf.where(tf.strings.length(data) == 0, _EMPTY, code)
+
+
+def _header(data: tf.Tensor, length: int = 64) -> tf.Tensor:
+    """The first `length` bytes as int32, zero-padded: header fields of short files read as 0, not out of range."""
+    raw = tf.io.decode_raw(tf.strings.substr(data, 0, length), tf.uint8)
+    return tf.cast(tf.pad(raw, [[0, length - tf.shape(raw)[0]]]), tf.int32)
+
+
+def _le(header: tf.Tensor, at: int, size: int) -> tf.Tensor:
+    """Little-endian unsigned field of `size` bytes at byte `at` (as int32; 4-byte fields above 2^31 wrap)."""
+    value = tf.constant(0)
+    for i in reversed(range(size)):
+        value = value * 256 + header[at + i]
+    return value
+
+
+def _contains(data: tf.Tensor, pattern: bytes) -> tf.Tensor:
+    """True when `pattern` occurs anywhere in `data` (vectorized over all positions)."""
+    raw = tf.io.decode_raw(data, tf.uint8)
+    n = tf.shape(raw)[0] - len(pattern) + 1
+    found = tf.ones([tf.maximum(n, 0)], tf.bool)
+    for i, byte in enumerate(pattern):
+        found &= tf.equal(raw[i:i + tf.maximum(n, 0)], byte)
+    return tf.reduce_any(found)
+
+
+def _ends_with_or_contains(data: tf.Tensor, pattern: bytes, tail: int) -> tf.Tensor:
+    """Whether `pattern` is in `data`: a look at the usual place (`tail` bytes before the end) first,
+    the full scan only when it is not there (files with trailing bytes, or truncated ones)."""
+    length = tf.strings.length(data)
+    at_tail = tf.equal(tf.strings.substr(data, tf.maximum(length - tail, 0), len(pattern)), pattern)
+    return tf.cond(at_tail, lambda: tf.constant(True), lambda: _contains(data, pattern))
+
+
+def _jpeg_refusal(data: tf.Tensor) -> tf.Tensor:
+    # A complete JPEG has an end-of-image marker; PIL refuses one without ("image file is truncated"),
+    # and TF's own error ("Invalid JPEG data") would not say why.
+    complete = _ends_with_or_contains(data, b"\xff\xd9", tail=2)
+
+    def colour_components():
+        # 4 components = CMYK or YCCK (Adobe). TF converts them to RGB, but up to 1 grey level away from
+        # PIL's conversion (measured), and it cannot be fixed after the fact: refuse.
+        components = tf.io.extract_jpeg_shape(data)[2]
+        return tf.where(tf.equal(components, 4),
+                        "CMYK or YCCK JPEG (4 colour components) is not decoded in-graph: TensorFlow's "
+                        f"conversion to RGB differs from PIL's by up to 1 grey level; {_HOST_HINT}", "")
+
+    return tf.cond(complete, colour_components,
+                   lambda: tf.constant("truncated JPEG: no end-of-image marker (FF D9); the file was cut short"))
+
+
+def _png_refusal(data: tf.Tensor) -> tf.Tensor:
+    # TF's decode_png refuses a PNG without IEND with "Invalid PNG data"; say what is wrong instead.
+    complete = _ends_with_or_contains(data, b"IEND", tail=8)
+    return tf.where(complete, "", "truncated PNG: no IEND chunk; the file was cut short")
+
+
+def _bmp_refusal(data: tf.Tensor) -> tf.Tensor:
+    """TF's decode_bmp reads BI_RGB pixels as they are stored: right for 24/32-bit colour, and for 8-bit
+    only when the colour table is the grey ramp (entry i = (i, i, i), what PIL and OpenCV write for grey
+    images). Colour tables are ignored (an all-blue 8-bit image decodes as grey (1, 1, 1)), 1/4/16-bit
+    fail or come out wrong, compression (RLE, BITFIELDS) is not read: all refused."""
+    header = _header(data, 64)
+    info_size, bit_count, compression = _le(header, 14, 4), _le(header, 28, 2), _le(header, 30, 4)
+    colours_used = _le(header, 46, 4)
+
+    def grey_ramp():
+        table_at = 14 + info_size
+        table = tf.io.decode_raw(_substr(data, table_at, 1024), tf.uint8)
+        full = tf.equal(tf.shape(table)[0], 1024)
+        table = tf.reshape(tf.pad(table, [[0, 1024 - tf.shape(table)[0]]]), [256, 4])[:, :3]
+        ramp = tf.reduce_all(tf.equal(tf.cast(table, tf.int32), tf.range(256)[:, None]))
+        return full & ramp & ((colours_used == 0) | (colours_used == 256))
+
+    colour_table = f"{{}}-bit colour-table BMP is not decoded in-graph (TensorFlow returns the table " \
+                   f"indices, not the colours); {_HOST_HINT}"
+    return tf.case([
+        (compression != 0, lambda: tf.strings.format(
+            "compressed BMP (compression {}: 1 RLE8, 2 RLE4, 3 BITFIELDS) is not decoded in-graph; " + _HOST_HINT,
+            compression)),
+        ((bit_count == 24) | (bit_count == 32), lambda: tf.constant("")),
+        (bit_count == 8, lambda: tf.where(grey_ramp(), "", colour_table.format(8))),
+        ((bit_count == 1) | (bit_count == 4), lambda: tf.strings.format(colour_table, bit_count)),
+        (bit_count == 16, lambda: tf.constant(f"16-bit BMP is not decoded in-graph; {_HOST_HINT}")),
+    ], default=lambda: tf.strings.format("BMP with {} bits per pixel is not a valid BMP", bit_count), exclusive=False)
+
+
+def _gif_first_frame(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(found, transparent, covers_canvas) of the first frame: walks the GIF blocks up to its image descriptor.
+
+    Block layout (GIF89a spec): 13-byte header + logical screen, optional global colour table, then
+    extensions (0x21, label, sub-blocks ended by a 0 size) and the image descriptor (0x2C, left, top,
+    width, height). A graphic control extension (label 0xF9) before the first image applies to it.
+    """
+    raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
+    raw = tf.pad(raw, [[0, 16]])  # reads past the end see zeros: a malformed file ends the walk
+    n = tf.shape(raw)[0] - 16
+    flags = raw[10]
+    start = 13 + tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2), flags % 8), 0)
+
+    def step(pos, in_extension, transparent, found):
+        size = raw[pos]
+        # In an extension: skip one sub-block. Else: 0x21 opens an extension (0xF9: graphic control,
+        # transparency flag in bit 0 of its packed byte), 0x2C is the image descriptor (stop).
+        opens = tf.equal(size, 0x21)
+        control = opens & tf.equal(raw[pos + 1], 0xF9)
+        new_transparent = tf.where(~in_extension & control, tf.equal(raw[pos + 3] % 2, 1), transparent)
+        new_found = ~in_extension & tf.equal(size, 0x2C)
+        new_pos = tf.where(in_extension, pos + 1 + size, tf.where(opens, pos + 2, pos))
+        new_in_extension = tf.where(in_extension, size != 0, opens)
+        stop_bad = ~in_extension & ~opens & ~new_found  # neither: malformed; stop without a descriptor
+        return (tf.where(stop_bad, n, new_pos), new_in_extension, new_transparent, new_found)
+
+    pos, _, transparent, found = tf.while_loop(
+        lambda pos, e, t, found: (pos < n) & ~found, step,
+        (start, tf.constant(False), tf.constant(False), tf.constant(False)))
+    screen_w, screen_h = raw[6] + 256 * raw[7], raw[8] + 256 * raw[9]
+    left, top = raw[pos + 1] + 256 * raw[pos + 2], raw[pos + 3] + 256 * raw[pos + 4]
+    width, height = raw[pos + 5] + 256 * raw[pos + 6], raw[pos + 7] + 256 * raw[pos + 8]
+    covers = found & (left == 0) & (top == 0) & (width == screen_w) & (height == screen_h)
+    return found, transparent, covers
+
+
+def _gif_refusal(data: tf.Tensor) -> tf.Tensor:
+    # TF's decode_gif fills transparent pixels of the first frame with black (PIL and MATLAB's imread +
+    # ind2rgb give the palette colour) and returns only the frame's rectangle (PIL: the whole canvas).
+    found, transparent, covers = _gif_first_frame(data)
+    return tf.case([
+        (~found, lambda: tf.constant("GIF without an image: the file is truncated or not a valid GIF")),
+        (transparent, lambda: tf.constant(
+            f"GIF whose first frame has a transparent colour is not decoded in-graph; {_HOST_HINT}")),
+        (~covers, lambda: tf.constant(
+            f"GIF whose first frame does not cover the whole canvas is not decoded in-graph; {_HOST_HINT}")),
+    ], default=lambda: tf.constant(""), exclusive=False)
+
+
+def _webp_channels(data: tf.Tensor) -> tf.Tensor:
+    """Channels stored in a still WebP (3 or 4), or 0 for an animation, from the first chunk.
+
+    "VP8 " is lossy without alpha; "VP8L" has an alpha-is-used bit (bit 4 of byte 24); "VP8X" has
+    flags at byte 20 (0x10 alpha, 0x02 animation). TF's decode_webp needs exactly the stored count
+    (else it errors), and with channels=0 on an animation it corrupts memory (measured, TF 2.21).
+    """
+    header = _header(data, 32)
+    chunk = _substr(data, 12, 4)
+    vp8l_alpha = tf.equal(tf.bitwise.bitwise_and(header[24], 0x10), 0x10)
+    vp8x_flags = header[20]
+    vp8x_alpha = tf.equal(tf.bitwise.bitwise_and(vp8x_flags, 0x10), 0x10)
+    vp8x_animated = tf.equal(tf.bitwise.bitwise_and(vp8x_flags, 0x02), 0x02)
+    return tf.case([
+        (tf.equal(chunk, "VP8 "), lambda: tf.constant(3)),
+        (tf.equal(chunk, "VP8L"), lambda: tf.where(vp8l_alpha, 4, 3)),
+        (tf.equal(chunk, "VP8X"), lambda: tf.where(vp8x_animated, 0, tf.where(vp8x_alpha, 4, 3))),
+    ], default=lambda: tf.constant(-1), exclusive=True)
+
+
+def _webp_refusal(data: tf.Tensor) -> tf.Tensor:
+    if not hasattr(tf.io, "decode_webp"):  # added in TF 2.18
+        return tf.constant(f"this TensorFlow ({tf.__version__}) has no WebP decoder; {_HOST_HINT}")
+    channels = _webp_channels(data)
+    return tf.case([
+        (tf.equal(channels, 0), lambda: tf.constant(
+            "animated WebP is not decoded in-graph (TensorFlow's decoder fails or corrupts memory on some "
+            f"animations); {_HOST_HINT}")),
+        (tf.equal(channels, -1), lambda: tf.constant("WebP without a VP8, VP8L or VP8X chunk: not a valid WebP")),
+    ], default=lambda: tf.constant(""), exclusive=True)
+
+
+def in_graph_refusal(data: tf.Tensor) -> tf.Tensor:
+    """tf.string scalar: "" when `decode_image` decodes scalar `data` exactly as PIL does, else the reason.
+
+    Reads headers only (and, for GIF, the block structure up to the first frame; for a JPEG or PNG
+    that does not end with its end marker, a scan for it). Graph ops only, for the SavedModel.
+    """
+    data = tf.convert_to_tensor(data, tf.string)
+    formats = " or ".join([", ".join(IN_GRAPH_FORMATS[:-1]), IN_GRAPH_FORMATS[-1]])
+    branches = [
+        lambda: tf.constant("empty: no bytes, not an image"),
+        lambda: tf.constant(f"not a {formats} image (the formats decoded in-graph; checked by their leading "
+                            f"bytes); for other formats {_HOST_HINT}"),
+        lambda: _jpeg_refusal(data),
+        lambda: _png_refusal(data),
+        lambda: _gif_refusal(data),
+        lambda: _bmp_refusal(data),
+        lambda: _webp_refusal(data),
+        lambda: tf.constant(f"TIFF is not decoded in-graph; {_HOST_HINT}"),
+    ]
+    return tf.switch_case(image_format(data), branches)
+
+
+def _decode_webp(data: tf.Tensor) -> tf.Tensor:
+    channels = _webp_channels(data)
+    return tf.cond(tf.equal(channels, 4),
+                   lambda: tf.io.decode_webp(data, channels=4)[0, :, :, :3],
+                   lambda: tf.io.decode_webp(data, channels=3)[0])
+
+
+def _decode_png(data: tf.Tensor) -> tf.Tensor:
+    # Decoded at 16 bits (TF scales 1-8-bit samples by 257), then round(v / 257) = (v + 128) // 257:
+    # exact for 8-bit content, the documented conversion for 16-bit (v/257 is never a tie).
+    wide = tf.cast(tf.io.decode_png(data, channels=3, dtype=tf.uint16), tf.int32)
+    return (wide + 128) // 257
+
+
+def decode_image(data: tf.Tensor, what: Optional[Sequence] = None) -> tf.Tensor:
+    """Encoded image bytes (scalar tf.string) -> float32 H x W x 3 RGB holding integers 0..255.
+
+    The pixels PIL's `Image.open(f).convert("RGB")` gives (16-bit PNG: round(v / 257)), for the
+    formats and variants `in_graph_refusal` accepts; anything else raises InvalidArgumentError whose
+    message is `what` (default ["image"]), "could not be decoded in-graph:" and the reason. JPEGs use
+    the accurate integer IDCT (TF's default, the fast one, is up to 17 grey levels off at quality 100).
+    EXIF orientation is ignored, as MATLAB's imread does. Graph ops only.
+    """
+    data = tf.convert_to_tensor(data, tf.string)
+    reason = in_graph_refusal(data)
+    what = list(what) if what is not None else ["image"]
+    check = tf.debugging.Assert(tf.equal(reason, ""), what + ["could not be decoded in-graph:", reason],
+                                summarize=8, name="check_image_decodable")
+    with tf.control_dependencies([check]):
+        code = tf.identity(image_format(data))
+
+    def refused():  # never runs: the Assert above fails first
+        return tf.zeros([0, 0, 3], tf.int32)
+
+    branches = [refused, refused,
+                lambda: tf.cast(tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"), tf.int32),
+                lambda: _decode_png(data),
+                lambda: tf.cast(tf.io.decode_gif(data)[0], tf.int32),
+                lambda: tf.cast(tf.io.decode_bmp(data, channels=3), tf.int32),
+                (lambda: tf.cast(_decode_webp(data), tf.int32)) if hasattr(tf.io, "decode_webp") else refused,
+                refused]
+    image = tf.cast(tf.switch_case(code, branches), tf.float32)
     image.set_shape([None, None, 3])
-    return image * 255.0
+    return image
 
 
+# == Host decoding (PIL; OpenCV for 16-bit PNG/TIFF) ========================================================
+# What PIL's Image.Transpose does for each EXIF orientation (PIL.ImageOps.exif_transpose's table), on arrays.
+_ORIENTATIONS = {
+    2: lambda a: a[:, ::-1],                       # FLIP_LEFT_RIGHT
+    3: lambda a: a[::-1, ::-1],                    # ROTATE_180
+    4: lambda a: a[::-1],                          # FLIP_TOP_BOTTOM
+    5: lambda a: a.transpose(1, 0, 2),             # TRANSPOSE
+    6: lambda a: np.rot90(a, -1),                  # ROTATE_270 (counter-clockwise) = 90 clockwise
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),  # TRANSVERSE
+    8: lambda a: np.rot90(a, 1),                   # ROTATE_90 (counter-clockwise)
+}
+
+
+def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """H x W x C array as displayed under EXIF Orientation `orientation` (1-8; others leave it as is),
+    the same transposition as `PIL.ImageOps.exif_transpose`."""
+    transform = _ORIENTATIONS.get(int(orientation))
+    return np.ascontiguousarray(transform(image)) if transform else image
+
+
+def _bits_per_sample(data: bytes, image: Image.Image) -> int:
+    """Bits per sample from the header: PNG IHDR bit depth (byte 24), TIFF BitsPerSample (tag 258),
+    16 for PIL's 16-bit grey modes of other formats (e.g. 16-bit PGM), else 8."""
+    if image.format == "PNG" and data[12:16] == b"IHDR":
+        return data[24]
+    if image.format == "TIFF":
+        bits = image.tag_v2.get(258, 8)
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    return 16 if image.mode.startswith("I;16") else 8
+
+
+def _from_16bit(samples: np.ndarray) -> np.ndarray:
+    """uint16 H x W or H x W x C (RGB order) -> uint8 RGB, round(v / 257) = (v + 128) // 257."""
+    out = ((samples.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if out.ndim == 2:
+        out = out[..., None]
+    if out.shape[-1] in (1, 2):  # grey, grey + alpha
+        out = np.repeat(out[..., :1], 3, axis=-1)
+    return np.ascontiguousarray(out[..., :3])
+
+
+def _decode_16bit(data: bytes, image: Image.Image) -> np.ndarray:
+    """16-bit content: PIL clips 16-bit grey to 255 in convert("RGB") and keeps the high byte of 16-bit
+    RGB (a floor, not a rounding), so the true samples are read (OpenCV for PNG/TIFF, PIL's own array
+    for its 16-bit grey modes) and rounded."""
+    if image.format in ("PNG", "TIFF"):
+        import cv2  # OpenCV is a core dependency; imported here because only this path needs it
+
+        samples = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if samples is None:
+            raise ValueError(f"OpenCV could not decode this 16-bit {image.format}")
+        if samples.ndim == 3 and samples.shape[-1] >= 3:
+            samples = samples[..., 2::-1]  # BGR(A) -> RGB
+        if samples.dtype == np.uint8:  # e.g. a TIFF with mixed depths that OpenCV reduced itself
+            return _from_16bit(samples.astype(np.uint16) * 257)
+        return _from_16bit(samples)
+    return _from_16bit(np.asarray(image, dtype=np.uint16))
+
+
+def _reason(err: Exception) -> str:
+    text = str(err) or type(err).__name__
+    if "truncated" in text.lower() or isinstance(err, EOFError):
+        return f"truncated file, cut short ({text})"
+    return text
+
+
+def decode_bytes(data: bytes, source: str = "<bytes>", exif_orientation: bool = False) -> np.ndarray:
+    """Encoded image bytes -> uint8 H x W x 3 RGB, 0..255, before any resizing (the host decoder contract).
+
+    8-bit content: exactly `PIL.Image.open(f).convert("RGB")` (PIL stands for MATLAB's imread), for
+    every format PIL reads; multi-frame files give their first frame. 16-bit content (PNG, TIFF; PIL's
+    16-bit grey modes): round(v / 257) of the true 16-bit samples. EXIF orientation is ignored unless
+    `exif_orientation=True` (MATLAB's imread ignores it; PIL.ImageOps.exif_transpose's rotation then).
+    Raises ImageDecodeError naming `source` and the reason: empty, not an image, truncated ("truncated
+    file"), 32-bit integer or float samples (no defined 8-bit conversion), too large for PIL's
+    decompression-bomb limit, or any decoder failure. PIL's LOAD_TRUNCATED_IMAGES is left as is (False
+    by default: a cut file raises instead of being grey-filled).
+    """
+    if not data:
+        raise ImageDecodeError(f"{source}: empty file, not an image")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            bits = _bits_per_sample(data, image)
+            if bits > 16 or image.mode in ("I", "F"):
+                raise ImageDecodeError(f"{source}: {bits}-bit {image.mode} samples ({image.format}) have no "
+                                       "defined conversion to 0-255; convert the file to 8 or 16 bits")
+            if bits > 8:
+                pixels = _decode_16bit(data, image)
+            else:
+                pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+            if exif_orientation:
+                pixels = apply_exif_orientation(pixels, image.getexif().get(0x0112, 1))
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"{source}: cannot decode as an image (not a format Pillow reads)") from None
+    except Image.DecompressionBombError as err:
+        raise ImageDecodeError(f"{source}: cannot decode as an image ({err})") from None
+    except Exception as err:  # noqa: BLE001 - any decoder failure becomes one error naming the source
+        raise ImageDecodeError(f"{source}: cannot decode as an image ({_reason(err)})") from None
+    return pixels
+
+
+def decode_image_file(path: Union[str, os.PathLike], exif_orientation: bool = False) -> np.ndarray:
+    """Reads and decodes one image file -> uint8 H x W x 3 RGB 0..255 before resizing (see `decode_bytes`).
+
+    Raises ImageDecodeError naming the file for a missing or unreadable file and every decode failure.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise ImageDecodeError(f"{path}: cannot read file ({err.strerror or err})") from None
+    return decode_bytes(data, source=path, exif_orientation=exif_orientation)
+
+
+# == Resizing ==============================================================================================
 def resize_image(image: tf.Tensor, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True,
                  size: int = IMAGE_SIZE) -> tf.Tensor:
     """Resizes an H x W x 3 image in [0, 255] to size x size (aspect ratio not kept), rounded and clipped as uint8.
@@ -119,9 +521,13 @@ def _matlab_imresize(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cond(shape[0] >= shape[1], rows_first, cols_first)
 
 
-def preprocess_image_bytes(data: tf.Tensor, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> tf.Tensor:
-    """Encoded image bytes -> float32 227 x 227 x 3 in [0, 255], ready for the model (which subtracts the mean)."""
-    return resize_image(decode_image(data), method=method, antialias=antialias)
+def preprocess_image_bytes(data: tf.Tensor, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True,
+                           what: Optional[Sequence] = None) -> tf.Tensor:
+    """Encoded image bytes -> float32 227 x 227 x 3 in [0, 255], ready for the model (which subtracts the mean).
+
+    The in-graph path (tf.data, the SavedModel): `decode_image` (errors name `what`), then `resize_image`.
+    """
+    return resize_image(decode_image(data, what=what), method=method, antialias=antialias)
 
 
 def to_rgb_float(array: np.ndarray) -> np.ndarray:
@@ -148,20 +554,6 @@ def preprocess_array(array: np.ndarray, method: str = DEFAULT_RESIZE_METHOD, ant
     return _graph_functions(method, bool(antialias))[1](tf.constant(to_rgb_float(array))).numpy()
 
 
-def _decode_with_opencv(data: bytes) -> np.ndarray:
-    """Fallback for formats TF cannot decode (TIFF, WebP, ...): OpenCV, converted to RGB."""
-    import cv2  # imported here: only the fallback needs it
-
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise ValueError("not a decodable image")
-    if arr.ndim == 3 and arr.shape[-1] == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-    elif arr.ndim == 3 and arr.shape[-1] == 4:
-        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
-    return to_rgb_float(arr)
-
-
 @functools.lru_cache(maxsize=None)
 def _graph_functions(method: str, antialias: bool):
     """Traced once per setting: eager execution of the resize costs several times the graph's time."""
@@ -169,39 +561,38 @@ def _graph_functions(method: str, antialias: bool):
                              input_signature=[tf.TensorSpec([], tf.string)])
     from_image = tf.function(lambda image: resize_image(image, method, antialias),
                              input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
-    return from_bytes, from_image
+    # Decoded uint8 pixels from the host decoder: the cast happens in the graph, not in numpy.
+    from_pixels = tf.function(lambda pixels: resize_image(tf.cast(pixels, tf.float32), method, antialias),
+                              input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    return from_bytes, from_image, from_pixels
+
+
+def preprocess_array(array: np.ndarray, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
+    """An RGB image already in memory (e.g. a video frame) -> float32 227 x 227 x 3 in [0, 255]."""
+    check_resize_method(method)
+    return _graph_functions(method, bool(antialias))[1](tf.constant(to_rgb_float(array))).numpy()
 
 
 def preprocess_bytes(data: bytes, source: str = "<bytes>", method: str = DEFAULT_RESIZE_METHOD,
-                     antialias: bool = True) -> np.ndarray:
-    """Encoded bytes on the host -> float32 227 x 227 x 3 in [0, 255] (the in-graph path, OpenCV as fallback).
+                     antialias: bool = True, exif_orientation: bool = False) -> np.ndarray:
+    """Encoded bytes on the host -> float32 227 x 227 x 3, integers in [0, 255]: `decode_bytes` (PIL),
+    then the same traced resize as the in-graph path.
 
-    Raises ImageDecodeError naming `source` for empty or undecodable bytes.
+    Raises ImageDecodeError naming `source` and the reason (empty, not an image, truncated, ...).
     """
     check_resize_method(method)
-    from_bytes, from_image = _graph_functions(method, bool(antialias))
-    if not data:
-        raise ImageDecodeError(f"{source}: empty file, not an image")
-    try:
-        return from_bytes(tf.constant(data)).numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
-        pass
-    try:
-        image = _decode_with_opencv(data)
-    except Exception as err:  # noqa: BLE001 - any decoder failure becomes one clear error
-        raise ImageDecodeError(f"{source}: cannot decode as an image ({err})") from None
-    return from_image(tf.constant(image)).numpy()
+    pixels = decode_bytes(data, source=source, exif_orientation=exif_orientation)
+    return _graph_functions(method, bool(antialias))[2](tf.constant(pixels)).numpy()
 
 
-def load_image(path: Union[str, os.PathLike], method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
-    """Reads and preprocesses one image file -> float32 227 x 227 x 3 in [0, 255].
+def load_image(path: Union[str, os.PathLike], method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True,
+               exif_orientation: bool = False) -> np.ndarray:
+    """Reads and preprocesses one image file -> float32 227 x 227 x 3, integers in [0, 255].
 
-    Raises ImageDecodeError (naming the file) for a missing, unreadable or non-image file.
+    Decoding is `decode_image_file` (PIL's pixels; EXIF orientation only with `exif_orientation=True`).
+    Raises ImageDecodeError (naming the file and the reason) for a missing, unreadable, truncated or
+    non-image file.
     """
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as err:
-        raise ImageDecodeError(f"{path}: cannot read file ({err.strerror or err})") from None
-    return preprocess_bytes(data, source=path, method=method, antialias=antialias)
+    check_resize_method(method)
+    pixels = decode_image_file(path, exif_orientation=exif_orientation)
+    return _graph_functions(method, bool(antialias))[2](tf.constant(pixels)).numpy()

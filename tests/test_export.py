@@ -148,7 +148,9 @@ def test_looks_like_image_recognizes_each_format(image_files):
     for key in ("rgb_jpeg", "rgb_png", "rgb_bmp"):
         assert export.looks_like_image(tf.constant(image_files[key].read_bytes())).numpy()
     assert export.looks_like_image(tf.constant(b"GIF89a....")).numpy()
-    assert not export.looks_like_image(tf.constant(b"RIFF....WEBP")).numpy()
+    assert export.looks_like_image(tf.constant(b"RIFF....WEBPVP8 ")).numpy()  # WebP: decoded in-graph since TF 2.18
+    assert not export.looks_like_image(tf.constant(b"II*\x00 a TIFF header")).numpy()
+    assert not export.looks_like_image(tf.constant(b"RIFF....WAVE")).numpy()
     assert not export.looks_like_image(tf.constant(b"")).numpy()
 
 
