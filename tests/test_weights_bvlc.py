@@ -110,7 +110,7 @@ def test_npy_pickle_that_runs_code_is_refused(tmp_path):
 
 def test_truncated_files_are_reported(files, tmp_path):
     for key, name, pattern in (("caffemodel", "cut.caffemodel", r"cut\.caffemodel: corrupt or truncated caffemodel"),
-                               ("npy", "cut.npy", r"cut\.npy: truncated or corrupt pickle"),
+                               ("npy", "cut.npy", r"cut\.npy: .*truncated"),
                                ("mean", "cut.binaryproto", r"cut\.binaryproto: corrupt or truncated")):
         data = open(files[key], "rb").read()
         path = tmp_path / name

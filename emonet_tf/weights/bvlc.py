@@ -20,15 +20,17 @@ double_data 8, legacy num 1, channels 2, height 3, width 4).
 from __future__ import annotations
 
 import ast
+import math
+import mmap
 import os
-import pickle
+import re
 import struct
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
-from emonet_tf.backbone import IMAGENET_RGB_MEAN, WEIGHT_SHAPES
-from emonet_tf.weights import mapping
+from emonet_tf.backbone import IMAGE_SIZE, IMAGENET_RGB_MEAN, WEIGHT_SHAPES
+from emonet_tf.weights import limits, mapping, safe_pickle
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 from emonet_tf.weights.weightset import FC8_INPUTS, LAYERS, WeightSet, make_weightset
 
@@ -42,42 +44,117 @@ NO_MEAN_NOTE = ("no mean in the file: Caffe's per-channel ImageNet mean (R, G, B
 # --------------------------------------------------------------------------------------------------
 # bvlc_alexnet.npy
 
-def _codecs_encode(text, encoding="utf-8", errors="strict"):
-    """Python 3 protocol-2 pickles store bytes as _codecs.encode(str, 'latin1'); allow only that."""
-    if str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1", "iso-8859-1"):
-        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not allowed")
-    return str(text).encode("latin1")
+_NPY_DTYPE_CODE = re.compile(r"[a-zA-Z?][0-9]{0,2}")
+_ARRAY_KINDS = "biufc?O"
 
 
-def _numpy_globals() -> dict[tuple[str, str], Any]:
+def _plain_dtype(dtype, what: str) -> np.dtype:
+    """A numeric or object dtype without fields or sub-arrays (all a weight file holds)."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in _ARRAY_KINDS or dtype.names is not None \
+            or dtype.subdtype is not None or dtype.itemsize > 16:
+        raise WeightFormatError(f"{what} has dtype {dtype!r:.60}, not a plain numeric (or object) dtype")
+    return dtype
+
+
+def _array_size(shape, what: str) -> int:
+    if type(shape) not in (tuple, list) or len(shape) > 32 or any(type(n) is not int or n < 0 for n in shape):
+        raise WeightFormatError(f"{what} has shape {shape!r:.60}, not a tuple of non-negative integers")
+    size = math.prod(shape)
+    if size > limits.MAX_TENSOR_ELEMENTS:
+        raise WeightFormatError(f"{what} of shape {tuple(shape)} has more than {limits.MAX_TENSOR_ELEMENTS} "
+                                "elements (emonet_tf.weights.limits.MAX_TENSOR_ELEMENTS); refused before allocating")
+    return size
+
+
+def _numpy_load_tables(budget: safe_pickle.Budget):
+    """Globals, callables and BUILD handlers for one .npy pickle; numpy's own constructors wrapped with checks.
+
+    numpy pickles an array as `_reconstruct(ndarray, (0,), b'b')` + BUILD (version, shape, dtype, fortran, data),
+    a dtype as `dtype('f4', False, True)` + BUILD (its state), a scalar as `scalar(dtype, bytes)`, and with
+    protocol 5 `_frombuffer(buffer, dtype, shape, order)`. The wrappers always make new objects (never numpy's
+    shared dtype singletons) and check every shape, dtype and byte count before numpy allocates anything.
+    """
     reconstruct = np.zeros(1).__reduce__()[0]  # numpy's _reconstruct, wherever this numpy keeps it
     scalar = np.float32(0).__reduce__()[0]
     frombuffer = np.zeros(1).__reduce_ex__(5)[0]
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _codecs_encode}
+
+    def new_array(subtype, shape, typecode):
+        if subtype is not np.ndarray:
+            raise WeightFormatError(f"_reconstruct of {subtype!r:.60}, not numpy.ndarray")
+        return reconstruct(np.ndarray, (0,), b"b")  # empty: BUILD gives shape and data, after checks
+
+    def new_dtype(obj, align=False, copy=False):
+        if not isinstance(obj, str) or not _NPY_DTYPE_CODE.fullmatch(obj):
+            raise WeightFormatError(f"a dtype made from {obj!r:.60}, not a type code like 'f4'")
+        return np.dtype(obj, bool(align), True)  # copy=True: a new object, never numpy's shared singleton
+
+    def new_scalar(dtype, data=None):
+        dtype = _plain_dtype(dtype, "a scalar")
+        if dtype.kind != "O" and (not isinstance(data, (bytes, str)) or len(data) != dtype.itemsize):
+            raise WeightFormatError(f"a {dtype} scalar from {len(data) if isinstance(data, (bytes, str)) else '?'} "
+                                    "bytes")
+        if isinstance(data, str):
+            data = data.encode("latin1")
+        return scalar(dtype, data)
+
+    def from_buffer(buf, dtype, shape, order):
+        dtype = _plain_dtype(dtype, "an array")
+        size = _array_size(shape, "an array")
+        if dtype.kind == "O" or not isinstance(buf, (bytes, bytearray)) or len(buf) != size * dtype.itemsize:
+            raise WeightFormatError(f"an array of shape {tuple(shape)} and dtype {dtype} from a buffer of the wrong "
+                                    "size or type")
+        if order not in ("C", "F"):
+            raise WeightFormatError(f"array order {order!r:.10}")
+        budget.charge(len(buf), "an array")
+        return frombuffer(bytes(buf), dtype, tuple(shape), order)
+
+    def codecs_encode(text, encoding="utf-8", errors="strict"):
+        """Python 3 protocol-2 pickles store bytes as _codecs.encode(str, 'latin1'); allow only that."""
+        if not isinstance(text, str) or str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1",
+                                                                                          "iso-8859-1"):
+            raise WeightFormatError(f"_codecs.encode with encoding {encoding!r:.20} is not allowed")
+        return text.encode("latin1")
+
+    def set_array_state(arr, state):
+        if type(state) is not tuple or len(state) not in (4, 5):
+            raise WeightFormatError("an array state that is not numpy's (version, shape, dtype, fortran, data)")
+        shape, dtype, fortran, data = state[-4:]
+        dtype = _plain_dtype(dtype, "an array")
+        size = _array_size(shape, "an array")
+        if type(fortran) not in (bool, int):
+            raise WeightFormatError("an array state whose Fortran flag is not a boolean")
+        if dtype.kind == "O":
+            if type(data) is not list or len(data) != size:  # numpy itself would read past a short list
+                raise WeightFormatError(f"an object array of {size} elements from "
+                                        f"{len(data) if type(data) is list else type(data).__name__} items")
+            budget.charge(size * 8, "an object array")
+        else:
+            if not isinstance(data, (bytes, str)) or len(data) != size * dtype.itemsize:
+                raise WeightFormatError(f"an array of shape {tuple(shape)} and dtype {dtype} from "
+                                        f"{len(data) if isinstance(data, (bytes, str)) else type(data).__name__} "
+                                        f"bytes, {size * dtype.itemsize} expected")
+            budget.charge(size * dtype.itemsize, "an array")
+        arr.__setstate__(state)
+
+    def set_dtype_state(dtype, state):
+        # numpy's dtype state: (version, byteorder, subarray, names, fields, elsize, alignment, flags)
+        if type(state) is not tuple or len(state) not in (8, 9) or state[2:5] != (None, None, None) \
+                or state[1] not in ("<", ">", "|", "="):
+            raise WeightFormatError("a dtype state with fields, sub-arrays or an unknown byte order")
+        dtype.__setstate__(state)
+        _plain_dtype(dtype, "a dtype")
+
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): new_dtype, ("_codecs", "encode"): codecs_encode}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = reconstruct
-        allowed[(module, "scalar")] = scalar
+        allowed[(module, "_reconstruct")] = new_array
+        allowed[(module, "scalar")] = new_scalar
     for module in ("numpy.core.numeric", "numpy._core.numeric"):
-        allowed[(module, "_frombuffer")] = frombuffer
-    return allowed
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    _allowed = _numpy_globals()
-
-    def __init__(self, file, source: str):
-        super().__init__(file, encoding="latin1")  # Python 2 pickles: str -> latin1, as numpy documents
-        self._source = source
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in self._allowed:
-            return self._allowed[(module, name)]
-        raise WeightFormatError(f"{self._source}: refusing to load: the pickle references {module}.{name}, "
-                                "which is not a numpy array constructor (such a global can run code on load); "
-                                "nothing was loaded")
-
-    def persistent_load(self, pid):
-        raise WeightFormatError(f"{self._source}: unexpected persistent id in a .npy pickle")
+        allowed[(module, "_frombuffer")] = from_buffer
+    callables = (new_array, new_dtype, new_scalar, from_buffer, codecs_encode)
+    build = {np.ndarray: set_array_state, np.dtype: set_dtype_state, type(np.dtype("f4")): set_dtype_state}
+    for code in "?bBhHiIlLqQefdgFDGO":
+        build[type(np.dtype(code))] = set_dtype_state
+    return allowed, callables, build
 
 
 def _read_npy_header(f, path: str) -> dict:
@@ -91,33 +168,42 @@ def _read_npy_header(f, path: str) -> dict:
     if len(raw_len) != struct.calcsize(size_fmt):
         raise WeightFormatError(f"{path}: truncated .npy header")
     (hlen,) = struct.unpack(size_fmt, raw_len)
+    if hlen > limits.MAX_NPY_HEADER_BYTES:
+        raise WeightFormatError(f"{path}: .npy header of {hlen} bytes (numpy's own limit, "
+                                f"emonet_tf.weights.limits.MAX_NPY_HEADER_BYTES, is {limits.MAX_NPY_HEADER_BYTES})")
     text = f.read(hlen)
     try:
         header = ast.literal_eval(text.decode("utf-8" if version[0] == 3 else "latin1"))
-    except (ValueError, SyntaxError, UnicodeDecodeError):
+    except (ValueError, SyntaxError, UnicodeDecodeError, TypeError, MemoryError, RecursionError):
         raise WeightFormatError(f"{path}: corrupt .npy header") from None
-    if not isinstance(header, dict) or "descr" not in header:
-        raise WeightFormatError(f"{path}: corrupt .npy header")
+    if not isinstance(header, dict) or not isinstance(header.get("descr"), (str, list)) \
+            or not isinstance(header.get("shape"), tuple) or header.get("fortran_order") not in (True, False):
+        raise WeightFormatError(f"{path}: corrupt .npy header (needs descr, fortran_order and shape)")
     return header
 
 
 def load_npy_pickle(path: str) -> Any:
-    """The object inside an object-dtype .npy (what np.load(allow_pickle=True).item() returns), safely."""
+    """The object inside an object-dtype .npy (what np.load(allow_pickle=True).item() returns), safely.
+
+    The pickle runs on `safe_pickle.SafeUnpickler` with only numpy's array, dtype and scalar constructors
+    (wrapped: new objects only, shapes and byte counts checked first), at most `limits.MAX_LOAD_BYTES` of data.
+    Raises WeightFormatError naming the file for a plain (non-object) array, a forbidden global or opcode,
+    state set on anything the load did not create, a forged length, a cycle, or a truncated file.
+    """
+    path = os.fspath(path)
     with open(path, "rb") as f:
         header = _read_npy_header(f, path)
-        if header["descr"] != "|O":
-            raise WeightFormatError(f"{path}: holds a plain {header['descr']} array of shape {header.get('shape')}, "
-                                    "not the pickled {layer: [weights, biases]} dict of bvlc_alexnet.npy")
-        try:
-            obj = _NumpyOnlyUnpickler(f, path).load()
-        except WeightFormatError:
-            raise
-        except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-                struct.error, UnicodeDecodeError, MemoryError) as err:
-            raise WeightFormatError(f"{path}: truncated or corrupt pickle ({type(err).__name__}: {err})") from None
+        if header["descr"] != "|O" or header["shape"] != ():
+            raise WeightFormatError(f"{path}: holds a plain {header['descr']!r:.40} array of shape "
+                                    f"{header.get('shape')!r:.40}, not the pickled {{layer: [weights, biases]}} dict "
+                                    "of bvlc_alexnet.npy")
+        budget = safe_pickle.Budget(path)
+        allowed, callables, build = _numpy_load_tables(budget)
+        obj = safe_pickle.SafeUnpickler(safe_pickle.BoundedReader.of_file(f, path), path, allowed, callables,
+                                        build=build, encoding="latin1", budget=budget).load()
     if isinstance(obj, np.ndarray) and obj.dtype == object and obj.size == 1:
         obj = obj.reshape(()).item()
-    return obj
+    return safe_pickle.walk(obj, path, lambda leaf: leaf)
 
 
 def _key(k) -> str:
@@ -214,50 +300,64 @@ def iter_fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, in
         yield field, wire, value
 
 
-def _packed_varints(buf: memoryview, span: tuple[int, int]) -> list[int]:
+def _packed_varints(buf: memoryview, span: tuple[int, int], limit: int) -> list[int]:
     values, pos = [], span[0]
     while pos < span[1]:
         v, pos = _varint(buf, pos, span[1])
         values.append(v)
+        if len(values) > limit:
+            raise WeightFormatError(f"more than {limit} packed values where at most {limit} are expected")
     return values
 
 
 def parse_blob(buf: memoryview, span: tuple[int, int]) -> np.ndarray:
-    """A BlobProto -> float32 array with its shape (BlobShape, else legacy num/channels/height/width)."""
+    """A BlobProto -> float32 array with its shape (BlobShape, else legacy num/channels/height/width).
+
+    Raises WeightFormatError for more than `limits.MAX_BLOB_DIMS` dimensions, a dimension or a value count above
+    `limits.MAX_TENSOR_ELEMENTS`, or data that does not fill the shape (checked before any copy).
+    """
     dims: list[int] = []
     legacy = {1: 0, 2: 0, 3: 0, 4: 0}
-    chunks: list[np.ndarray] = []
+    spans: list[tuple[tuple[int, int], str]] = []
     singles: list[float] = []
+    count = 0
     for field, wire, value in iter_fields(buf, *span):
         if field == 7 and wire == 2:
             for f2, w2, v2 in iter_fields(buf, *value):
                 if f2 == 1:
-                    dims.extend(_packed_varints(buf, v2) if w2 == 2 else [v2])
+                    dims.extend(_packed_varints(buf, v2, limits.MAX_BLOB_DIMS) if w2 == 2 else [v2])
+                    if len(dims) > limits.MAX_BLOB_DIMS:
+                        raise WeightFormatError(f"a blob with more than {limits.MAX_BLOB_DIMS} dimensions")
         elif field in legacy and wire == 0:
             legacy[field] = value
-        elif field == 5 and wire == 2:
-            if (value[1] - value[0]) % 4:
-                raise WeightFormatError("packed float data of a length not divisible by 4")
-            chunks.append(np.frombuffer(buf[value[0]:value[1]], "<f4"))
+        elif field in (5, 8) and wire == 2:
+            size = 4 if field == 5 else 8
+            if (value[1] - value[0]) % size:
+                raise WeightFormatError(f"packed {'float' if size == 4 else 'double'} data of a length not "
+                                        f"divisible by {size}")
+            spans.append((value, "<f4" if size == 4 else "<f8"))
+            count += (value[1] - value[0]) // size
         elif field == 5 and wire == 5:
             singles.append(struct.unpack_from("<f", buf, value)[0])
-        elif field == 8 and wire == 2:
-            if (value[1] - value[0]) % 8:
-                raise WeightFormatError("packed double data of a length not divisible by 8")
-            chunks.append(np.frombuffer(buf[value[0]:value[1]], "<f8").astype(np.float32))
-    if singles:
-        chunks.append(np.asarray(singles, np.float32))
-    data = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+            count += 1
+        if count > limits.MAX_TENSOR_ELEMENTS:
+            raise WeightFormatError(f"a blob with more than {limits.MAX_TENSOR_ELEMENTS} values "
+                                    "(emonet_tf.weights.limits.MAX_TENSOR_ELEMENTS)")
     shape = tuple(dims) if dims else tuple(legacy[k] for k in (1, 2, 3, 4) if any(legacy.values()))
-    if int(np.prod(shape)) != data.size:
-        raise WeightFormatError(f"blob of shape {shape} holds {data.size} values")
+    if any(d > limits.MAX_TENSOR_ELEMENTS for d in shape) or math.prod(shape) != count:
+        raise WeightFormatError(f"blob of shape {shape} holds {count} values")
+    data = np.empty(count, np.float32)
+    pos = 0
+    for (start, end), dtype in spans:
+        chunk = np.frombuffer(buf[start:end], dtype)
+        data[pos:pos + chunk.size] = chunk
+        pos += chunk.size
+    data[pos:] = singles
     return data.reshape(shape)
 
 
-def parse_caffemodel_layers(data: bytes) -> dict[str, list[np.ndarray]]:
-    """NetParameter bytes -> {layer name: [blob arrays]} for layers that have blobs (new and legacy layouts)."""
-    buf = memoryview(data)
-    layers: dict[str, list[np.ndarray]] = {}
+def _layer_spans(buf: memoryview) -> Iterator[tuple[Optional[str], list[tuple[int, int]]]]:
+    """(name, blob spans) of every layer, new (NetParameter.layer = 100) and legacy (layers = 2) layouts."""
 
     def read_layer(span, name_field: int, blob_field: int):
         name, blobs = None, []
@@ -265,7 +365,7 @@ def parse_caffemodel_layers(data: bytes) -> dict[str, list[np.ndarray]]:
             if field == name_field and wire == 2:
                 name = bytes(buf[value[0]:value[1]]).decode("utf-8", "replace")
             elif field == blob_field and wire == 2:
-                blobs.append(parse_blob(buf, value))
+                blobs.append(value)
             elif name_field == 4 and field == 1 and wire == 2:  # V1 layer wrapping a V0 layer
                 inner_name, inner_blobs = read_layer(value, 1, 50)
                 name = name or inner_name
@@ -275,10 +375,35 @@ def parse_caffemodel_layers(data: bytes) -> dict[str, list[np.ndarray]]:
     for field, wire, value in iter_fields(buf, 0, len(buf)):
         if wire != 2 or field not in (100, 2):
             continue
-        name, blobs = read_layer(value, 1, 7) if field == 100 else read_layer(value, 4, 6)
-        if name and blobs:
-            layers[name] = blobs
+        yield read_layer(value, 1, 7) if field == 100 else read_layer(value, 4, 6)
+
+
+def parse_caffemodel_layers(data: bytes, names: Optional[Iterable[str]] = None) -> dict[str, list[np.ndarray]]:
+    """NetParameter bytes -> {layer name: [blob arrays]} for layers that have blobs (new and legacy layouts).
+
+    names: parse only these layers' blobs (the others are skipped unread). Raises WeightFormatError for a
+    malformed message, a blob past the bounds of `parse_blob`, or a wanted layer name that occurs twice.
+    """
+    buf = memoryview(data)
+    wanted = None if names is None else set(names)
+    layers: dict[str, list[np.ndarray]] = {}
+    for name, spans in _layer_spans(buf):
+        if not name or not spans or (wanted is not None and name not in wanted):
+            continue
+        if name in layers and wanted is not None:
+            raise WeightFormatError(f"layer {name} occurs twice; refusing an ambiguous file")
+        layers[name] = [parse_blob(buf, span) for span in spans]
     return layers
+
+
+def _read_bounded(path: str, what: str) -> bytes:
+    """The whole file, refused unheld when larger than `limits.MAX_LOAD_BYTES` (no AlexNet file comes close)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limits.MAX_LOAD_BYTES:
+            raise WeightFormatError(f"{path}: a {what} of {size} bytes, more than {limits.MAX_LOAD_BYTES} "
+                                    "(emonet_tf.weights.limits.MAX_LOAD_BYTES; bvlc_alexnet.caffemodel is 233 MB)")
+        return f.read(size)
 
 
 def _caffe_blobs(blobs: list[np.ndarray], name: str, path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -295,11 +420,16 @@ def _squeeze_to(arr: np.ndarray, ndim: int) -> np.ndarray:
 
 
 def read_caffemodel(path: str, mean=None) -> WeightSet:
-    """A BVLC AlexNet .caffemodel -> WeightSet (RGB conv1, NHWC fc6 rows, 1000-way fc8)."""
-    with open(path, "rb") as f:
-        data = f.read()
+    """A BVLC AlexNet .caffemodel -> WeightSet (RGB conv1, NHWC fc6 rows, 1000-way fc8).
+
+    Raises WeightFormatError naming the file for a file over `limits.MAX_LOAD_BYTES`, a malformed or truncated
+    protobuf, a length field past the end of its message, a blob over the bounds of `parse_blob`, a missing or
+    duplicated layer; WeightMismatchError for a blob of the wrong shape.
+    """
+    path = os.fspath(path)
+    data = _read_bounded(path, "caffemodel")
     try:
-        found = parse_caffemodel_layers(data)
+        found = parse_caffemodel_layers(data, LAYERS)
     except WeightFormatError as err:
         raise WeightFormatError(f"{path}: corrupt or truncated caffemodel ({err})") from None
     missing = [n for n in LAYERS if n not in found]
@@ -332,8 +462,7 @@ def read_caffemodel(path: str, mean=None) -> WeightSet:
 
 def read_binaryproto_mean(path: str) -> np.ndarray:
     """Caffe's ilsvrc_2012_mean.binaryproto (BlobProto 1x3x256x256, BGR) -> (227, 227, 3) RGB centre crop."""
-    with open(path, "rb") as f:
-        data = f.read()
+    data = _read_bounded(path, "binaryproto")
     try:
         blob = parse_blob(memoryview(data), (0, len(data)))
     except WeightFormatError as err:
@@ -358,9 +487,17 @@ def read_mean(mean) -> tuple[Optional[np.ndarray], str]:
             from emonet_tf.weights.matlab_text import read_mean_file
             return read_mean_file(path), f"mean image from {os.path.basename(path)} (MATLAB layout)"
         if path.endswith(".npy"):
+            with open(path, "rb") as f:
+                header = _read_npy_header(f, path)
+            shape = header["shape"]
+            if header["descr"] == "|O" or len(shape) > 3 or not all(type(n) is int and 0 <= n <= 3 * IMAGE_SIZE
+                                                                    for n in shape) \
+                    or math.prod(shape) > 3 * IMAGE_SIZE * IMAGE_SIZE:
+                raise WeightFormatError(f"{path}: a mean .npy must hold at most {IMAGE_SIZE}x{IMAGE_SIZE}x3 numbers, "
+                                        f"found descr {header['descr']!r:.20} shape {shape!r:.40}")
             try:
                 arr = np.load(path, allow_pickle=False)
-            except ValueError as err:
+            except (ValueError, OSError, EOFError) as err:
                 raise WeightFormatError(f"{path}: not a plain numeric .npy ({err})") from None
             return arr, f"mean from {os.path.basename(path)} (RGB, HxWx3 or 3 values)"
         raise WeightFormatError(f"{path}: unknown mean file type; use .binaryproto, img_mean.txt or .npy")

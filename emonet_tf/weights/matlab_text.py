@@ -6,18 +6,22 @@ uncompressed `.txt` variants are accepted too. Parsing uses numpy's C reader (np
 """
 from __future__ import annotations
 
+import bz2
+import itertools
 import os
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 from emonet_tf.backbone import IMAGE_SIZE, WEIGHT_SHAPES
-from emonet_tf.weights import mapping
+from emonet_tf.weights import limits, mapping
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 from emonet_tf.weights.weightset import FC8_INPUTS, WeightSet, make_weightset
 
 FC_NAMES = {"fc6": "fc1", "fc7": "fc2", "fc8": "fc3"}
 MEAN_FILE = "img_mean.txt"
+#: Most fc3 (fc8) lines read from a text dump: limits.MAX_TENSOR_ELEMENTS // 4096 = 16384 classes (EmoNet has 20).
+MAX_CLASSES = limits.MAX_TENSOR_ELEMENTS // FC8_INPUTS
 
 
 def find_file(folder: str, stem: str) -> Optional[str]:
@@ -33,14 +37,46 @@ def is_matlab_text_dir(path: str) -> bool:
     return os.path.isdir(path) and find_file(path, "conv1.weights.txt") is not None
 
 
-def read_matrix(path: str) -> np.ndarray:
-    """A comma-separated text matrix (plain or bz2) as a 2-D float64 array; errors name the file."""
-    try:  # given the path, numpy's C reader decompresses .bz2 itself and is ~2x faster than on a stream
-        return np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+def _bounded_lines(f, path: str, max_chars: int, max_lines: int) -> Iterator[str]:
+    """The lines of `f`, each read with at most `max_chars` + 1 characters: a longer line is refused unread."""
+    for number in itertools.count(1):
+        line = f.readline(max_chars + 1)
+        if not line:
+            return
+        if len(line) > max_chars and not line.endswith("\n"):
+            raise WeightFormatError(f"{path}: line {number} is longer than {max_chars} characters (at most "
+                                    f"{limits.MAX_CHARS_PER_VALUE} per value, emonet_tf.weights.limits."
+                                    "MAX_CHARS_PER_VALUE); refusing to read it")
+        if number > max_lines:
+            raise WeightFormatError(f"{path}: more than {max_lines} lines, expected at most {max_lines}")
+        yield line
+
+
+def read_matrix(path: str, max_rows: int, max_columns: int) -> np.ndarray:
+    """A comma-separated text matrix (plain or bz2) as a 2-D float64 array of finite values; errors name the file.
+
+    max_rows, max_columns: the most lines and values per line the caller can use (the expected shape). A line
+    longer than `limits.max_line_chars(max_columns)` characters or more than `max_rows` lines are refused while
+    reading (never held in memory), so a hostile file (a 1 GB line, a bz2 bomb) costs at most the expected
+    matrix plus one bounded line. Raises WeightFormatError for those, for a truncated bz2 stream, a line that is
+    not numbers, lines of different widths, and NaN or infinite values.
+    """
+    max_chars = limits.max_line_chars(max_columns)
+    try:
+        opener = bz2.open if path.endswith(".bz2") else open
+        with opener(path, "rt", encoding="latin1", newline=None) as f:
+            arr = np.loadtxt(_bounded_lines(f, path, max_chars, max_rows + 8), delimiter=",", dtype=np.float64,
+                             ndmin=2, max_rows=max_rows + 1)
     except (EOFError, OSError) as err:  # bz2 raises EOFError/OSError on truncated or corrupt streams
         raise WeightFormatError(f"{path}: truncated or corrupt file ({err})") from None
     except (ValueError, UnicodeDecodeError) as err:
-        raise WeightFormatError(f"{path}: not a comma-separated matrix of numbers ({err})") from None
+        raise WeightFormatError(f"{path}: not a comma-separated matrix of numbers ({str(err)[:300]})") from None
+    if arr.shape[0] > max_rows:
+        raise WeightFormatError(f"{path}: more than {max_rows} lines of numbers, expected at most {max_rows}")
+    if not np.all(np.isfinite(arr)):
+        raise WeightFormatError(f"{path}: holds NaN or infinite values (first at line "
+                                f"{int(np.argwhere(~np.isfinite(arr))[0][0]) + 1})")
+    return arr
 
 
 def _shape_check(path: str, layer: str, arr: np.ndarray, expected: tuple[int, int]) -> np.ndarray:
@@ -51,7 +87,7 @@ def _shape_check(path: str, layer: str, arr: np.ndarray, expected: tuple[int, in
 
 def read_mean_file(path: str) -> np.ndarray:
     """img_mean.txt (227 lines x 681 values: R row, G row, B row) -> (227, 227, 3) RGB."""
-    rows = read_matrix(path)
+    rows = read_matrix(path, IMAGE_SIZE, 3 * IMAGE_SIZE)
     _shape_check(path, "mean image", rows, (IMAGE_SIZE, 3 * IMAGE_SIZE))
     return mapping.mean_from_matlab_rows(rows)
 
@@ -69,20 +105,21 @@ def read_matlab_text(folder: str) -> WeightSet:
     for i, name in enumerate(mapping.CONV_LAYERS, start=1):
         kh, kw, cin, cout = WEIGHT_SHAPES[name][0]
         wpath, bpath = paths[f"conv{i}.weights.txt"], paths[f"conv{i}.bias.txt"]
-        rows = _shape_check(wpath, name, read_matrix(wpath), (kh, kw * cin * cout))
-        bias = read_matrix(bpath).reshape(-1)
+        rows = _shape_check(wpath, name, read_matrix(wpath, kh, kw * cin * cout), (kh, kw * cin * cout))
+        bias = read_matrix(bpath, cout, cout).reshape(-1)
         if bias.shape != (cout,):
             raise WeightMismatchError(f"{name} bias ({os.path.basename(bpath)})", (cout,), bias.shape, bpath)
         layers[name] = (mapping.conv_from_matlab_rows(rows, (kh, kw, cin, cout)), bias)
     for name, matlab in FC_NAMES.items():
         wpath, bpath = paths[f"{matlab}.weights.txt"], paths[f"{matlab}.bias.txt"]
-        w = read_matrix(wpath)
+        n_in, n_out = (FC8_INPUTS, MAX_CLASSES) if name == "fc8" else WEIGHT_SHAPES[name][0]
+        w = read_matrix(wpath, n_out, n_in)
         if name == "fc8":
             _shape_check(wpath, name, w, (max(w.shape[0], 1), FC8_INPUTS))
         else:
             n_in, n_out = WEIGHT_SHAPES[name][0]
             _shape_check(wpath, name, w, (n_out, n_in))
-        bias = read_matrix(bpath).reshape(-1)
+        bias = read_matrix(bpath, w.shape[0], w.shape[0]).reshape(-1)
         if bias.shape != (w.shape[0],):
             raise WeightMismatchError(f"{name} bias ({os.path.basename(bpath)})", (w.shape[0],), bias.shape, bpath)
         kernel = mapping.fc6_from_matlab_columns(w) if name == "fc6" else mapping.fc_from_torch(w)
