@@ -12,6 +12,11 @@ Exit status (documented in docs/serving.md): 0 when at least one input was proce
 failed are reported by name on stderr and in the output rows), 1 when nothing could be processed,
 2 for a usage error (bad arguments, unreadable weights, unknown layer or dataset).
 
+Damaged videos (decoder error, or a stream that ends before its own duration; see emonet_tf.video)
+follow one policy in predict, evaluate --folder, affect and activations, chosen with
+`--damaged {skip,keep}`: skip (default) reports the video as failed and writes no row of it; keep
+uses the frames that decoded and marks every output row of the video (status "damaged").
+
 `--weights` defaults to the EMONET_WEIGHTS environment variable. argparse (not absl) because
 this is a user-facing tool with subcommands; absl flags belong to the training script.
 """
@@ -87,10 +92,27 @@ class InputResult:
     logits: Optional[np.ndarray] = None
     frames: list = dataclasses.field(default_factory=list)  # inference.FramePrediction
     error: Optional[str] = None
+    damage: Optional[str] = None  # a damaged video kept under --damaged keep: what was wrong
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def status(self) -> str:
+        """"ok", "damaged" (a damaged video whose decoded frames were used) or "failed"."""
+        if not self.ok:
+            return "failed"
+        return "damaged" if self.damage is not None else "ok"
+
+
+def damaged_error(err, policy: str) -> str:
+    """The error reported for an input that failed; a damaged video skipped says how to keep it instead."""
+    from emonet_tf import video
+
+    if isinstance(err, video.VideoDamagedError) and policy == "skip":
+        return f"{err} [damaged video skipped; --damaged keep uses its {err.frames_decoded} decoded frames]"
+    return str(err)
 
 
 def _progress(total: int, args, unit: str = "file"):
@@ -100,8 +122,12 @@ def _progress(total: int, args, unit: str = "file"):
                 disable=True if getattr(args, "no_progress", False) else None)
 
 
-def iter_results(emonet, inputs: Sequence[InputFile], sampling: str, batch_size: int, bar=None) -> Iterator[InputResult]:
-    """Predicts every input in order; runs of images go through the threaded batch path, videos stream frames."""
+def iter_results(emonet, inputs: Sequence[InputFile], sampling: str, batch_size: int, bar=None,
+                 damaged: str = "skip") -> Iterator[InputResult]:
+    """Predicts every input in order; runs of images go through the threaded batch path, videos stream frames.
+
+    ``damaged``: the damaged-video policy (module docstring); a kept damaged video has ``damage`` set.
+    """
     from emonet_tf import video
 
     i = 0
@@ -109,13 +135,15 @@ def iter_results(emonet, inputs: Sequence[InputFile], sampling: str, batch_size:
         if inputs[i].kind == "video":
             path = inputs[i].path
             result = InputResult(path, "video")
+            stream = emonet.iter_predict_video(path, sampling, batch_size=batch_size, damaged=damaged)
             try:
-                for frame in emonet.iter_predict_video(path, sampling, batch_size=batch_size):
+                for frame in stream:
                     result.frames.append(frame)
                     if bar is not None:
                         bar.set_postfix_str(f"{os.path.basename(path)}: {len(result.frames)} frames", refresh=False)
+                result.damage = stream.damage
             except video.VideoReadError as err:
-                result.error = str(err)
+                result.error = damaged_error(err, damaged)
                 result.frames = []  # a video that broke off is not averaged over its first part
             if result.ok:
                 # float64 means: a linear read-out of the mean then equals the mean of the frames' read-outs.
@@ -137,10 +165,15 @@ def iter_results(emonet, inputs: Sequence[InputFile], sampling: str, batch_size:
 
 
 def prediction_rows(result: InputResult, class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per image, or per sampled frame plus a `video_mean` row; error rows keep the file name."""
+    """One row per image, or per sampled frame plus a `video_mean` row; error rows keep the file name.
+
+    Every row carries the input's `status` (ok, damaged, failed) and, for a kept damaged video, its
+    `damage`, so that no row of a damaged or failed input can be mistaken for a healthy one.
+    """
     def row(kind, probs, index=None, ts=None, n_frames=None, error=None):
-        r: dict[str, Any] = {"source": result.source, "kind": kind, "frame_index": index, "timestamp_ms": ts,
-                             "n_frames": n_frames, "top1": None, "error": error}
+        r: dict[str, Any] = {"source": result.source, "kind": kind, "status": result.status, "frame_index": index,
+                             "timestamp_ms": ts, "n_frames": n_frames, "top1": None, "error": error,
+                             "damage": result.damage}
         if probs is not None:
             r["top1"] = class_names[int(np.argmax(probs))]
             r.update({name: float(p) for name, p in zip(class_names, probs)})
@@ -243,16 +276,17 @@ def cmd_predict(args) -> int:
     if not inputs:
         print(f"emonet predict: no image or video files found in {', '.join(args.inputs)}", file=sys.stderr)
         return EXIT_NOTHING_PROCESSED
-    columns = ["source", "kind", "frame_index", "timestamp_ms", "n_frames", "top1", "error"] + names
+    columns = ["source", "kind", "status", "frame_index", "timestamp_ms", "n_frames", "top1", "error", "damage"] + names
     writer = RowWriter(columns, args.csv, args.json, {
         "weights": args.weights or os.environ.get("EMONET_WEIGHTS"), "sampling": args.sampling,
-        "resize_method": args.resize_method, "class_names": names})
+        "damaged": args.damaged, "resize_method": args.resize_method, "class_names": names})
     ok = failed = 0
+    damaged: list[str] = []
     plot_names: set = set()
     _say(f"{'file':<48}  {'kind':<5}  top-{args.top}")
     with _progress(len(inputs), args) as bar:
         try:
-            for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar):
+            for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged):
                 writer.write(prediction_rows(result, names))
                 if not result.ok:
                     failed += 1
@@ -262,6 +296,11 @@ def cmd_predict(args) -> int:
                 ok += 1
                 top = ", ".join(f"{n} {p:.3f}" for n, p in top_k(result.probabilities, names, args.top))
                 extra = f" (mean of {len(result.frames)} frames)" if result.kind == "video" else ""
+                if result.damage is not None:
+                    damaged.append(result.source)
+                    extra += " DAMAGED: decoded frames kept"
+                    _say(f"emonet predict: {result.source}: damaged video, its {len(result.frames)} decoded frames "
+                         f"were used (--damaged keep): {result.damage}", sys.stderr)
                 _say(f"{_short(result.source):<48}  {result.kind:<5}  {top}{extra}")
                 if args.plot_dir and result.kind == "video":
                     from emonet_tf import plots
@@ -273,8 +312,15 @@ def cmd_predict(args) -> int:
                     _say(f"plot: {path}", sys.stderr)
         finally:
             writer.close()
-    _say(f"{ok} predicted, {failed} failed", sys.stderr)
+    _say(f"{ok} predicted, {failed} failed{_damaged_note(damaged)}", sys.stderr)
     return EXIT_OK if ok else EXIT_NOTHING_PROCESSED
+
+
+def _damaged_note(sources: Sequence[str]) -> str:
+    """`, 2 damaged videos kept (a.mp4, b.avi)` for the final summary line; empty when there were none."""
+    if not sources:
+        return ""
+    return f", {len(sources)} damaged video{'s' if len(sources) > 1 else ''} kept ({', '.join(map(_short, sources))})"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -298,12 +344,16 @@ def cmd_evaluate(args) -> int:
         raise UsageError("evaluate needs exactly one of --dataset (TFDS name or builder folder) and --folder")
     emonet = load_emonet(args)
     names = list(emonet.class_names)
+    inputs_report = None
     if args.dataset:
         probs, labels, video_ids = _evaluate_tfds(emonet, args)
     else:
-        probs, labels, video_ids = _evaluate_folder(emonet, args)
+        probs, labels, video_ids, inputs_report = _evaluate_folder(emonet, args)
     metrics = evaluation.metrics_from_predictions(probs, labels, names, video_ids)
     metrics["source"] = args.dataset or args.folder
+    if inputs_report is not None:
+        # Which files are not in the metrics (failed) and which videos count with part of their frames.
+        metrics["inputs"] = inputs_report
     paths = evaluation.write_report(metrics, args.out_dir)
     print(evaluation.format_report(metrics))
     for kind, path in paths.items():
@@ -367,13 +417,17 @@ def _evaluate_folder(emonet, args):
             labels_of[item.path] = index
     if not inputs:
         raise UsageError(f"{root}: no image or video files under folders named after the model's categories")
-    probs, labels, ids, failed, has_video = [], [], [], 0, False
+    probs, labels, ids, failed, damaged, has_video = [], [], [], [], [], False
     with _progress(len(inputs), args) as bar:
-        for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar):
+        for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged):
             if not result.ok:
-                failed += 1
+                failed.append({"source": result.source, "error": result.error})
                 _say(f"emonet evaluate: {result.error}", sys.stderr)
                 continue
+            if result.damage is not None:
+                damaged.append({"source": result.source, "damage": result.damage, "frames": len(result.frames)})
+                _say(f"emonet evaluate: {result.source}: damaged video, its {len(result.frames)} decoded frames "
+                     f"are evaluated (--damaged keep): {result.damage}", sys.stderr)
             rows = [f.probabilities for f in result.frames] if result.kind == "video" else [result.probabilities]
             has_video |= result.kind == "video"
             probs.extend(rows)
@@ -382,8 +436,10 @@ def _evaluate_folder(emonet, args):
     if not probs:
         raise UsageError(f"{root}: none of the {len(inputs)} files could be read")
     if failed:
-        print(f"emonet evaluate: {failed} of {len(inputs)} files could not be read and were left out", file=sys.stderr)
-    return np.stack(probs), np.asarray(labels), (ids if has_video else None)
+        print(f"emonet evaluate: {len(failed)} of {len(inputs)} files could not be read and were left out",
+              file=sys.stderr)
+    inputs_report = {"damaged_policy": args.damaged, "failed": failed, "damaged_kept": damaged}
+    return np.stack(probs), np.asarray(labels), (ids if has_video else None), inputs_report
 
 
 # ------------------------------------------------------------------------------------------------
@@ -429,10 +485,13 @@ def _features_for(emonet, paths: Sequence[str], args) -> tuple[list[InputResult]
     inputs = [InputFile(p, kind_of(p)) for p in paths]
     results, failed = [], 0
     with _progress(len(inputs), args) as bar:
-        for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar):
+        for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged):
             if not result.ok:
                 failed += 1
                 _say(f"emonet affect: {result.error}", sys.stderr)
+            elif result.damage is not None:
+                _say(f"emonet affect: {result.source}: damaged video, its decoded frames were used: {result.damage}",
+                     sys.stderr)
             results.append(result)
     return results, failed
 
@@ -465,16 +524,18 @@ def cmd_affect(args) -> int:
         print(f"emonet affect: no image or video files found in {', '.join(args.inputs)}", file=sys.stderr)
         return EXIT_NOTHING_PROCESSED
     targets = list(readouts)
-    columns = ["source", "kind", "frame_index", "timestamp_ms", "n_frames", "error"] + targets
+    columns = ["source", "kind", "status", "frame_index", "timestamp_ms", "n_frames", "error", "damage"] + targets
     writer = RowWriter(columns, args.csv, args.json, {
         "weights": args.weights or os.environ.get("EMONET_WEIGHTS"), "sampling": args.sampling,
+        "damaged": args.damaged,
         "coefficients": args.coefficients or "emonet-py 1.0.8 (published)", "input": affect.INPUT_SPACE})
     ok = 0
     _say(f"{'file':<48}  {'kind':<5}  " + "  ".join(f"{t:>9}" for t in targets))
     with _progress(len(inputs), args) as bar:
         try:
-            for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar):
-                base = {"source": result.source, "kind": result.kind, "error": result.error}
+            for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged):
+                base = {"source": result.source, "kind": result.kind, "status": result.status, "error": result.error,
+                        "damage": result.damage}
                 if not result.ok:
                     writer.write([base])
                     _say(f"{_short(result.source):<48}  {result.kind:<5}  ERROR: {result.error}")
@@ -549,11 +610,26 @@ def _affect_fit(args) -> int:
 # ------------------------------------------------------------------------------------------------
 # activations
 
-def _iter_preprocessed(emonet, inputs: Sequence[InputFile], sampling: str, batch_size: int, bar):
-    """(source, frame index or -1, timestamp ms or NaN, image or None, error or None), in input order.
+@dataclasses.dataclass
+class Preprocessed:
+    """One event of `_iter_preprocessed`: a row (``image`` set), a failed input (``error``), or the
+    end of a damaged video kept under --damaged keep (``damage``). ``position`` numbers the inputs."""
 
-    Frames stream one at a time (memory does not grow with the video); so the frames of a video that
-    breaks off part-way are kept, followed by its error.
+    position: int
+    source: str
+    frame_index: int = -1
+    timestamp_ms: float = math.nan
+    image: Optional[np.ndarray] = None
+    error: Optional[str] = None
+    damage: Optional[str] = None
+
+
+def _iter_preprocessed(emonet, inputs: Sequence[InputFile], sampling: str, batch_size: int, bar,
+                       damaged: str = "skip") -> Iterator[Preprocessed]:
+    """Rows of preprocessed images and video frames, in input order, with failures and damage as events.
+
+    Frames stream one at a time (memory does not grow with the video), so the rows of a video that
+    fails part-way come before its error event: the consumer must drop them (`cmd_activations` does).
     """
     from emonet_tf import preprocessing, video
 
@@ -562,68 +638,131 @@ def _iter_preprocessed(emonet, inputs: Sequence[InputFile], sampling: str, batch
         if inputs[i].kind == "video":
             path = inputs[i].path
             try:
-                for frame in video.iter_frames(path, video.FrameSampling.parse(sampling)):
+                frames = video.iter_frames(path, video.FrameSampling.parse(sampling), damaged=damaged)
+                for frame in frames:
                     image = preprocessing.preprocess_array(frame.image, emonet.resize_method, emonet.antialias)
-                    yield path, frame.index, frame.timestamp_ms, image, None
+                    yield Preprocessed(i, path, frame.index, frame.timestamp_ms, image)
+                if frames.damage is not None:
+                    yield Preprocessed(i, path, damage=frames.damage)
             except video.VideoReadError as err:
-                yield path, -1, math.nan, None, str(err)
+                yield Preprocessed(i, path, error=damaged_error(err, damaged))
             bar.update(1)
             i += 1
             continue
         j = i
         while j < len(inputs) and inputs[j].kind != "video":
             j += 1
-        for source, image, error in emonet._iter_loaded([x.path for x in inputs[i:j]], lookahead=2 * batch_size,
-                                                        workers=None):
+        loaded = emonet._iter_loaded([x.path for x in inputs[i:j]], lookahead=2 * batch_size, workers=None)
+        for position, (source, image, error) in enumerate(loaded, start=i):
             bar.update(1)
-            yield source, -1, math.nan, image, error
+            yield Preprocessed(position, source, image=image, error=error)
         i = j
+
+
+@dataclasses.dataclass
+class ActivationRows:
+    """The activations of every row so far, and what each row and each failed input is."""
+
+    chunks: list = dataclasses.field(default_factory=list)
+    rows: list = dataclasses.field(default_factory=list)  # Preprocessed without image, one per activation row
+    failed: dict = dataclasses.field(default_factory=dict)  # position -> Preprocessed with error
+    damaged: dict = dataclasses.field(default_factory=dict)  # position -> damage
+
+    def kept(self) -> np.ndarray:
+        """Mask of the rows to write: none of an input that failed (a video that broke off under skip)."""
+        return np.array([r.position not in self.failed for r in self.rows], bool)
+
+    def status(self, row: Preprocessed) -> str:
+        return "damaged" if row.position in self.damaged else "ok"
+
+
+def _collect_activations(emonet, items: Iterable[Preprocessed], layer: str, batch_size: int) -> ActivationRows:
+    out, batch = ActivationRows(), []
+
+    def flush():
+        if batch:
+            out.chunks.append(emonet.activations(np.stack([b.image for b in batch]), layer))
+            out.rows.extend(dataclasses.replace(b, image=None) for b in batch)
+            batch.clear()
+
+    for item in items:
+        if item.error is not None:
+            out.failed[item.position] = item
+            _say(f"emonet activations: {item.error}", sys.stderr)
+        elif item.damage is not None:
+            out.damaged[item.position] = item.damage
+            _say(f"emonet activations: {item.source}: damaged video, its decoded frames are kept and marked "
+                 f"(--damaged keep): {item.damage}", sys.stderr)
+        else:
+            batch.append(item)
+            if len(batch) == batch_size:
+                flush()
+    flush()
+    return out
+
+
+def rows_sidecar_path(npy_path: str) -> str:
+    """`x.npy` -> `x.rows.csv`: what each row of a bare .npy is, and which inputs failed."""
+    return os.path.splitext(npy_path)[0] + ".rows.csv"
+
+
+def write_rows_sidecar(path: str, result: ActivationRows, rows: Sequence[Preprocessed]) -> None:
+    """One line per .npy row (row, source, frame_index, timestamp_ms, status ok/damaged, detail), then one
+    per failed input (empty row, status failed, detail = the error): a .npy alone cannot tell its rows apart."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["row", "source", "frame_index", "timestamp_ms", "status", "detail"])
+        for n, r in enumerate(rows):
+            ts = "" if math.isnan(r.timestamp_ms) else round(float(r.timestamp_ms), 3)
+            writer.writerow([n, r.source, r.frame_index, ts, result.status(r), result.damaged.get(r.position, "")])
+        for position in sorted(result.failed):
+            item = result.failed[position]
+            writer.writerow(["", item.source, "", "", "failed", item.error])
 
 
 def cmd_activations(args) -> int:
     ext = os.path.splitext(args.out)[1].lower()
     if ext not in (".npy", ".npz"):
-        raise UsageError(f"{args.out}: --out must end in .npy (one array) or .npz (array + sources + frames)")
+        raise UsageError(f"{args.out}: --out must end in .npy (one array, plus a .rows.csv sidecar) or .npz "
+                         f"(array + sources + frames + status)")
     emonet = load_emonet(args)
     try:
         emonet.activation_model(args.layer)
     except ValueError as err:
         raise UsageError(str(err)) from None
     inputs = collect_inputs(args.inputs)
-    chunks, sources, indices, times, errors, batch = [], [], [], [], [], []
-
-    def flush():
-        if batch:
-            chunks.append(emonet.activations(np.stack([b[3] for b in batch]), args.layer))
-            for source, index, ts, _, _ in batch:
-                sources.append(source)
-                indices.append(index)
-                times.append(ts)
-            batch.clear()
-
     with _progress(len(inputs), args) as bar:
-        for item in _iter_preprocessed(emonet, inputs, args.sampling, args.batch_size, bar):
-            if item[4] is not None:
-                errors.append(item[4])
-                _say(f"emonet activations: {item[4]}", sys.stderr)
-                continue
-            batch.append(item)
-            if len(batch) == args.batch_size:
-                flush()
-        flush()
-    if not chunks:
+        result = _collect_activations(
+            emonet, _iter_preprocessed(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged),
+            args.layer, args.batch_size)
+    keep = result.kept()
+    if not keep.any():
         print("emonet activations: nothing could be read", file=sys.stderr)
         return EXIT_NOTHING_PROCESSED
-    acts = np.concatenate(chunks)
+    acts = np.concatenate(result.chunks)[keep]
+    rows = [r for r, k in zip(result.rows, keep) if k]
+    errors = [result.failed[p].error for p in sorted(result.failed)]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     if ext == ".npy":
         np.save(args.out, acts)
+        sidecar = rows_sidecar_path(args.out)
+        write_rows_sidecar(sidecar, result, rows)
+        print(f"rows: {sidecar}")
     else:
-        np.savez(args.out, activations=acts, sources=np.asarray(sources), frame_index=np.asarray(indices, np.int64),
-                 timestamp_ms=np.asarray(times, np.float64), layer=np.asarray(args.layer),
-                 class_names=np.asarray(emonet.class_names), errors=np.asarray(errors, dtype=str))
-    print(f"{args.layer}: {acts.shape[0]} rows of shape {acts.shape[1:]} from {len(set(sources))} files "
-          f"-> {args.out}" + (f" ({len(errors)} file(s) failed)" if errors else ""))
+        np.savez(args.out, activations=acts, sources=np.asarray([r.source for r in rows]),
+                 frame_index=np.asarray([r.frame_index for r in rows], np.int64),
+                 timestamp_ms=np.asarray([r.timestamp_ms for r in rows], np.float64),
+                 damaged=np.asarray([r.position in result.damaged for r in rows], bool),
+                 damage=np.asarray([result.damaged.get(r.position, "") for r in rows], dtype=str),
+                 layer=np.asarray(args.layer), class_names=np.asarray(emonet.class_names),
+                 errors=np.asarray(errors, dtype=str),
+                 failed_sources=np.asarray([result.failed[p].source for p in sorted(result.failed)], dtype=str),
+                 damaged_policy=np.asarray(args.damaged))
+    notes = [f"{len(errors)} file(s) failed"] if errors else []
+    if result.damaged:
+        notes.append(f"{len(result.damaged)} damaged video(s) kept, rows marked")
+    print(f"{args.layer}: {acts.shape[0]} rows of shape {acts.shape[1:]} from {len({r.source for r in rows})} files "
+          f"-> {args.out}" + (f" ({'; '.join(notes)})" if notes else ""))
     return EXIT_OK
 
 
@@ -632,6 +771,7 @@ def cmd_activations(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from emonet_tf.preprocessing import DEFAULT_RESIZE_METHOD, RESIZE_METHODS
+    from emonet_tf.video import DAMAGED_POLICIES, DEFAULT_DAMAGED_POLICY
 
     parser = argparse.ArgumentParser(
         prog="emonet", description="EmoNet (Kragel et al. 2019): emotion categories of images and videos.",
@@ -653,8 +793,13 @@ def build_parser() -> argparse.ArgumentParser:
     model = model_options(DEFAULT_RESIZE_METHOD)
     frames = argparse.ArgumentParser(add_help=False)
     frames.add_argument("--sampling", default="every5",
-                        help="video frames: every5 (the lab's MATLAB scripts), fps10 (its PyTorch pipeline), all, "
-                             "everyN, fpsR (default every5)")
+                        help="video frames: every5 (the lab's MATLAB scripts), fps10 (its PyTorch pipeline: "
+                             "ffmpeg's fps=10 filter, frames never repeated), all, everyN, fpsR (default every5)")
+    frames.add_argument("--damaged", default=DEFAULT_DAMAGED_POLICY, choices=DAMAGED_POLICIES,
+                        help="a damaged video (decoder error, or the stream ends before its own duration): skip "
+                             "(default) reports it as failed and writes no row of it; keep uses the frames that "
+                             "decoded and marks its rows (status 'damaged' in CSV/JSON, 'damaged' in .npz, "
+                             ".rows.csv next to a .npy)")
     outputs = argparse.ArgumentParser(add_help=False)
     outputs.add_argument("--csv", help="write one row per image / sampled frame / video mean to this CSV")
     outputs.add_argument("--json", help="the same rows as JSON")
@@ -716,8 +861,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image or video files, or folders")
     p.add_argument("--layer", default="fc7", help="conv1..conv5, relu*, norm*, pool*, fc6, relu6, fc7, relu7, fc8, "
                                                  "softmax (default fc7)")
-    p.add_argument("--out", required=True, help=".npy (activations only) or .npz (+ sources, frame indices, "
-                                                "timestamps)")
+    p.add_argument("--out", required=True, help=".npy (activations only, plus OUT.rows.csv: source, frame, "
+                                                "timestamp and status of each row, and the failed inputs) or .npz "
+                                                "(+ sources, frame indices, timestamps, damaged flags, errors)")
     p.set_defaults(func=cmd_activations)
     return parser
 

@@ -67,12 +67,22 @@ class FramePrediction:
 
 @dataclass
 class VideoPrediction:
-    """Per-frame predictions of one video, and their mean (the video-level prediction of the ecco lab)."""
+    """Per-frame predictions of one video, and their mean (the video-level prediction of the ecco lab).
+
+    ``error`` names the problem of a video that was not predicted (``frames`` is then empty: no
+    prediction of a failed video is ever returned); ``damage`` says what was wrong with a damaged
+    video whose decoded frames were kept (``damaged="keep"``), None for a healthy one.
+    """
 
     source: str
     class_names: tuple[str, ...]
     frames: list[FramePrediction] = field(default_factory=list)
     error: Optional[str] = None
+    damage: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
     @property
     def mean_probabilities(self) -> Optional[np.ndarray]:
@@ -108,6 +118,60 @@ def _load(item: ImageInput, source: str, method: str, antialias: bool) -> np.nda
         return preprocessing.preprocess_array(item, method=method, antialias=antialias)
     except ValueError as err:
         raise preprocessing.ImageDecodeError(f"{source}: {err}") from None
+
+
+class FramePredictionStream(Iterator[FramePrediction]):
+    """The frame predictions of one video, in order, a batch of frames at a time.
+
+    ``damage`` is None until the video was read to its end; then it says what was wrong with a
+    damaged video kept under ``damaged="keep"`` (None for a healthy one).
+    """
+
+    def __init__(self, emonet: "EmoNet", path: Union[str, os.PathLike], sampling: Any, batch_size: int,
+                 damaged: str):
+        from emonet_tf import video
+
+        self.path = os.fspath(path)
+        self.damage: Optional[str] = None
+        self._sampling = video.FrameSampling.parse(sampling) if isinstance(sampling, str) else sampling
+        self._damaged = video.check_damaged_policy(damaged)
+        self._emonet = emonet
+        self._batch_size = batch_size
+        self._predictions = self._run()
+
+    def __iter__(self) -> "FramePredictionStream":
+        return self
+
+    def __next__(self) -> FramePrediction:
+        return next(self._predictions)
+
+    def _predict(self, frames: list) -> list[FramePrediction]:
+        emonet = self._emonet
+        images = np.stack([preprocessing.preprocess_array(f.image, emonet.resize_method, emonet.antialias)
+                           for f in frames])
+        logits = emonet.predict_logits(images)
+        probs = tf.nn.softmax(logits).numpy()
+        return [FramePrediction(f.index, f.timestamp_ms, p, l) for f, p, l in zip(frames, probs, logits)]
+
+    def _run(self) -> Iterator[FramePrediction]:
+        from emonet_tf import video
+
+        frames_iter = video.iter_frames(self.path, self._sampling, damaged=self._damaged)
+        frames: list = []
+        failure = None
+        try:
+            for frame in frames_iter:
+                frames.append(frame)
+                if len(frames) == self._batch_size:
+                    yield from self._predict(frames)
+                    frames = []
+        except video.VideoReadError as err:
+            failure = err
+        if frames:
+            yield from self._predict(frames)
+        if failure is not None:
+            raise failure
+        self.damage = frames_iter.damage
 
 
 class EmoNet:
@@ -213,52 +277,38 @@ class EmoNet:
         return list(self.iter_predict_images(items, batch_size=batch_size))
 
     # -- videos ------------------------------------------------------------------------------
-    def iter_predict_video(self, path: Union[str, os.PathLike], sampling: Any = "every5",
-                           batch_size: int = 32) -> Iterator[FramePrediction]:
+    def iter_predict_video(self, path: Union[str, os.PathLike], sampling: Any = "every5", batch_size: int = 32,
+                           damaged: str = "skip") -> "FramePredictionStream":
         """Streams frame predictions of a video (sequential decode; memory does not grow with length).
 
         `sampling` is a `emonet_tf.video.FrameSampling` or its name ("every5" as the lab's MATLAB
-        scripts, "fps10" as its PyTorch pipeline, "all"). Raises `VideoReadError` naming the file
-        after yielding the frames decoded before a failure.
+        scripts, "fps10" as its PyTorch pipeline, "all"). `damaged` is the policy for a damaged video
+        (decoder error, or a stream that ends before its own duration; `emonet_tf.video`): "skip"
+        raises `VideoDamagedError` after the frames that decoded, which then belong to a video
+        reported as failed (drop them, as `predict_video` does); "keep" ends normally and the
+        returned iterator's `damage` says what was wrong. An unreadable video raises `VideoReadError`
+        naming the file.
+        """
+        return FramePredictionStream(self, path, sampling, batch_size, damaged)
+
+    def predict_video(self, path: Union[str, os.PathLike], sampling: Any = "every5", batch_size: int = 32,
+                      damaged: str = "skip") -> VideoPrediction:
+        """All sampled frames of a video and their mean; an unreadable video sets `error` instead of raising.
+
+        `damaged="skip"` (default): a damaged video sets `error` and has no frames. `"keep"`: its
+        decoded frames are predicted and `damage` says what was wrong.
         """
         from emonet_tf import video
 
-        if isinstance(sampling, str):
-            sampling = video.FrameSampling.parse(sampling)
-        frames: list = []
-
-        def flush():
-            images = np.stack([preprocessing.preprocess_array(f.image, self.resize_method, self.antialias)
-                               for f in frames])
-            logits = self.predict_logits(images)
-            probs = tf.nn.softmax(logits).numpy()
-            return [FramePrediction(f.index, f.timestamp_ms, p, l) for f, p, l in zip(frames, probs, logits)]
-
-        failure = None
-        try:
-            for frame in video.iter_frames(path, sampling):
-                frames.append(frame)
-                if len(frames) == batch_size:
-                    yield from flush()
-                    frames = []
-        except video.VideoReadError as err:
-            failure = err
-        if frames:
-            yield from flush()
-        if failure is not None:
-            raise failure
-
-    def predict_video(self, path: Union[str, os.PathLike], sampling: Any = "every5",
-                      batch_size: int = 32) -> VideoPrediction:
-        """All sampled frames of a video and their mean; a corrupt or empty video sets `error` instead of raising."""
-        from emonet_tf import video
-
         result = VideoPrediction(os.fspath(path), self.class_names)
+        stream = self.iter_predict_video(path, sampling, batch_size, damaged)
         try:
-            for frame in self.iter_predict_video(path, sampling, batch_size):
+            for frame in stream:
                 result.frames.append(frame)
         except video.VideoReadError as err:
             result.error = str(err)
+            result.frames = []  # rows of a failed video are never returned
+        result.damage = stream.damage
         return result
 
     # -- activations -------------------------------------------------------------------------
