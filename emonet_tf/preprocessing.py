@@ -175,14 +175,14 @@ def _bmp_refusal(data: tf.Tensor) -> tf.Tensor:
 
     colour_table = f"{{}}-bit colour-table BMP is not decoded in-graph (TensorFlow returns the table " \
                    f"indices, not the colours); {_HOST_HINT}"
-    return tf.case([
+    return tf.case([  # the first true condition wins
+        (bit_count == 16, lambda: tf.constant(f"16-bit BMP is not decoded in-graph; {_HOST_HINT}")),
         (compression != 0, lambda: tf.strings.format(
-            "compressed BMP (compression {}: 1 RLE8, 2 RLE4, 3 BITFIELDS) is not decoded in-graph; " + _HOST_HINT,
-            compression)),
+            "compressed or bit-field BMP (compression {}: 1 RLE8, 2 RLE4, 3 BITFIELDS) is not decoded in-graph; "
+            + _HOST_HINT, compression)),
         ((bit_count == 24) | (bit_count == 32), lambda: tf.constant("")),
         (bit_count == 8, lambda: tf.where(grey_ramp(), "", colour_table.format(8))),
         ((bit_count == 1) | (bit_count == 4), lambda: tf.strings.format(colour_table, bit_count)),
-        (bit_count == 16, lambda: tf.constant(f"16-bit BMP is not decoded in-graph; {_HOST_HINT}")),
     ], default=lambda: tf.strings.format("BMP with {} bits per pixel is not a valid BMP", bit_count), exclusive=False)
 
 
