@@ -72,6 +72,12 @@ class BoundedReader:
     def remaining(self) -> int:
         return self._end - self._f.tell()
 
+    def check(self, n: int, what: str = "data") -> None:
+        """Refuses a claimed length `n` that goes past the end of the stream."""
+        if n < 0 or n > self.remaining():
+            raise WeightFormatError(f"{self.source}: {what} claims {n} bytes but only {max(self.remaining(), 0)} "
+                                    "are left in the file (truncated or forged length)")
+
     def read(self, n: int, what: str = "data") -> bytes:
         if n < 0 or n > self.remaining():
             raise WeightFormatError(f"{self.source}: {what} claims {n} bytes but only {max(self.remaining(), 0)} "
@@ -163,6 +169,7 @@ class SafeUnpickler:
         return data.decode(self._encoding, "strict")
 
     def _sized(self, n: int, what: str) -> bytes:
+        self._r.check(n, what)
         self._budget.charge(n, what)
         return self._r.read(n, what)
 

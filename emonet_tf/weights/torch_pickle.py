@@ -358,8 +358,9 @@ def _load_legacy(path: str, lazy: bool) -> Any:
         sys_info = header("sys_info")
         little = bool(sys_info.get("little_endian", True)) if isinstance(sys_info, dict) else True
         obj = _unpickler(reader, path, persistent, budget).load()
+        structure = safe_pickle.walk(obj, path, lambda leaf: leaf)  # cycles and depth refused before any storage
         if lazy:
-            return safe_pickle.walk(obj, path, lambda leaf: leaf)
+            return structure
         keys = header("storage keys")
         if type(keys) not in (list, tuple):
             raise WeightFormatError(f"{path}: the storage key list is a {type(keys).__name__}")
