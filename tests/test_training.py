@@ -214,3 +214,34 @@ def test_killed_full_network_run_resumes_to_the_same_weights(dataset_dir, tmp_pa
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(head_weights(straight), head_weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_refused_run_leaves_model_dir_as_it_was_and_the_suggested_fix_runs(dataset_dir, tmp_path, capfd):
+    """Every check runs before run_config.json is written: the fix a refusal suggests is not then refused."""
+    from emonet_tf.weights import WeightFormatError
+    from emonet_tf.weights.weightset import LAYERS, expected_shapes, make_weightset
+
+    shapes = expected_shapes(20)
+    emonet = make_weightset({n: (np.zeros(shapes[n][0], np.float32), np.zeros(shapes[n][1], np.float32))
+                             for n in LAYERS}, mean=None, class_names=None, source="emonet.pth", fmt="emonet_py_pth")
+    absent, empty = tmp_path / "absent", tmp_path / "empty"
+    empty.mkdir()
+    garbage = tmp_path / "garbage.npy"
+    garbage.write_bytes(b"not a weight file")
+    for model_dir in (absent, empty):
+        with pytest.raises(training.TrainConfigError, match="20-way head.*--new_head"):
+            training.train_and_evaluate(config(dataset_dir, model_dir, init="emonet", weights=emonet))
+        with pytest.raises(WeightFormatError):
+            training.train_and_evaluate(config(dataset_dir, model_dir, init="imagenet", weights=str(garbage)))
+        with pytest.raises(training.TrainConfigError, match="global_batch_size"):
+            training.train_and_evaluate(config(dataset_dir, model_dir, global_batch_size=0))
+    assert not absent.exists() and list(empty.iterdir()) == []
+    capfd.readouterr()
+    fixed = training.train_and_evaluate(config(dataset_dir, absent, init="emonet", weights=emonet, new_head=True,
+                                               max_steps=1, eval_split="test"))
+    assert fixed["step"] == 1 and (absent / training.RUN_CONFIG).exists()
+    # Progress of the long parts, counted in frames (train 18, test 6), on stderr.
+    err = capfd.readouterr().err
+    assert "feature cache train" in err and "18/18" in err and "evaluate test" in err and "6/6" in err
+    training.train_and_evaluate(config(dataset_dir, empty, max_steps=1, eval_split="test", progress=False))
+    assert "frame" not in capfd.readouterr().err
