@@ -396,6 +396,19 @@ def parse_caffemodel_layers(data: bytes, names: Optional[Iterable[str]] = None) 
     return layers
 
 
+def read_caffemodel_layers(path, names: Optional[Iterable[str]] = None) -> dict[str, list[np.ndarray]]:
+    """`parse_caffemodel_layers` of a file; errors name the file. Files over `limits.MAX_LOAD_BYTES` are refused.
+
+    Raises WeightFormatError ("<path>: corrupt or truncated caffemodel (<problem>)") for any malformed input.
+    """
+    path = os.fspath(path)
+    data = _read_bounded(path, "caffemodel")
+    try:
+        return parse_caffemodel_layers(data, names)
+    except WeightFormatError as err:
+        raise WeightFormatError(f"{path}: corrupt or truncated caffemodel ({err})") from None
+
+
 def _read_bounded(path: str, what: str) -> bytes:
     """The whole file, refused unheld when larger than `limits.MAX_LOAD_BYTES` (no AlexNet file comes close)."""
     with open(path, "rb") as f:
@@ -427,11 +440,7 @@ def read_caffemodel(path: str, mean=None) -> WeightSet:
     duplicated layer; WeightMismatchError for a blob of the wrong shape.
     """
     path = os.fspath(path)
-    data = _read_bounded(path, "caffemodel")
-    try:
-        found = parse_caffemodel_layers(data, LAYERS)
-    except WeightFormatError as err:
-        raise WeightFormatError(f"{path}: corrupt or truncated caffemodel ({err})") from None
+    found = read_caffemodel_layers(path, LAYERS)
     missing = [n for n in LAYERS if n not in found]
     if missing:
         raise WeightFormatError(f"{path}: caffemodel lacks layers {missing} (layers with weights: {sorted(found)})")
