@@ -10,6 +10,8 @@ EXTRAS = {
     "tensorboard": ["tensorboard"],
     # Plots: evaluation figures, video emotion time courses.
     "plot": ["matplotlib"],
+    # Per-example predictions as Parquet (emonet_tf.predictions; CSV needs nothing).
+    "parquet": ["pyarrow"],
     # The numerical reference for the parity tests only (the library never imports torch). emonet-py
     # itself is installed with --no-deps next to it (see README), because its declared dependencies
     # would replace this CPU torch with a CUDA build and add torchvision.
@@ -19,7 +21,7 @@ EXTRAS = {
     "oracles": ["imageio-ffmpeg", "hypothesis", "fickling", "picklescan"],
 }
 EXTRAS["test"] = sorted({"pytest", "pytest-timeout", *EXTRAS["tfds"], *EXTRAS["beam"], *EXTRAS["tensorboard"],
-                         *EXTRAS["plot"], *EXTRAS["reference"], *EXTRAS["oracles"]})
+                         *EXTRAS["plot"], *EXTRAS["parquet"], *EXTRAS["reference"], *EXTRAS["oracles"]})
 EXTRAS["all"] = sorted({p for k, v in EXTRAS.items() if k not in ("test", "reference", "oracles") for p in v})
 
 setup(
@@ -38,6 +40,10 @@ setup(
         "keras>=3.3",
         "tensorflow-datasets>=4.9",
         "numpy",
+        # The field's estimators and metrics for evaluation.py and affect.py (ROC AUC, top-k, PLS, ridge,
+        # stratified and nested CV); >= 1.4 for root_mean_squared_error and PLSRegression's coef_ layout.
+        "scikit-learn>=1.4",
+        "scipy",
         "opencv-python-headless",
         # PIL is the image decoder contract on the host (it stands for MATLAB's imread); PyAV (FFmpeg's
         # libraries, wheels include FFmpeg) reads videos with the stream's own timestamps and errors.
