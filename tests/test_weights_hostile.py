@@ -31,9 +31,9 @@ from emonet_tf.weights.matlab_text import read_matrix
 from emonet_tf.weights.torch_pickle import LEGACY_MAGIC, load_torch_file
 
 #: Peak traced allocation (tracemalloc) allowed while one hostile file is refused. The biggest honest buffer a
-#: refusal needs is one bounded text line of conv1.weights (34,848 values x 32 characters = 1.1 MB, read
-#: twice: str and bytes); 32 MiB leaves room for the interpreter and numpy without hiding a real bomb (the
-#: bombs below claim 1 GiB to 8 TB).
+#: refusal needs is one bounded text line (conv1: 3,168 values x 32 characters + 64 = 101,440 characters, held
+#: as str and bytes); 32 MiB leaves room for the interpreter and numpy without hiding a real bomb (the bombs
+#: below claim 64 MiB to 8 TB).
 PEAK_BOUND = 32 * 2 ** 20
 EVIL_MODULE = "emonet_evil_module"
 
@@ -256,13 +256,13 @@ def _zip_layout_files(d: str) -> dict[str, tuple[str, str]]:
                                   r"duplicate entries")
     out["zip_many_entries"] = (zipped("many.pth", [("archive/data.pkl", ok)] + [
         (f"archive/x/{i}", b"") for i in range(5000)]), r"5001 entries")
-    # zip bombs: 256 MiB of zeros deflated to ~256 KB, as the pickle and as a storage of 4 floats
-    zeros = bytes(2 ** 28)
+    # zip bombs: 64 MiB of zeros deflated to 64 KB, as the pickle and as a storage of 4 floats
+    zeros = bytes(2 ** 26)
     out["zip_bomb_pickle"] = (zipped("bomb_pkl.pth", [("archive/data.pkl", zeros)], zipfile.ZIP_DEFLATED),
-                              r"data\.pkl declares 268435456 bytes")
+                              r"data\.pkl declares 67108864 bytes")
     tensor = _in_state_dict(_tensor(_storage_pid(_glob("torch", "FloatStorage"), "0", 4), (4,), (1,)))
     out["zip_bomb_storage"] = (zipped("bomb_storage.pth", [("archive/data.pkl", tensor), ("archive/data/0", zeros)],
-                                      zipfile.ZIP_DEFLATED), r"declares 268435456 bytes, 16 expected")
+                                      zipfile.ZIP_DEFLATED), r"declares 67108864 bytes, 16 expected")
     del zeros
     return out
 
@@ -310,7 +310,7 @@ def _text_files(d: str) -> dict[str, tuple[str, str, tuple[int, int]]]:
         f.write(b"0.5,0.25,")
         f.seek(2 ** 30)
         f.write(b"1\n")
-    out["text_1gb_line"] = (sparse, r"line 1 is longer than", (11, 34848))
+    out["text_1gb_line"] = (sparse, r"line 1 is longer than", (11, 3168))
     bomb = os.path.join(d, "conv1.bias.txt.bz2")
     with bz2.open(bomb, "wb", compresslevel=1) as f:
         f.write(b"0," * 2 ** 17 + b"0\n")  # 256 KiB on one line for a 96-value file
@@ -357,6 +357,15 @@ def _corpus(d: str):
         items[name] = (read_mean if name.startswith("mean") else read_weights, path, None)
     for name, (path, _msg, (rows, cols)) in _text_files(d).items():
         items[name] = ((lambda p, r=rows, c=cols: read_matrix(p, r, c)), path, None)
+    dump = os.path.join(d, "dump")  # a whole dump folder whose conv1.weights.txt is the 1 GiB line
+    os.makedirs(dump)
+    for i in range(1, 6):
+        for stem in (f"conv{i}.weights.txt", f"conv{i}.bias.txt", f"fc{min(i, 3)}.weights.txt", f"fc{min(i, 3)}.bias.txt"):
+            open(os.path.join(dump, stem), "w").close()
+    os.remove(os.path.join(dump, "conv1.weights.txt"))
+    os.link(items["text_1gb_line"][1], os.path.join(dump, "conv1.weights.txt"))
+    items["text_dump_folder_1gb_line"] = ((lambda p: read_weights(os.path.dirname(p))),
+                                          os.path.join(dump, "conv1.weights.txt"), None)
     return marker, items
 
 
@@ -403,8 +412,8 @@ _EXPECTED = {  # refusal class per corpus item (regex on the message after the f
     "zip_dotdot_pickle": r"parent \(\.\.\)",
     "zip_duplicate_names": r"duplicate entries",
     "zip_many_entries": r"5001 entries",
-    "zip_bomb_pickle": r"data\.pkl declares 268435456 bytes",
-    "zip_bomb_storage": r"declares 268435456 bytes, 16 expected",
+    "zip_bomb_pickle": r"data\.pkl declares 67108864 bytes",
+    "zip_bomb_storage": r"declares 67108864 bytes, 16 expected",
     "caffemodel_length_2_pow_62": r"claims \d+ bytes",
     "caffemodel_blob_dims_10e12": r"blob of shape \(1000000, 1000000\) holds 1 values",
     "caffemodel_million_dims": r"more than 32",
@@ -414,8 +423,9 @@ _EXPECTED = {  # refusal class per corpus item (regex on the message after the f
     "npy_header_4gb": r"header of 4294967295 bytes",
     "npy_object_shape_10e9": r"not the pickled",
     "mean_npy_shape_10e12": r"a mean \.npy must hold at most",
-    "text_1gb_line": r"line 1 is longer than 1115200 characters",
+    "text_1gb_line": r"line 1 is longer than 101440 characters",
     "text_bz2_long_line": r"line 1 is longer than 3136 characters",
+    "text_dump_folder_1gb_line": r"line 1 is longer than 101440 characters",
     "text_too_many_lines": r"more than 4096 lines",
     "text_inf": r"NaN or infinite values \(first at line 2\)",
     "text_nan": r"NaN or infinite values \(first at line 2\)",

@@ -10,7 +10,7 @@ import numpy as np
 
 from emonet_tf.backbone import IMAGENET_RGB_MEAN, AlexNetBackbone
 from emonet_tf.categories import EMONET_CATEGORIES
-from emonet_tf.weights import bvlc, mapping, matlab_text, torch_pickle
+from emonet_tf.weights import bvlc, limits, mapping, matlab_text, torch_pickle
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 from emonet_tf.weights.weightset import FORMATS, LAYERS, WeightSet, check_mean, make_weightset
 
@@ -18,6 +18,8 @@ HEADS = ("load", "skip")
 
 
 def _is_keras_zip(path: str) -> bool:
+    if torch_pickle._declared_zip_entries(path) > limits.MAX_ZIP_ENTRIES:
+        return False  # never a .keras file; the .pth reader refuses it before reading the directory
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())

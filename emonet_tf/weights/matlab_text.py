@@ -9,6 +9,7 @@ from __future__ import annotations
 import bz2
 import itertools
 import os
+import warnings
 from typing import Iterator, Optional
 
 import numpy as np
@@ -64,13 +65,18 @@ def read_matrix(path: str, max_rows: int, max_columns: int) -> np.ndarray:
     max_chars = limits.max_line_chars(max_columns)
     try:
         opener = bz2.open if path.endswith(".bz2") else open
-        with opener(path, "rt", encoding="latin1", newline=None) as f:
+        with opener(path, "rt", encoding="latin1", newline=None) as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": refused below instead
             arr = np.loadtxt(_bounded_lines(f, path, max_chars, max_rows + 8), delimiter=",", dtype=np.float64,
                              ndmin=2, max_rows=max_rows + 1)
+    except WeightFormatError:  # a line refused by _bounded_lines (a ValueError too: passed on as it is)
+        raise
     except (EOFError, OSError) as err:  # bz2 raises EOFError/OSError on truncated or corrupt streams
         raise WeightFormatError(f"{path}: truncated or corrupt file ({err})") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise WeightFormatError(f"{path}: not a comma-separated matrix of numbers ({str(err)[:300]})") from None
+    if arr.size == 0:
+        raise WeightFormatError(f"{path}: holds no numbers (an empty file?)")
     if arr.shape[0] > max_rows:
         raise WeightFormatError(f"{path}: more than {max_rows} lines of numbers, expected at most {max_rows}")
     if not np.all(np.isfinite(arr)):
