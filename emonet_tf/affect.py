@@ -11,23 +11,32 @@ in the 20-category order of `emonet_tf.categories.EMONET_CATEGORIES`. Their sign
 the paper's PLS loadings but their magnitudes differ (emonet_reference.md, section 7.2); they are
 the only published numeric read-outs, so they are the default, not a claim of the paper's fit.
 
-Fitting new read-outs (`fit_readout`): PLS1 (NIPALS, X and y centred, not scaled: MATLAB
-`plsregress`) with n components, or ridge regression, chosen by k-fold cross-validation.
-The reported CV r and RMSE are from a *nested* cross-validation (the choice of method and
+Fitting new read-outs (`fit_readout`), all numerics from scikit-learn: PLS1 (`PLSRegression`,
+NIPALS, X and y centred, not scaled: MATLAB `plsregress`) with n components, or ridge regression
+(`Ridge`), chosen by k-fold cross-validation (`GridSearchCV`). The reported CV r and RMSE are from
+a *nested* cross-validation (`cross_validate` of that search: the choice of method and
 n components / alpha is made inside each outer training fold), so they are not inflated by the
 choice itself. Folds are stratified by rating, as in the paper: examples sorted by rating are dealt
-out to the folds in blocks.
+out to the folds in blocks (`StratifiedKFold` over rating-rank blocks, `RatingStratifiedKFold`).
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import json
-import math
 import os
+import warnings
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import scipy.stats
+import sklearn
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.cross_decomposition import PLSRegression
+from sklearn.linear_model import Ridge
+from sklearn.metrics import root_mean_squared_error
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
 
 from emonet_tf.categories import EMONET_CATEGORIES
 from emonet_tf.jsonio import json_safe
@@ -99,84 +108,141 @@ def emonet_py_readouts() -> dict[str, LinearReadout]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Estimators
+# Estimators (scikit-learn)
+
+class PLS1(RegressorMixin, BaseEstimator):
+    """PLS1 regression with X and y centred, not scaled (MATLAB `plsregress`), on scikit-learn's NIPALS.
+
+    `sklearn.cross_decomposition.PLSRegression(n_components, scale=False)`, with two conventions of this
+    module: `coef_` (shape (p,), float64) and `intercept_` (float) are in the original units of X and y,
+    so that y = intercept_ + X @ coef_; and `n_components` is capped at the rank that the training data
+    can have (n_samples - 1 after centring, and p), because further components explain nothing
+    (PLSRegression refuses more than n_samples; NIPALS would stop there anyway).
+    """
+
+    def __init__(self, n_components: int = 1):
+        self.n_components = n_components
+
+    def fit(self, x, y):
+        x, y = _as_xy(x, y)
+        n_components = max(1, min(int(self.n_components), x.shape[0] - 1, x.shape[1]))
+        with warnings.catch_warnings():
+            # "y residual is constant": y is fully explained before the last component; the
+            # remaining components are zero, which is the fit we want (the old NIPALS stopped there).
+            warnings.filterwarnings("ignore", message=".*residual is constant", category=UserWarning)
+            model = PLSRegression(n_components=n_components, scale=False).fit(x, y)
+        self.coef_ = np.asarray(model.coef_, dtype=np.float64).reshape(-1)
+        # PLSRegression's intercept_ is y's mean (its predict centres X first); ours is in X's units.
+        self.intercept_ = float(np.ravel(model.predict(np.zeros((1, x.shape[1]))))[0])
+        self.n_components_ = n_components
+        return self
+
+    def predict(self, x):
+        return np.asarray(x, dtype=np.float64) @ self.coef_ + self.intercept_
+
+
+class ScaleFreeRidge(RegressorMixin, BaseEstimator):
+    """Ridge regression whose `alpha` is relative to the mean diagonal of the centred X'X.
+
+    `sklearn.linear_model.Ridge(alpha * trace(Xc'Xc) / p)` with an unpenalized intercept: the penalty
+    grid (`RIDGE_ALPHAS`) then means the same for logits of any scale. `coef_` (p,) and `intercept_`
+    (float) are in the original units.
+    """
+
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = alpha
+
+    def fit(self, x, y):
+        x, y = _as_xy(x, y)
+        centred = x - x.mean(axis=0)
+        scale = max(float(np.einsum("ij,ij->", centred, centred)) / x.shape[1], 1e-12)
+        model = Ridge(alpha=float(self.alpha) * scale, fit_intercept=True).fit(x, y)
+        self.coef_ = np.asarray(model.coef_, dtype=np.float64).reshape(-1)
+        self.intercept_ = float(model.intercept_)
+        return self
+
+    def predict(self, x):
+        return np.asarray(x, dtype=np.float64) @ self.coef_ + self.intercept_
+
+
+def _as_xy(x, y) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1)
+
 
 def pls1_fit(x: np.ndarray, y: np.ndarray, n_components: int) -> tuple[np.ndarray, float]:
-    """PLS1 regression by NIPALS on centred (unscaled) data; returns (weights, bias) in the original units."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    x_mean, y_mean = x.mean(axis=0), y.mean()
-    xk, yk = x - x_mean, y - y_mean
-    p_dim = x.shape[1]
-    w_mat = np.zeros((p_dim, 0))
-    p_mat = np.zeros((p_dim, 0))
-    q_vec = []
-    for _ in range(int(n_components)):
-        w = xk.T @ yk
-        norm = np.linalg.norm(w)
-        if norm < 1e-12:  # nothing left to explain
-            break
-        w /= norm
-        t = xk @ w
-        tt = t @ t
-        if tt < 1e-12:
-            break
-        p = xk.T @ t / tt
-        q = (yk @ t) / tt
-        xk = xk - np.outer(t, p)
-        yk = yk - q * t
-        w_mat = np.column_stack([w_mat, w])
-        p_mat = np.column_stack([p_mat, p])
-        q_vec.append(q)
-    if not q_vec:
-        return np.zeros(p_dim), float(y_mean)
-    coef = w_mat @ np.linalg.solve(p_mat.T @ w_mat, np.asarray(q_vec))
-    return coef, float(y_mean - x_mean @ coef)
+    """PLS1 of y (N,) on x (N x p), centred and unscaled; returns (weights (p,) float64, bias float).
+
+    y ~ bias + x @ weights in the original units. `PLS1` (scikit-learn's PLSRegression, NIPALS).
+    """
+    model = PLS1(n_components).fit(x, y)
+    return model.coef_, model.intercept_
 
 
 def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-    """Ridge regression with an unpenalized intercept; `alpha` is relative to the mean diagonal of X'X."""
-    x = np.asarray(x, dtype=np.float64)
+    """Ridge of y (N,) on x (N x p), unpenalized intercept, `alpha` relative to the mean diagonal of the
+    centred X'X; returns (weights (p,) float64, bias float). `ScaleFreeRidge` (scikit-learn's Ridge)."""
+    model = ScaleFreeRidge(alpha).fit(x, y)
+    return model.coef_, model.intercept_
+
+
+class RatingStratifiedKFold(StratifiedKFold):
+    """K folds stratified by a continuous rating, as in the paper: scikit-learn's StratifiedKFold
+    (shuffled, seeded) over blocks of `n_splits` consecutive examples in rating order.
+
+    Each block (a "class" for StratifiedKFold) is dealt out at random, one example per fold, so every
+    fold spans the rating range. The last, incomplete block is merged into the one before it, so
+    that every block has at least `n_splits` members (fold sizes then differ by at most one).
+    Needs len(y) >= n_splits (ValueError otherwise).
+    """
+
+    def __init__(self, n_splits: int = 10, *, random_state: Optional[int] = None):
+        super().__init__(n_splits=n_splits, shuffle=True, random_state=random_state)
+
+    def split(self, X, y, groups=None):
+        return super().split(X, rating_blocks(y, self.n_splits), groups)
+
+
+def rating_blocks(y: np.ndarray, k: int) -> np.ndarray:
+    """Block number (int64, shape (N,)) of each rating: its rank // k, the last partial block merged.
+
+    Ties are ranked in input order (a stable sort), so the blocks are a pure function of y.
+    """
     y = np.asarray(y, dtype=np.float64).reshape(-1)
-    x_mean, y_mean = x.mean(axis=0), y.mean()
-    xc, yc = x - x_mean, y - y_mean
-    gram = xc.T @ xc
-    scale = max(float(np.trace(gram)) / gram.shape[0], 1e-12)
-    coef = np.linalg.solve(gram + alpha * scale * np.eye(gram.shape[0]), xc.T @ yc)
-    return coef, float(y_mean - x_mean @ coef)
-
-
-def _fit(x, y, method: str, param) -> tuple[np.ndarray, float]:
-    return pls1_fit(x, y, int(param)) if method == "pls" else ridge_fit(x, y, float(param))
+    if y.size < k:
+        raise ValueError(f"{y.size} examples cannot be split into {k} folds")
+    ranks = np.empty(y.size, dtype=np.int64)
+    ranks[np.argsort(y, kind="stable")] = np.arange(y.size)
+    return np.minimum(ranks // k, y.size // k - 1)
 
 
 def stratified_folds(y: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Fold number per example: sorted by rating, each block of k consecutive examples goes to k different folds."""
-    y = np.asarray(y, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    order = np.lexsort((rng.random(y.size), y))  # ties broken at random
+    """Fold number (int64, shape (N,), values 0..k-1) of each example under `RatingStratifiedKFold(k, seed)`."""
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
     folds = np.empty(y.size, dtype=np.int64)
-    for start in range(0, y.size, k):
-        block = order[start:start + k]
-        folds[block] = rng.permutation(k)[:block.size]
+    for f, (_, test) in enumerate(RatingStratifiedKFold(k, random_state=seed).split(np.zeros((y.size, 1)), y)):
+        folds[test] = f
     return folds
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r; NaN when either side is constant."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    a, b = a - a.mean(), b - b.mean()
-    denom = math.sqrt(float(a @ a) * float(b @ b))
-    return float(a @ b / denom) if denom > 0 else float("nan")
+    """Pearson r of two equal-length vectors (scipy.stats.pearsonr); NaN when either side is constant."""
+    a, b = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:  # r is undefined; pearsonr would warn and return NaN
+        return float("nan")
+    return float(scipy.stats.pearsonr(a, b)[0])
 
 
 def rmse(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
+    """Root mean squared difference of two equal-length vectors (sklearn.metrics.root_mean_squared_error)."""
+    return float(root_mean_squared_error(np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)))
 
 
 def candidates(method: str, n_examples: int, n_features: int,
                max_components: Optional[int] = None) -> list[tuple[str, float]]:
-    """The (method, parameter) pairs that cross-validation chooses among (PLS: 1 .. all components)."""
+    """The (method, parameter) pairs that cross-validation chooses among (PLS: 1 .. all components).
+
+    Raises ValueError for a method not in METHODS.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     out: list[tuple[str, float]] = []
@@ -188,33 +254,47 @@ def candidates(method: str, n_examples: int, n_features: int,
     return out
 
 
-def _select(x, y, options, folds: int, seed: int) -> tuple[str, float, dict]:
-    """The candidate with the lowest k-fold CV RMSE on (x, y), and every candidate's RMSE."""
-    k = max(2, min(folds, x.shape[0]))
-    fold = stratified_folds(y, k, seed)
-    scores = {}
-    for method, param in options:
-        pred = np.empty_like(y)
-        for f in range(k):
-            test = fold == f
-            coef, bias = _fit(x[~test], y[~test], method, param)
-            pred[test] = bias + x[test] @ coef
-        scores[(method, param)] = rmse(pred, y)
-    best = min(scores, key=scores.get)
-    return best[0], best[1], scores
+def _estimator(method: str, param: float) -> BaseEstimator:
+    return PLS1(int(param)) if method == "pls" else ScaleFreeRidge(float(param))
+
+
+def _search(options: Sequence[tuple[str, float]], k: int, seed: int) -> GridSearchCV:
+    """GridSearchCV over the candidates (PLS first, fewest components first: GridSearchCV keeps the
+    first of equal scores, so a tie goes to the simpler model): k-fold `RatingStratifiedKFold` CV,
+    lowest mean squared error over the folds, refit on all the data it is given."""
+    pls = [int(p) for m, p in options if m == "pls"]
+    ridge = [float(p) for m, p in options if m == "ridge"]
+    grid = ([{"model": [PLS1()], "model__n_components": pls}] if pls else []) + \
+        ([{"model": [ScaleFreeRidge()], "model__alpha": ridge}] if ridge else [])
+    return GridSearchCV(Pipeline([("model", _estimator(*options[0]))]), grid, scoring="neg_mean_squared_error",
+                        cv=RatingStratifiedKFold(k, random_state=seed), refit=True, error_score="raise")
+
+
+def _final_model(estimator):
+    """The fitted PLS1 / ScaleFreeRidge itself, or a fitted GridSearchCV's refit best one."""
+    return estimator.best_estimator_[-1] if isinstance(estimator, GridSearchCV) else estimator
+
+
+def _choice(estimator) -> tuple[str, float]:
+    model = _final_model(estimator)
+    return ("pls", float(model.n_components)) if isinstance(model, PLS1) else ("ridge", float(model.alpha))
 
 
 def fit_readout(x: np.ndarray, y: np.ndarray, name: str = "rating", method: str = "auto",
                 n_components: Optional[int] = None, alpha: Optional[float] = None, folds: int = 10,
                 seed: int = 0, class_names: Sequence[str] = EMONET_CATEGORIES,
                 max_components: Optional[int] = None) -> LinearReadout:
-    """Fits y ~ fc8 logits x; method/parameter chosen by CV unless fixed; CV r/RMSE from nested CV.
+    """Fits a rating y (N,) on fc8 logits x (N x C); method and parameter chosen by CV unless fixed.
 
-    `n_components` fixes PLS (method "pls"), `alpha` fixes ridge. `cv` of the result holds the
-    out-of-fold predictions' r and RMSE, the folds, and what each outer fold chose.
+    `n_components` fixes PLS, `alpha` fixes ridge; otherwise scikit-learn's GridSearchCV chooses among
+    `candidates(method, ...)` by k-fold CV (`RatingStratifiedKFold`, lowest mean squared error) and the
+    read-out is refit on all the data. The reported CV r and RMSE come from nested CV (that search
+    run inside each training fold of outer `RatingStratifiedKFold` folds), so the choice does not
+    inflate them. `cv` of the result holds the out-of-fold predictions' r and
+    RMSE, the number of folds, what each outer fold chose, the predictions and the ratings.
+    Raises ValueError for shapes that disagree, non-finite values, or fewer than 4 examples.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    x, y = _as_xy(x, y)
     if x.ndim != 2 or x.shape[0] != y.size:
         raise ValueError(f"x must be N x C with N = len(y); got {x.shape} and {y.shape}")
     if not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
@@ -227,28 +307,34 @@ def fit_readout(x: np.ndarray, y: np.ndarray, name: str = "rating", method: str 
         options = [("ridge", float(alpha))]
     else:
         options = candidates(method, y.size, x.shape[1], max_components)
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        # x and y were checked above; sklearn's own checks, repeated in each of the thousands of fits
+        # of a nested search, cost about 15% of the time.
+        return _nested_fit(x, y, name, options, folds, seed, class_names)
+
+
+def _nested_fit(x, y, name, options, folds, seed, class_names) -> LinearReadout:
     k = max(2, min(folds, y.size))
-    outer = stratified_folds(y, k, seed)
+    nested = len(options) > 1
+
+    def estimator(inner_seed: int, n_train: int):
+        return _search(options, max(2, min(folds, n_train)), inner_seed) if nested else _estimator(*options[0])
+
     pred = np.empty_like(y)
     chosen = []
-    for f in range(k):
-        test = outer == f
-        if len(options) == 1:
-            m, p = options[0]
-        else:
-            m, p, _ = _select(x[~test], y[~test], options, folds, seed + 1 + f)
-        coef, bias = _fit(x[~test], y[~test], m, p)
-        pred[test] = bias + x[test] @ coef
-        chosen.append(_describe_choice(m, p))
-    if len(options) == 1:
-        best_m, best_p = options[0]
-    else:
-        best_m, best_p, _ = _select(x, y, options, folds, seed)
-    coef, bias = _fit(x, y, best_m, best_p)
+    # Nested CV: each outer training fold runs its own search (inner folds seeded seed + 1 + fold),
+    # and only its held-out fold is predicted.
+    for f, (train, test) in enumerate(RatingStratifiedKFold(k, random_state=seed).split(x, y)):
+        fitted = estimator(seed + 1 + f, train.size).fit(x[train], y[train])
+        pred[test] = fitted.predict(x[test])
+        chosen.append(_describe_choice(*_choice(fitted)))
+    final = estimator(seed, y.size).fit(x, y)
+    best_m, best_p = _choice(final)
+    model = _final_model(final)
     cv = {"r": correlation(pred, y), "rmse": rmse(pred, y), "folds": k, "n": int(y.size),
-          "nested": len(options) > 1, "outer_fold_choices": chosen, "predictions": pred.tolist(),
+          "nested": nested, "outer_fold_choices": chosen, "predictions": pred.tolist(),
           "ratings": y.tolist()}
-    return LinearReadout(name, bias, coef, class_names=tuple(class_names), method=best_m,
+    return LinearReadout(name, model.intercept_, model.coef_, class_names=tuple(class_names), method=best_m,
                          params=_describe_choice(best_m, best_p), cv=cv, source="fit_readout")
 
 
