@@ -1,9 +1,10 @@
 """Classification metrics as the paper reports them, plus confusion matrix, video-level metrics and plots.
 
-- top-1 / top-5 accuracy (top-k is capped at the number of classes);
-- one-vs-rest AUC per category, rank-based (Mann-Whitney U with average ranks, so ties count half);
-  a category without positives or without negatives in the split has no AUC: NaN, excluded from
-  the mean;
+- top-1 / top-5 accuracy (top-k is capped at the number of classes; tied scores: lower class index
+  first, as argmax and MATLAB);
+- one-vs-rest AUC per category (`sklearn.metrics.roc_auc_score`: equal to the Mann-Whitney U with
+  ties counting half); a category without positives or without negatives in the split has no AUC:
+  NaN, excluded from the mean;
 - confusion matrix, rows = true category, columns = predicted category (counts);
 - optional video-level metrics: the mean of the frame probabilities of each video_id, as the ecco lab
   computes them, with the video's label (the label of its frames).
@@ -17,9 +18,10 @@ import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import sklearn.metrics
+import tensorflow as tf
 
 from emonet_tf.jsonio import json_safe
-import tensorflow as tf
 
 #: Kragel et al. 2019, holdout frames (24,634 images, 400 videos), and chance for 20 classes.
 PAPER = {"top1": 0.2309, "top5": 0.626, "mean_auc": 0.745}
@@ -27,40 +29,45 @@ CHANCE = {"top1": 0.05, "top5": 0.2795, "mean_auc": 0.5}
 
 
 def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
-    """Area under the ROC curve of `scores` for the boolean `positives`; NaN if one class is absent.
+    """Area under the ROC curve of `scores` (N,) for the boolean `positives` (N,); NaN if one class is absent.
 
-    AUC = (sum of the positives' ranks - n_pos (n_pos + 1) / 2) / (n_pos n_neg), with average ranks
-    for ties, i.e. the probability that a random positive scores above a random negative (ties 1/2).
+    `sklearn.metrics.roc_auc_score`: the trapezoidal area, equal to the Mann-Whitney U statistic
+    with ties counted 1/2, i.e. the probability that a random positive scores above a random negative.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    positives = np.asarray(positives, dtype=bool)
-    n_pos = int(positives.sum())
-    n_neg = positives.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    positives = np.asarray(positives, dtype=bool).reshape(-1)
+    if positives.all() or not positives.any():  # undefined; roc_auc_score would warn and return NaN
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(scores.size, dtype=np.float64)
-    # Average rank (1-based) for every run of equal scores.
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [scores.size]])
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + 1 + end) / 2.0
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(sklearn.metrics.roc_auc_score(positives, scores))
 
 
 def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Fraction of rows whose label is among the k highest scores (ties broken by lower index)."""
-    k = min(k, probabilities.shape[1])
-    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+    """Fraction of rows of `probabilities` (N x C scores) whose integer label (N,) is among the k highest.
+
+    k is capped at C (every label is then in the top k: 1.0). Ties are broken by the lower class index,
+    as `np.argmax` (the confusion matrix's prediction) and MATLAB's `max`/`sort` do, so top-1 equals
+    the confusion matrix's trace / N. `sklearn.metrics.top_k_accuracy_score` prefers the higher index
+    among tied scores, so it is given the classes in reverse order. Scores may be probabilities or logits.
+    """
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    num_classes = probabilities.shape[1]
+    k = min(int(k), num_classes)
+    if k == num_classes:
+        return 1.0
+    if k == 1:  # also the two-class case, which top_k_accuracy_score reads as binary 1-D scores
+        return float(sklearn.metrics.accuracy_score(labels, probabilities.argmax(axis=1)))
+    reverse = num_classes - 1 - labels  # class c becomes class C-1-c, and its column moves with it
+    return float(sklearn.metrics.top_k_accuracy_score(reverse, probabilities[:, ::-1], k=k,
+                                                      labels=np.arange(num_classes)))
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (labels, predictions), 1)
-    return matrix
+    """Counts (num_classes x num_classes, int64), rows = true class, columns = predicted class.
+
+    `sklearn.metrics.confusion_matrix` with every class listed, so absent classes keep their row and column.
+    """
+    return sklearn.metrics.confusion_matrix(labels, predictions, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def classification_metrics(probabilities: np.ndarray, labels: np.ndarray,
