@@ -2,7 +2,12 @@
 
 Design, and why:
 - Images are read as encoded bytes (`tfds.decode.SkipDecoding`) and decoded by
-  `emonet_tf.preprocessing.preprocess_image_bytes`, the same op that the SavedModel and the CLI use.
+  `emonet_tf.preprocessing.preprocess_image_bytes`, the in-graph path of the library's decoder
+  contract (the SavedModel uses the same op; docs/preprocessing.md). Letting TFDS decode instead
+  would use `tf.image.decode_image`: libjpeg's fast IDCT (up to 17 grey levels off PIL/MATLAB at
+  JPEG quality 100, 4 at quality 90) and colour-table BMPs returned as grey indices. A record that
+  the in-graph decoder refuses (e.g. a CMYK JPEG) stops the pipeline with InvalidArgumentError naming
+  the reason.
 - The order of an epoch is a pure function of (seed, epoch): the examples are read in their stored
   order (`shuffle_files=False`), numbered, and shuffled by a seeded `Dataset.shuffle` that never
   reshuffles. tf.data's shuffle permutes by count and seed only, so the feature-cache path (which

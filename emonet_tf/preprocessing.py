@@ -397,7 +397,7 @@ def _decode_16bit(data: bytes, image: Image.Image) -> np.ndarray:
 def _reason(err: Exception) -> str:
     text = str(err) or type(err).__name__
     if "truncated" in text.lower() or isinstance(err, EOFError):
-        return f"truncated file, cut short ({text})"
+        return f"truncated file; PIL: {text}"
     return text
 
 

@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from emonet_tf import EMONET_CATEGORIES, EmoNet, EmoNetClassifier, export, preprocessing
 
-# Every format the bytes signature decodes (TF's decode_image: JPEG, PNG 8/16 bit, gray, RGBA, BMP).
+# A sample of what the bytes signature decodes (JPEG, PNG 8/16 bit, grey, RGBA, BMP); every variant of every
+# format is in tests/test_decoding_conformance.py.
 SERVED = ("rgb_jpeg", "rgb_png", "gray_png", "rgba_png", "rgb16_png", "rgb_bmp", "wide_jpeg", "exact_png")
 
 
