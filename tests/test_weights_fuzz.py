@@ -17,6 +17,7 @@ import os
 import pickle
 import tempfile
 import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
@@ -299,3 +300,62 @@ def test_fuzz_every_format_short(valid, net_class, tmp_path):
 def test_fuzz_every_format_long(valid, net_class, tmp_path):
     outcomes = _run(valid, net_class, tmp_path, max_examples=5000)
     assert {kind for kind, _ in outcomes} == set(valid)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model level (slow): a full-size emonet-py emonet.pth through read_weights. Mutations hit the structure (the
+# pickle and the zip directory, or the legacy header and pickle), where a bug would load a wrong model.
+
+def _weightsets_equal(a, b) -> bool:
+    return list(a.layers) == list(b.layers) and all(
+        np.array_equal(a.layers[n][0], b.layers[n][0]) and np.array_equal(a.layers[n][1], b.layers[n][1])
+        for n in a.layers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_fuzz_full_emonet_pth_through_read_weights(tmp_path, zip_format):
+    torch = pytest.importorskip("torch")
+    alexnet_big = pytest.importorskip("emonet_py.alexnet_big")
+    from emonet_tf.weights import from_torch_state_dict, read_weights
+
+    model = alexnet_big.AlexNetBigEmoNet()
+    src = str(tmp_path / "emonet.pth")
+    torch.save(model.state_dict(), src, _use_new_zipfile_serialization=zip_format)
+    data = open(src, "rb").read()
+    original = read_weights(src)
+    if zip_format:
+        with zipfile.ZipFile(src) as zf:
+            info = zf.getinfo([n for n in zf.namelist() if n.endswith("data.pkl")][0])
+        regions = [(info.header_offset, info.header_offset + 80 + info.compress_size), (len(data) - 2048, len(data))]
+    else:
+        regions = [(0, 2048)]
+    outcomes = collections.Counter()
+    path = str(tmp_path / "mutant.pth")
+
+    @settings(max_examples=60, deadline=60000, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.lists(st.tuples(st.sampled_from(regions), st.integers(0, 10 ** 6), st.integers(1, 255)), min_size=1,
+                    max_size=3))
+    def prop(flips):
+        mutant = bytearray(data)
+        for (start, end), offset, xor in flips:
+            mutant[start + offset % (end - start)] ^= xor
+        with open(path, "wb") as f:
+            f.write(mutant)
+        try:
+            ours = read_weights(path)
+        except WeightFormatError as err:
+            assert str(err).startswith(path), str(err)
+            outcomes["refused"] += 1
+            return
+        if _weightsets_equal(ours, original):
+            outcomes["original"] += 1
+            return
+        theirs = from_torch_state_dict(torch.load(path, weights_only=True), source=path)
+        assert _weightsets_equal(ours, theirs)
+        outcomes["same as torch.load"] += 1
+
+    prop()
+    print(dict(outcomes))
+
