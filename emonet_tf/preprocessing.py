@@ -12,8 +12,9 @@ source and the reason. Exception: 16-bit content (PNG, TIFF, 16-bit grey of any 
 clips (grey) or keeps only the high byte (RGB); it becomes round(value / 257), computed from the
 true 16-bit values. MATLAB would feed 0-65535 to a network trained on 0-255.
 - Host path (`decode_bytes`, `decode_image_file`, `preprocess_bytes`, `load_image`, hence
-  `EmoNet.predict_images` and the CLI): PIL decodes every format it reads (JPEG incl. CMYK/YCCK,
-  PNG, GIF, BMP of every bit count and compression, WebP, TIFF, ...); 16-bit PNG/TIFF, detected
+  `EmoNet.predict_images` and the CLI): PIL decodes the formats of HOST_FORMATS (JPEG incl.
+  CMYK/YCCK, PNG, GIF, BMP of every bit count and compression, WebP, TIFF, JPEG 2000, PBM/PGM/PPM,
+  PCX, ICO/CUR, Sun raster: MATLAB's imread formats that PIL reads, and WebP); 16-bit PNG/TIFF, detected
   from the header, are decoded by OpenCV. `exif_orientation=True` applies the EXIF Orientation tag
   (opt-in: MATLAB's `imread` ignores it). Truncated files raise ImageDecodeError saying "truncated".
 - In-graph path (`decode_image`, `preprocess_image_bytes`: tf.data from records, the SavedModel's
@@ -51,6 +52,10 @@ RESIZE_METHODS = ("matlab", "bicubic", "bilinear", "nearest", "area", "lanczos3"
 DEFAULT_RESIZE_METHOD = "matlab"
 # The formats `decode_image` decodes in-graph (some variants of each are refused, see in_graph_refusal).
 IN_GRAPH_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+# The formats the host path reads: those of MATLAB's imread that Pillow reads (PBM/PGM/PPM are "PPM",
+# Sun raster is "SUN"), and WebP. Restricting Image.open to them keeps PIL's other plugins away from
+# untrusted files (its EPS plugin, for one, runs Ghostscript).
+HOST_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "JPEG2000", "PPM", "PCX", "ICO", "CUR", "SUN")
 _HOST_HINT = "decode it on the host (emonet_tf.preprocessing.load_image) or convert it to PNG"
 
 
@@ -405,7 +410,7 @@ def decode_bytes(data: bytes, source: str = "<bytes>", exif_orientation: bool = 
     """Encoded image bytes -> uint8 H x W x 3 RGB, 0..255, before any resizing (the host decoder contract).
 
     8-bit content: exactly `PIL.Image.open(f).convert("RGB")` (PIL stands for MATLAB's imread), for
-    every format PIL reads; multi-frame files give their first frame. 16-bit content (PNG, TIFF; PIL's
+    the formats in HOST_FORMATS; multi-frame files give their first frame. 16-bit content (PNG, TIFF; PIL's
     16-bit grey modes): round(v / 257) of the true 16-bit samples. EXIF orientation is ignored unless
     `exif_orientation=True` (MATLAB's imread ignores it; PIL.ImageOps.exif_transpose's rotation then).
     Raises ImageDecodeError naming `source` and the reason: empty, not an image, truncated ("truncated
@@ -416,7 +421,7 @@ def decode_bytes(data: bytes, source: str = "<bytes>", exif_orientation: bool = 
     if not data:
         raise ImageDecodeError(f"{source}: empty file, not an image")
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=HOST_FORMATS) as image:
             bits = _bits_per_sample(data, image)
             if bits > 16 or image.mode in ("I", "F"):
                 raise ImageDecodeError(f"{source}: {bits}-bit {image.mode} samples ({image.format}) have no "
@@ -430,7 +435,8 @@ def decode_bytes(data: bytes, source: str = "<bytes>", exif_orientation: bool = 
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError(f"{source}: cannot decode as an image (not a format Pillow reads)") from None
+        raise ImageDecodeError(f"{source}: cannot decode as an image (not a {', '.join(HOST_FORMATS[:-1])} or "
+                               f"{HOST_FORMATS[-1]} file)") from None
     except Image.DecompressionBombError as err:
         raise ImageDecodeError(f"{source}: cannot decode as an image ({err})") from None
     except Exception as err:  # noqa: BLE001 - any decoder failure becomes one error naming the source

@@ -219,7 +219,11 @@ def test_exif_orientation_of_16_bit_png(tmp_path):
 
 def test_host_errors_name_the_source_and_the_reason(tmp_path):
     cases = {"empty.png": (b"", "empty file"),
-             "notes.jpg": (b"this is not an image", "not a format Pillow reads")}
+             "notes.jpg": (b"this is not an image", "not a JPEG, PNG, GIF, BMP, WEBP, TIFF")}
+    # A format PIL reads but the library does not accept (outside MATLAB's imread formats).
+    buf = io.BytesIO()
+    Image.fromarray(decoding_corpus.structured(8, 8, 3, seed=1)).save(buf, "TGA")
+    cases["image.tga"] = (buf.getvalue(), "not a JPEG, PNG")
     buf = io.BytesIO()
     Image.fromarray(np.zeros((8, 8), np.float32), "F").save(buf, "TIFF")
     cases["float.tif"] = (buf.getvalue(), "no defined conversion to 0-255")
