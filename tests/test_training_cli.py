@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from _training_helpers import make_dataset, worker_env
 
@@ -43,3 +44,21 @@ def test_bad_input_is_one_clear_error(tmp_path):
     assert result.returncode == 1
     assert "train.py: error: Unknown dataset 'no_such_dataset_xyz'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow  # two more train.py processes; test_training.py checks the same in-process
+def test_refused_command_writes_nothing_and_the_corrected_one_runs(tmp_path):
+    dataset_dir = make_dataset(str(tmp_path / "tfds"), videos_per_class=(3, 1), frames_per_video=2).data_dir
+    model_dir = tmp_path / "run"
+    garbage = tmp_path / "alexnet.npy"
+    garbage.write_bytes(b"not a weight file")
+    common = [f"--dataset={dataset_dir}", f"--model_dir={model_dir}", "--global_batch_size=4", "--max_steps=1",
+              "--noexport"]
+    refused = run(common + ["--init=imagenet", f"--weights={garbage}"], timeout=120)
+    assert refused.returncode == 1 and "train.py: error:" in refused.stderr, refused.stderr[-3000:]
+    assert not model_dir.exists()
+    fixed = run(common + ["--init=scratch"])
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert "Done at step 1" in fixed.stderr
+    # Progress bars of the feature cache and of the evaluation, counted in frames.
+    assert "feature cache train" in fixed.stderr and "18/18" in fixed.stderr and "6/6" in fixed.stderr

@@ -1,5 +1,6 @@
 """The training loop's pieces on their own, on a toy 2-class Dense head (no AlexNet, no dataset): fast."""
 import json
+import logging
 import time
 
 import keras
@@ -129,3 +130,14 @@ def test_cache_progress_follows_progress_json(tmp_path):
     assert bar.n == 8  # read once more at the end
     with progress.watch_cache_build(str(tmp_path), "f", 8, "cache", enabled=False) as bar:
         assert bar.disable
+
+
+def test_log_progress_writes_a_line_per_interval_and_at_the_end(caplog):
+    caplog.set_level(logging.INFO, logger="emonet_tf.training.progress")
+    with progress.LogProgress(10, "cache", interval=3600) as bar:
+        bar.update(4)  # within the interval: silent
+        bar.update(6)  # the end: logged once, not again on close
+    with progress.LogProgress(10, "quiet", enabled=False) as quiet:
+        quiet.update(10)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("cache: 100%") and "10/10" in lines[0], lines
