@@ -29,7 +29,11 @@ def _is_keras_zip(path: str) -> bool:
 
 
 def detect_format(path) -> str:
-    """Names the format of a weight file or folder from its content (extension only for .caffemodel/.keras)."""
+    """Names the format of a weight file or folder from its content (extension only for .caffemodel/.keras).
+
+    Raises WeightFormatError naming the path for a missing path, an unrecognised file, or a `.pth` whose
+    pickle is refused (it is read with the same restricted machine as `read_weights`, without its storages).
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise WeightFormatError(f"{path}: no such file or folder")
@@ -69,13 +73,51 @@ def _weights_from_model(model, source: str) -> WeightSet:
                           required=tuple(n for n in LAYERS if n in layers))
 
 
+#: Largest JSON entry (config.json, metadata.json) accepted in a .keras archive: 1 MiB (an EmoNetClassifier's
+#: config.json is about 3 KB).
+MAX_KERAS_JSON_BYTES = 2 ** 20
+
+
+def _check_keras_archive(path: str) -> None:
+    """Names and declared sizes of a .keras zip, checked before Keras reads it (Keras reads entries whole)."""
+    if torch_pickle._declared_zip_entries(path) > limits.MAX_ZIP_ENTRIES:
+        raise WeightFormatError(f"{path}: a .keras zip declaring more than {limits.MAX_ZIP_ENTRIES} entries")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise WeightFormatError(f"{path}: not a readable .keras archive ({err})") from None
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        raise WeightFormatError(f"{path}: the .keras zip holds duplicate entries; refusing an ambiguous archive")
+    total = 0
+    for info in infos:
+        parts = info.filename.split("/")
+        if info.filename.startswith("/") or "\\" in info.filename or ".." in parts:
+            raise WeightFormatError(f"{path}: the .keras entry {info.filename[:80]!r} has an absolute or parent "
+                                    "(..) path")
+        if info.filename.endswith(".json") and info.file_size > MAX_KERAS_JSON_BYTES:
+            raise WeightFormatError(f"{path}: {info.filename} declares {info.file_size} bytes (at most "
+                                    f"{MAX_KERAS_JSON_BYTES}); refused before decompressing")
+        total += info.file_size
+    if total > limits.MAX_LOAD_BYTES:
+        raise WeightFormatError(f"{path}: the .keras entries declare {total} bytes, more than {limits.MAX_LOAD_BYTES} "
+                                "(emonet_tf.weights.limits.MAX_LOAD_BYTES); refused before decompressing")
+
+
 def read_keras(path: str) -> WeightSet:
+    """A .keras file saved by this library -> WeightSet.
+
+    The archive's names and declared sizes are checked first (`_check_keras_archive`); then Keras loads it in
+    safe mode (no lambdas or arbitrary code from the config). Raises WeightFormatError naming the file.
+    """
     import keras
 
     import emonet_tf.classifier  # noqa: F401  (registers the serializable classes)
 
+    _check_keras_archive(path)
     try:
-        model = keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as err:  # noqa: BLE001 - Keras raises many types for a bad archive
         raise WeightFormatError(f"{path}: cannot load the .keras file ({type(err).__name__}: {err})") from None
     return _weights_from_model(model, path)
@@ -87,6 +129,12 @@ def read_weights(path, format: str = "auto", *, mean=None, fc6_order: str = "hwc
     mean: optional mean file or array (.binaryproto, img_mean.txt, .npy, or values) that replaces the file's
       own mean (or fills in when the file has none).
     fc6_order: bvlc_npy only: 'hwc' (caffe-tensorflow, the published file) or 'chw' (raw Caffe order).
+
+    Every file is treated as untrusted (docs/weights.md, "Untrusted files"): nothing in it is executed, the memory
+    it can claim is bounded by `emonet_tf.weights.limits`, and a refused file changes nothing for later calls.
+    Raises WeightFormatError (message: the file, then the problem) for anything that is not a well-formed file
+    of the format, WeightMismatchError (a subclass) for a layer of the wrong shape, ValueError for an unknown
+    `format`.
     """
     path = os.fspath(path)
     fmt = detect_format(path) if format == "auto" else format

@@ -224,7 +224,11 @@ def _npy_pair(value, name: str, path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_bvlc_npy(path: str, mean=None, fc6_order: str = "hwc") -> WeightSet:
-    """bvlc_alexnet.npy -> WeightSet (RGB conv1, NHWC fc6 rows, 1000-way fc8)."""
+    """bvlc_alexnet.npy -> WeightSet (RGB conv1, NHWC fc6 rows, 1000-way fc8).
+
+    Raises WeightFormatError naming the file for anything `load_npy_pickle` refuses or a missing layer,
+    WeightMismatchError for a layer of the wrong shape, ValueError for an unknown fc6_order.
+    """
     if fc6_order not in ("hwc", "chw"):
         raise ValueError(f"fc6_order must be 'hwc' or 'chw', got {fc6_order!r}")
     obj = load_npy_pickle(path)
@@ -470,7 +474,11 @@ def read_caffemodel(path: str, mean=None) -> WeightSet:
 # Mean files
 
 def read_binaryproto_mean(path: str) -> np.ndarray:
-    """Caffe's ilsvrc_2012_mean.binaryproto (BlobProto 1x3x256x256, BGR) -> (227, 227, 3) RGB centre crop."""
+    """Caffe's ilsvrc_2012_mean.binaryproto (BlobProto 1x3x256x256, BGR) -> (227, 227, 3) RGB centre crop.
+
+    Raises WeightFormatError naming the file for a file over `limits.MAX_LOAD_BYTES` or a malformed blob
+    (`parse_blob`), WeightMismatchError for a blob that is not 1x3xHxW with H, W >= 227.
+    """
     data = _read_bounded(path, "binaryproto")
     try:
         blob = parse_blob(memoryview(data), (0, len(data)))
@@ -483,7 +491,11 @@ def read_binaryproto_mean(path: str) -> np.ndarray:
 
 
 def read_mean(mean) -> tuple[Optional[np.ndarray], str]:
-    """A mean given by the user: a path (.binaryproto, img_mean.txt, .npy of numbers) or an array."""
+    """A mean given by the user: a path (.binaryproto, img_mean.txt, .npy of numbers) or an array.
+
+    Raises WeightFormatError naming the file for a missing or unknown file, an object .npy or one of more than
+    227x227x3 numbers (checked from its header before loading), or any problem of the file's reader.
+    """
     if mean is None:
         return None, ""
     if isinstance(mean, (str, os.PathLike)):

@@ -99,7 +99,11 @@ def read_mean_file(path: str) -> np.ndarray:
 
 
 def read_matlab_text(folder: str) -> WeightSet:
-    """Reads the whole dump; every file is checked before anything is returned."""
+    """Reads the whole dump; every file is checked before anything is returned.
+
+    Raises WeightFormatError naming the file for a missing file or any problem of `read_matrix` (over-long
+    line, too many lines, not numbers, NaN/inf, truncated bz2), WeightMismatchError for a wrong shape.
+    """
     folder = os.fspath(folder)
     stems = [f"conv{i}.{kind}.txt" for i in range(1, 6) for kind in ("weights", "bias")] + \
             [f"fc{i}.{kind}.txt" for i in range(1, 4) for kind in ("weights", "bias")]

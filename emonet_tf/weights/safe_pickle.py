@@ -22,6 +22,7 @@ Any malformed input raises WeightFormatError naming the file, never another exce
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
 import io
 import os
@@ -415,17 +416,12 @@ class SafeUnpickler:
 
     def _setitems(self, target: Any, items: list) -> None:
         target = self._owned(target, "SETITEM")
-        if not isinstance(target, dict) or type(target) not in self._dict_types():
+        if type(target) not in (dict, collections.OrderedDict):
             raise self._refuse(f"SETITEM on a {type(target).__name__}")
         if len(items) % 2:
             raise pickle.UnpicklingError("odd number of items for SETITEMS")
         for i in range(0, len(items), 2):
             target[plain_key(items[i], self._source)] = items[i + 1]
-
-    @staticmethod
-    def _dict_types() -> tuple[type, ...]:
-        import collections
-        return (dict, collections.OrderedDict)
 
 
 def discard_dict_state(inst: Any, state: Any) -> None:
