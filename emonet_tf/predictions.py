@@ -36,6 +36,11 @@ META_COLUMNS = ("index", "video_id", "frame_index", "timestamp_ms", "label")
 #: The metadata fields a batch may carry, besides the images; the TFDS frame builders have them all.
 BATCH_FIELDS = ("label", "video_id", "frame_index", "timestamp_ms")
 METADATA_KEY = b"emonet_tf.predictions"
+#: Default Parquet row group: large enough for fast column reads, small enough to hold in memory
+#: (about 1.3 MB with 20 probability columns).
+ROW_GROUP_ROWS = 16384
+#: ... and a row group is written early when the gathered batches reach this size (wide fc7 columns).
+ROW_GROUP_BYTES = 64 << 20
 
 
 class PredictionsError(ValueError):
@@ -63,7 +68,7 @@ class PredictionsSummary:
 def write_predictions(model, batches: Iterable, path: str, *, class_names: Optional[Sequence[str]] = None,
                       label_names: Optional[Sequence[str]] = None, logits: bool = False,
                       fc7: Optional[str] = None, file_format: Optional[str] = None,
-                      collect: bool = False) -> PredictionsSummary:
+                      collect: bool = False, row_group_rows: int = ROW_GROUP_ROWS) -> PredictionsSummary:
     """Runs `model` over `batches` and writes one row per example to `path` (CSV or Parquet).
 
     Args:
@@ -80,6 +85,8 @@ def write_predictions(model, batches: Iterable, path: str, *, class_names: Optio
       logits: add the pre-softmax fc8 values as `logit_<class>` columns.
       fc7: None, "columns" (one column per feature) or "npy" (`<path stem>.fc7.npy`, N x D float32).
       collect: also return the probabilities, labels and video ids (memory then grows 4 C bytes per example).
+      row_group_rows: Parquet only: batches are gathered into row groups of about this many rows, or
+        ROW_GROUP_BYTES (readers work best with large groups); memory holds at most one row group.
 
     Returns a `PredictionsSummary`. Raises `PredictionsError` for an unknown format or fc7 mode, clashing
     column names, not as many class names as outputs, a batch without images or with fields of another length, or logits/fc7 asked of a model without backbone and head;
@@ -92,7 +99,8 @@ def write_predictions(model, batches: Iterable, path: str, *, class_names: Optio
     forward, feature_layer, width = _forward(model, logits, fc7 is not None)
     columns = _columns(class_names, label_names, logits, width if fc7 == "columns" else 0)
     fc7_path = os.path.splitext(path)[0] + ".fc7.npy" if fc7 == "npy" else None
-    sink = _open_sink(file_format, path, columns, _metadata(class_names, feature_layer, fc7, fc7_path))
+    sink = _open_sink(file_format, path, columns, _metadata(class_names, feature_layer, fc7, fc7_path),
+                      row_group_rows)
     fc7_rows = None
     collected: dict[str, list] = {"probabilities": [], "labels": [], "video_ids": []}
     rows = 0
@@ -236,7 +244,8 @@ def _table(start: int, meta: dict[str, np.ndarray], outputs: dict[str, np.ndarra
         for name, column in zip(class_names, outputs["logits"].T):
             table[f"logit_{name}"] = column
     if fc7_columns:
-        for i, column in enumerate(outputs["fc7"].T):
+        # Contiguous columns: Arrow then takes each one without a strided copy.
+        for i, column in enumerate(np.ascontiguousarray(outputs["fc7"].T)):
             table[f"fc7_{i:04d}"] = column
     return table
 
@@ -281,10 +290,11 @@ def _format_of(path: str, file_format: Optional[str]) -> str:
     return file_format
 
 
-def _open_sink(file_format: str, path: str, columns: list[str], metadata: dict[str, Any]):
+def _open_sink(file_format: str, path: str, columns: list[str], metadata: dict[str, Any], row_group_rows: int):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    return _CsvSink(path, columns) if file_format == "csv" else _ParquetSink(path, columns, metadata)
+    return _CsvSink(path, columns) if file_format == "csv" else \
+        _ParquetSink(path, columns, metadata, row_group_rows)
 
 
 class _CsvSink:
@@ -320,9 +330,10 @@ class _CsvSink:
 
 
 class _ParquetSink:
-    """Row groups to `<path>.partial` with pyarrow.parquet.ParquetWriter, one per batch; renamed on close."""
+    """Row groups of about `row_group_rows` rows to `<path>.partial` with pyarrow.parquet.ParquetWriter;
+    renamed to `path` on close. Only the batches of the row group being gathered are held."""
 
-    def __init__(self, path: str, columns: list[str], metadata: dict[str, Any]):
+    def __init__(self, path: str, columns: list[str], metadata: dict[str, Any], row_group_rows: int):
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -330,24 +341,37 @@ class _ParquetSink:
             raise ImportError("writing Parquet needs pyarrow, the optional extra 'parquet': "
                               "pip install 'emonet_tf[parquet]' (or write .csv)") from None
         self._pa = pa
-        self.path, self.columns = path, columns
+        self.path, self.columns, self.row_group_rows = path, columns, max(1, int(row_group_rows))
         types = {"index": pa.int64(), "video_id": pa.string(), "frame_index": pa.int64(),
                  "timestamp_ms": pa.float64(), "label": pa.int64(), "label_name": pa.string()}
         self._schema = pa.schema([pa.field(c, types.get(c, pa.float32())) for c in columns],
                                  metadata={METADATA_KEY: json.dumps(metadata).encode("utf-8")})
         self._writer = pq.ParquetWriter(path + ".partial", self._schema)
+        self._pending: list = []
+        self._pending_rows = self._pending_bytes = 0
 
     def write(self, table: dict[str, Any]) -> None:
         pa, n = self._pa, len(table["index"])
         arrays = [pa.nulls(n, f.type) if table[f.name] is None else pa.array(table[f.name], type=f.type)
                   for f in self._schema]
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
+        self._pending.append(pa.Table.from_arrays(arrays, schema=self._schema))
+        self._pending_rows += n
+        self._pending_bytes += self._pending[-1].nbytes
+        if self._pending_rows >= self.row_group_rows or self._pending_bytes >= ROW_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(self._pa.concat_tables(self._pending), row_group_size=self._pending_rows)
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
 
     def close(self) -> None:
+        self._flush()
         self._writer.close()
         os.replace(self.path + ".partial", self.path)
 
     def abort(self) -> None:
+        self._pending = []
         try:
             self._writer.close()
         finally:
