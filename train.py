@@ -1,4 +1,4 @@
-"""Train EmoNet's head (or more) on any TFDS dataset of labelled images; resumable, distributed, exported.
+r"""Train EmoNet's head (or more) on any TFDS dataset of labelled images; resumable, distributed, exported.
 
     python train.py --dataset=cowen_keltner --data_dir=~/tensorflow_datasets \
         --init=imagenet --weights=bvlc_alexnet.npy --model_dir=runs/ck
