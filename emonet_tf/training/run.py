@@ -179,18 +179,30 @@ def _worker_dir(plan: RunPlan, sub: str) -> str:
     return os.path.join(plan.config.model_dir, f"worker{distribute.task_id(plan.strategy)}_tmp", sub)
 
 
-def _execute(plan: RunPlan, step_hook) -> dict[str, Any]:
+def start_run(plan: RunPlan) -> tuple[EmoNetClassifier, state_lib.TrainState, tf.train.CheckpointManager]:
+    """Builds the model and its state, restores the latest checkpoint, then records run_config.json.
+
+    The run starts here: run_config.json is written (by the chief) only after the model was built
+    and the checkpoint restored.
+    """
     config = plan.config
     model, state = state_lib.create_emonet_state(config, plan.info, plan.weights, plan.strategy, plan.policy)
-    plan.weights = None  # the model holds them now
+    plan.weights = None  # the model holds a copy now; let the weight arrays (up to 230 MB) be freed
     checkpoint = state_lib.emonet_checkpoint(state, model, config)
     manager = tf.train.CheckpointManager(checkpoint, _worker_dir(plan, "checkpoints"),
                                          max_to_keep=config.keep_checkpoints)
+    # Every worker resumes from the chief's checkpoints (a shared file system on a cluster).
     latest = state_lib.restore_checkpoint(checkpoint, os.path.join(config.model_dir, "checkpoints"))
     if latest:
         log.info("Resumed from %s at step %d", latest, int(state.step.numpy()))
     if plan.chief:
-        write_run_config(config)  # the run starts here
+        write_run_config(config)
+    return model, state, manager
+
+
+def _execute(plan: RunPlan, step_hook) -> dict[str, Any]:
+    config = plan.config
+    model, state, manager = start_run(plan)
     cache_dirs = build_feature_caches(plan, model) if config.uses_feature_cache else {}
     writers = _Writers(os.path.join(config.model_dir, "logs"), plan.chief)
     evaluate = functools.partial(run_evaluation, plan, model, cache_dirs)
