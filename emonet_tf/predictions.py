@@ -89,8 +89,9 @@ def write_predictions(model, batches: Iterable, path: str, *, class_names: Optio
         ROW_GROUP_BYTES (readers work best with large groups); memory holds at most one row group.
 
     Returns a `PredictionsSummary`. Raises `PredictionsError` for an unknown format or fc7 mode, clashing
-    column names, not as many class names as outputs, a batch without images or with fields of another length, or logits/fc7 asked of a model without backbone and head;
-    ImportError naming the extra when Parquet is asked for without pyarrow.
+    column names, not as many class names as outputs, a batch without images or with fields of another
+    length, or logits/fc7 asked of a model without backbone and head; ImportError naming the extra when
+    Parquet is asked for without pyarrow. Nothing is left at `path` (or the .npy) when it raises.
     """
     file_format = _format_of(path, file_format)
     if fc7 is not None and fc7 not in FC7_MODES:
