@@ -106,10 +106,10 @@ def image_format(data: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.strings.length(data) == 0, _EMPTY, code)
 
 
-def _header(data: tf.Tensor, length: int = 64) -> tf.Tensor:
-    """The first `length` bytes as int32, zero-padded: header fields of short files read as 0, not out of range."""
-    raw = tf.io.decode_raw(tf.strings.substr(data, 0, length), tf.uint8)
-    return tf.cast(tf.pad(raw, [[0, length - tf.shape(raw)[0]]]), tf.int32)
+def _bytes_at(data: tf.Tensor, at: tf.Tensor, count: int) -> tf.Tensor:
+    """`count` bytes from byte `at` as int32, zero-padded: fields past the end of a short file read as 0."""
+    raw = tf.io.decode_raw(_substr(data, at, count), tf.uint8)
+    return tf.cast(tf.pad(raw, [[0, count - tf.shape(raw)[0]]]), tf.int32)
 
 
 def _le(header: tf.Tensor, at: int, size: int) -> tf.Tensor:
@@ -136,12 +136,6 @@ def _ends_with_or_contains(data: tf.Tensor, pattern: bytes, tail: int) -> tf.Ten
     length = tf.strings.length(data)
     at_tail = tf.equal(tf.strings.substr(data, tf.maximum(length - tail, 0), len(pattern)), pattern)
     return tf.cond(at_tail, lambda: tf.constant(True), lambda: _contains(data, pattern))
-
-
-def _bytes_at(data: tf.Tensor, at: tf.Tensor, count: int) -> tf.Tensor:
-    """`count` bytes from byte `at` as int32, zero-padded past the end."""
-    raw = tf.io.decode_raw(_substr(data, at, count), tf.uint8)
-    return tf.cast(tf.pad(raw, [[0, count - tf.shape(raw)[0]]]), tf.int32)
 
 
 def _jpeg_refusal(data: tf.Tensor) -> tf.Tensor:
@@ -174,7 +168,7 @@ def _bmp_refusal(data: tf.Tensor) -> tf.Tensor:
     only when the colour table is the grey ramp (entry i = (i, i, i), what PIL and OpenCV write for grey
     images). Colour tables are ignored (an all-blue 8-bit image decodes as grey (1, 1, 1)), 1/4/16-bit
     fail or come out wrong, compression (RLE, BITFIELDS) is not read: all refused."""
-    header = _header(data, 64)
+    header = _bytes_at(data, 0, 64)
     info_size, bit_count, compression = _le(header, 14, 4), _le(header, 28, 2), _le(header, 30, 4)
     colours_used = _le(header, 46, 4)
 
@@ -255,7 +249,7 @@ def _webp_channels(data: tf.Tensor) -> tf.Tensor:
     flags at byte 20 (0x10 alpha, 0x02 animation). TF's decode_webp needs exactly the stored count
     (else it errors), and with channels=0 on an animation it corrupts memory (measured, TF 2.21).
     """
-    header = _header(data, 32)
+    header = _bytes_at(data, 0, 32)
     chunk = _substr(data, 12, 4)
     vp8l_alpha = tf.equal(tf.bitwise.bitwise_and(header[24], 0x10), 0x10)
     vp8x_flags = header[20]

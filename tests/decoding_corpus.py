@@ -116,9 +116,10 @@ def _rle4(indices: np.ndarray) -> bytes:
 
 
 def bmp_bytes(pixels: np.ndarray, bit_count: int, palette: Optional[np.ndarray] = None, compression: int = 0,
-              masks: Optional[tuple[int, int, int]] = None, top_down: bool = False) -> bytes:
+              masks: Optional[tuple[int, int, int]] = None, top_down: bool = False, info_size: int = 40) -> bytes:
     """pixels: H x W palette indices (bit counts 1/4/8), H x W x 3 RGB uint8 (24, 32), or H x W packed
-    integers (16-bit, and 32-bit with masks). palette: N x 3 RGB. compression 1 = RLE8, 2 = RLE4, 3 = BITFIELDS."""
+    integers (16-bit, and 32-bit with masks). palette: N x 3 RGB. compression 1 = RLE8, 2 = RLE4, 3 = BITFIELDS.
+    info_size: 40 (BITMAPINFOHEADER), or 108/124 (V4/V5, as GIMP writes; the extra fields are left 0)."""
     h, w = pixels.shape[:2]
     if compression == 1:
         body = _rle8(pixels)
@@ -147,9 +148,9 @@ def bmp_bytes(pixels: np.ndarray, bit_count: int, palette: Optional[np.ndarray] 
     if palette is not None:
         colours = b"".join(bytes([int(b), int(g), int(r), 0]) for r, g, b in palette)
     mask_bytes = struct.pack("<III", *masks) if masks is not None else b""
-    offset = 14 + 40 + len(mask_bytes) + len(colours)
-    info = struct.pack("<IiiHHIIiiII", 40, w, -h if top_down else h, 1, bit_count, compression, len(body),
-                       2835, 2835, 0 if palette is None else len(palette), 0)
+    offset = 14 + info_size + len(mask_bytes) + len(colours)
+    info = struct.pack("<IiiHHIIiiII", info_size, w, -h if top_down else h, 1, bit_count, compression, len(body),
+                       2835, 2835, 0 if palette is None else len(palette), 0) + bytes(info_size - 40)
     header = b"BM" + struct.pack("<IHHI", offset + len(body), 0, 0, offset)
     return header + info + mask_bytes + colours + body
 
@@ -235,6 +236,7 @@ def encoded_variants(height: int, width: int, seed: int) -> dict[str, tuple[byte
     out["bmp_rgb24"] = (_pil_bytes(im, "BMP"), None, True, "")
     out["bmp_rgb24_top_down"] = (bmp_bytes(rgb, 24, top_down=True), None, True, "")
     out["bmp_rgb32"] = (bmp_bytes(rgb, 32), None, True, "")
+    out["bmp_rgb24_v5_header"] = (bmp_bytes(rgb, 24, info_size=124), None, True, "")
     out["bmp_palette8"] = (_pil_bytes(_with_palette(idx256, pal256), "BMP"), None, False, "colour-table")
     out["bmp_grey8"] = (_pil_bytes(Image.fromarray(grey), "BMP"), None, True, "")  # colour table = grey ramp
     ramp = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
