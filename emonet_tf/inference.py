@@ -1,8 +1,10 @@
 """One-call prediction: `EmoNet.from_weights(path).predict_images([...])`, videos, activations.
 
-Decoding runs in a thread pool while the model works on the previous batch (TF's decode and
-resize ops release the GIL), so a CPU stays busy; results stream in input order, and a file
-that cannot be read becomes an error entry that names it, not an exception that kills the batch.
+Files and bytes are decoded by the library's decoder contract (`emonet_tf.preprocessing.load_image`:
+PIL's pixels, docs/preprocessing.md). Decoding runs in a thread pool while the model works on the
+previous batch (Pillow's decoders and TF's resize ops release the GIL), so a CPU stays busy; results
+stream in input order, and a file that cannot be read becomes an error entry that names it, not an
+exception that kills the batch.
 """
 from __future__ import annotations
 
