@@ -285,6 +285,19 @@ def test_plain_build_leaves_out_a_split_in_which_no_video_could_be_written(tmp_p
         build(folder.Builder, tmp_path / "data2", "all", root=str(root))
 
 
+def test_label_file_that_is_not_utf8_is_reported_and_the_build_goes_on(tmp_path):
+    root = tmp_path / "manual"
+    dummy.write_coded_video(root / "0001.mp4", 10.0, 4)
+    dummy.write_coded_video(root / "0002.mp4", 10.0, 3)
+    dummy.write_csv(root / ck.SPLIT_FILES["train"], ["video", "emotion"], [["0001.mp4", "Joy"]])
+    dummy.write_csv(root / ck.SPLIT_FILES["test"], ["video", "emotion"], [["0002.mp4", "Awe"]])
+    (root / ck.RATINGS_FILE).write_bytes("Filename,Joy\n0001.mp4,1\nSch\u00e4fer.mp4,1\n".encode("latin-1"))
+    builder = build(ck.Builder, tmp_path / "data", "emonet20_all", manual_dir=root)
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 4, "test": 3}
+    invalid = vf.read_summary(builder.data_path)["left_out_at_label_stage"]["label_file_invalid"]
+    assert [d["name"] for d in invalid] == [ck.RATINGS_FILE] and "UTF-8" in invalid[0]["detail"]
+
+
 def test_duplicate_ids_in_strict_mode_raise_before_any_decoding(tmp_path, monkeypatch):
     root = tmp_path / "corpus"
     dummy.write_coded_video(root / "happy" / "clip.mp4", 10.0, 4)

@@ -225,12 +225,23 @@ def one_hot(label: str, categories: Sequence[str]) -> tuple[float, ...]:
     return tuple(1.0 if c == label else 0.0 for c in categories)
 
 
+class LabelFileError(ValueError):
+    """A label file that cannot be read as text; builders report it as LABEL_FILE_INVALID."""
+
+
 def read_csv(path: epath.Path) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a CSV file (utf-8, BOM tolerated); blank lines are dropped."""
+    """Header and rows of a CSV file (utf-8, BOM tolerated); blank lines are dropped.
+
+    Raises LabelFileError naming the file when it is not UTF-8 text (e.g. saved as Latin-1).
+    """
     import csv
     import io
 
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise LabelFileError(f"{path.name}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") \
+            from None
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if not rows:
         return [], []

@@ -60,7 +60,10 @@ def _columns(header: Sequence[str]) -> dict[str, int]:
 
 def read_split_file(path: epath.Path) -> tuple[list[tuple[str, str]], Optional[vf.Problem]]:
     """(video_id, raw emotion) rows of a released split file, or the problem that makes it unusable."""
-    header, rows = vf.read_csv(path)
+    try:
+        header, rows = vf.read_csv(path)
+    except vf.LabelFileError as err:
+        return [], vf.Problem(vf.LABEL_FILE_INVALID, path.name, str(err))
     cols = _columns(header)
     missing = [c for c in ("video", "emotion") if c not in cols]
     if missing:
@@ -81,7 +84,10 @@ def read_ratings(path: epath.Path) -> tuple[dict[str, dict[str, float]], Optiona
     Columns that are not emotion categories (valence, arousal, duplicates...) are ignored; a
     category column seen twice keeps the first; empty or non-numeric cells count as 0.
     """
-    header, rows = vf.read_csv(path)
+    try:
+        header, rows = vf.read_csv(path)
+    except vf.LabelFileError as err:
+        return {}, vf.Problem(vf.LABEL_FILE_INVALID, path.name, str(err))
     cols = _columns(header)
     if "filename" not in cols:
         return {}, vf.Problem(vf.LABEL_FILE_INVALID, path.name, f"missing required column 'Filename'; found {header}")

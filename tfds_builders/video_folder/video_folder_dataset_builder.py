@@ -119,7 +119,10 @@ class Builder(vf.VideoFramesBuilder):
         return rows
 
     def _read_csv(self, csv_path: epath.Path, root: epath.Path, problems: list):
-        header, raw_rows = vf.read_csv(csv_path)
+        try:
+            header, raw_rows = vf.read_csv(csv_path)
+        except vf.LabelFileError as err:
+            return [], vf.Problem(vf.LABEL_FILE_INVALID, csv_path.name, str(err))
         cols = {h.lower(): i for i, h in reversed(list(enumerate(header)))}
         missing = [c for c in ("video", "label") if c not in cols]
         if missing:
