@@ -298,6 +298,19 @@ def test_label_file_that_is_not_utf8_is_reported_and_the_build_goes_on(tmp_path)
     assert [d["name"] for d in invalid] == [ck.RATINGS_FILE] and "UTF-8" in invalid[0]["detail"]
 
 
+def test_any_decoder_exception_on_one_file_becomes_its_skip_reason(tmp_path, monkeypatch):
+    path = dummy.write_coded_video(tmp_path / "a.mp4", 10.0, 3)
+    entry = vf.VideoEntry(video_id="a", path=str(path), label="x", soft_label=(1.0,))
+
+    def hostile(*args, **kwargs):
+        raise MemoryError("decoder asked for 2**40 bytes")  # what a crafted header can make a decoder do
+
+    monkeypatch.setattr(video_lib, "iter_frames", hostile)
+    extraction = vf.extract_video(entry, "all")
+    assert extraction.examples == [] and extraction.problem.reason == vf.VIDEO_UNREADABLE
+    assert str(path) in extraction.problem.detail and "MemoryError" in extraction.problem.detail
+
+
 def test_duplicate_ids_in_strict_mode_raise_before_any_decoding(tmp_path, monkeypatch):
     root = tmp_path / "corpus"
     dummy.write_coded_video(root / "happy" / "clip.mp4", 10.0, 4)
