@@ -311,6 +311,18 @@ def test_any_decoder_exception_on_one_file_becomes_its_skip_reason(tmp_path, mon
     assert str(path) in extraction.problem.detail and "MemoryError" in extraction.problem.detail
 
 
+def test_csv_duplicate_ids_keep_the_first_path_in_sorted_order_whatever_the_row_order(tmp_path):
+    root = tmp_path / "corpus"
+    dummy.write_coded_video(root / "clip.mp4", 10.0, 6)
+    dummy.write_coded_video(root / "clip.avi", 10.0, 4)
+    dummy.write_csv(root / "labels.csv", ["video", "label"], [["clip.mp4", "x"], ["clip.avi", "x"]])
+    builder = build(folder.Builder, tmp_path / "data", folder.VideoFolderConfig(name="c", sampling="all",
+                                                                               test_fraction=0.0), root=str(root))
+    assert sorted(i for _, i in stored(builder, "train")) == [0, 1, 2, 3]  # clip.avi's 4 frames
+    (dup,) = vf.read_summary(builder.data_path)["left_out_at_label_stage"]["duplicate_video_file"]
+    assert dup["name"] == "clip" and "using" in dup["detail"] and dup["detail"].endswith("clip.mp4")
+
+
 def test_duplicate_ids_in_strict_mode_raise_before_any_decoding(tmp_path, monkeypatch):
     root = tmp_path / "corpus"
     dummy.write_coded_video(root / "happy" / "clip.mp4", 10.0, 4)

@@ -128,7 +128,7 @@ class Builder(vf.VideoFramesBuilder):
         if missing:
             return [], vf.Problem(vf.LABEL_FILE_INVALID, csv_path.name,
                                   f"missing required column(s) {missing}; found {header} (expected video,label[,split])")
-        rows, seen = [], {}
+        listed = []
         for raw in raw_rows:
             cells = [c.strip() for c in raw] + [""] * (len(header) - len(raw))
             video, label = cells[cols["video"]], cells[cols["label"]]
@@ -143,7 +143,14 @@ class Builder(vf.VideoFramesBuilder):
                 problems.append(vf.Problem(vf.LABEL_FILE_INVALID, video_id, f"invalid split name {split!r}"))
             elif not path.is_file():
                 problems.append(vf.Problem(vf.VIDEO_MISSING, video_id, f"{video} not found"))
-            elif video_id in seen and seen[video_id][0] != path:
+            else:
+                listed.append((video_id, path, label, split))
+        # Stable sort by path: of two files with one id the first in sorted order wins, as in the folder
+        # layout and whatever the row order; rows of one file keep their order (the first label wins).
+        listed.sort(key=lambda row: row[1].as_posix())
+        rows, seen = [], {}
+        for video_id, path, label, split in listed:
+            if video_id in seen and seen[video_id][0] != path:
                 # `clip.mp4` and `clip.avi` share the id `clip` (ids drop the extension).
                 problems.append(vf.Problem(vf.DUPLICATE_VIDEO_FILE, video_id,
                                            f"two files with this video id: using {seen[video_id][0]}, ignoring {path}"))
