@@ -476,4 +476,7 @@ def walk(obj: Any, source: str, visit: Callable[[Any], Any], max_depth: int = li
         done[key] = (o, out)  # o kept alive so its id is not reused during the walk
         return out
 
-    return go(obj, 0)
+    try:
+        return go(obj, 0)
+    finally:  # `go` refers to itself through its cell: break that cycle so that what `visit` holds (raw
+        go = None  # storages) is freed now, not at the next garbage collection  # noqa: F841
