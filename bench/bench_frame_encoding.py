@@ -7,7 +7,7 @@ frames are decoded once with `emonet_tf.video.iter_frames`, then for each encodi
 (`tfds_builders.video_frames.encode_frame`: JPEG at JPEG_QUALITY, PNG at PNG_COMPRESSION and two
 other zlib levels for comparison) we measure, side by side:
 * bytes per frame (the record size is dominated by it) and the ratio to JPEG;
-* encode cost (what the build pays per frame) and decode cost with `tf.io.decode_image` (what every
+* encode cost (what the build pays per frame) and decode cost with `emonet_tf.preprocessing.decode_image` (what every
   training epoch pays), as CPU ms per frame (process CPU time: robust when other processes share
   the machine) and as wall-clock frames/s;
 * the pixel error against the decoded frame (PNG must be 0; JPEG's max/mean and PSNR);
@@ -52,18 +52,19 @@ def best_of_rounds(jobs: dict, repeats: int) -> dict:
 
 def measure(frames, variants: dict, repeats: int) -> dict:
     import numpy as np
-    import tensorflow as tf
+    from emonet_tf import preprocessing
 
     encoded = {name: [encode(f) for f in frames] for name, encode in variants.items()}
     jobs = {}
     for name, encode in variants.items():
         jobs[("encode", name)] = lambda encode=encode: [encode(f) for f in frames]
-        jobs[("decode", name)] = lambda data=encoded[name]: [tf.io.decode_image(b, channels=3) for b in data]
+        # The decoder the tf.data pipeline uses (the decoder contract: accurate IDCT for JPEG).
+        jobs[("decode", name)] = lambda data=encoded[name]: [preprocessing.decode_image(b) for b in data]
     times = best_of_rounds(jobs, repeats)
     n = len(frames)
     out = {}
     for name in variants:
-        decoded = [tf.io.decode_image(b, channels=3).numpy() for b in encoded[name]]
+        decoded = [preprocessing.decode_image(b).numpy().astype(np.uint8) for b in encoded[name]]
         err = np.concatenate([np.abs(d.astype(np.int16) - f).ravel() for d, f in zip(decoded, frames)])
         mse = float(np.mean(err.astype(np.float64) ** 2))
         (enc_wall, enc_cpu), (dec_wall, dec_cpu) = times[("encode", name)], times[("decode", name)]
@@ -121,7 +122,7 @@ def main() -> None:
     print(f"\n{n_frames} frames of {width}x{height} (mp4v, moving photo); 1-minute load {load} at start, "
           f"{load_end} at end\n")
     print("| encoding | bytes/frame | vs JPEG | encode CPU ms/frame (frames/s) | decode CPU ms/frame (frames/s), "
-          "tf.io.decode_image | max / mean abs error | PSNR dB |")
+          "preprocessing.decode_image | max / mean abs error | PSNR dB |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['bytes_per_frame']:.0f} | {r['bytes_per_frame'] / jpeg['bytes_per_frame']:.2f}x | "
