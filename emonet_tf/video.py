@@ -61,6 +61,13 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: within one frame of it (an MP4 cut with an edit list ends half a frame early); an MJPEG AVI cut at
 #: 60% of its bytes ends two frames early, with only a concealed "overread" in ffmpeg's log.
 TRUNCATION_TOLERANCE_FRAMES = 1.5
+#: File extensions taken for videos when a folder is walked (case-insensitive); the one list that the
+#: CLI and the TFDS builders use. Any file can still be read with iter_frames whatever its name.
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv",
+                    ".ts", ".m2ts", ".mts", ".h264", ".264", ".hevc", ".h265", ".y4m")
+#: Largest frame (width x height, pixels) the reader decodes: a 200 KB file can declare 8000x8000
+#: frames, which cost gigabytes downstream. 8K UHD (7680x4320, 33.2 MP) is below it.
+MAX_FRAME_PIXELS = 40_000_000
 #: FFmpeg's threading for the decoder: "AUTO" (frame and slice threads), "FRAME", "SLICE" or "NONE".
 DEFAULT_THREAD_TYPE = "AUTO"
 
