@@ -111,11 +111,12 @@ def _source_name(item: ImageInput, position: int) -> str:
     return f"<array #{position}>"
 
 
-def _load(item: ImageInput, source: str, method: str, antialias: bool) -> np.ndarray:
+def _load(item: ImageInput, source: str, method: str, antialias: bool, exif_orientation: bool = False) -> np.ndarray:
     if isinstance(item, (str, os.PathLike)):
-        return preprocessing.load_image(item, method=method, antialias=antialias)
+        return preprocessing.load_image(item, method=method, antialias=antialias, exif_orientation=exif_orientation)
     if isinstance(item, (bytes, bytearray)):
-        return preprocessing.preprocess_bytes(bytes(item), source=source, method=method, antialias=antialias)
+        return preprocessing.preprocess_bytes(bytes(item), source=source, method=method, antialias=antialias,
+                                              exif_orientation=exif_orientation)
     try:
         return preprocessing.preprocess_array(item, method=method, antialias=antialias)
     except ValueError as err:
@@ -207,10 +208,8 @@ class EmoNet:
         """
         from emonet_tf import weights  # the importers are only needed here
 
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such weight file or folder")
-        weight_set = weights.read_weights(path, format=format, mean=mean)
+        # A missing path raises WeightFormatError (a FileNotFoundError too), like read_weights.
+        weight_set = weights.read_weights(os.fspath(path), format=format, mean=mean)
         if isinstance(weight_set, keras.Model):
             model = weight_set
         else:
@@ -227,12 +226,12 @@ class EmoNet:
         return tf.nn.softmax(self.predict_logits(images)).numpy()
 
     # -- images ------------------------------------------------------------------------------
-    def _iter_loaded(self, items: Iterable[ImageInput], lookahead: int,
-                     workers: Optional[int]) -> Iterator[tuple[str, Optional[np.ndarray], Optional[str]]]:
+    def _iter_loaded(self, items: Iterable[ImageInput], lookahead: int, workers: Optional[int],
+                     exif_orientation: bool = False) -> Iterator[tuple[str, Optional[np.ndarray], Optional[str]]]:
         """Yields (source, preprocessed image or None, error or None) in input order, decoding ahead in threads."""
         def job(item, source):
             try:
-                return _load(item, source, self.resize_method, self.antialias), None
+                return _load(item, source, self.resize_method, self.antialias, exif_orientation), None
             except preprocessing.ImageDecodeError as err:
                 return None, str(err)
 
@@ -249,8 +248,12 @@ class EmoNet:
                 yield (source, *future.result())
 
     def iter_predict_images(self, items: Iterable[ImageInput], batch_size: int = 32,
-                            workers: Optional[int] = None) -> Iterator[ImagePrediction]:
-        """Streams one `ImagePrediction` per input, in order; unreadable inputs carry `error`."""
+                            workers: Optional[int] = None, exif_orientation: bool = False) -> Iterator[ImagePrediction]:
+        """Streams one `ImagePrediction` per input, in order; unreadable inputs carry `error`.
+
+        `exif_orientation=True` applies the EXIF Orientation tag of encoded inputs (paths, bytes) before
+        resizing; off by default, as MATLAB's imread ignores it (docs/preprocessing.md, "EXIF orientation").
+        """
         batch: list[tuple[str, Optional[np.ndarray], Optional[str]]] = []
 
         def flush():
@@ -266,7 +269,8 @@ class EmoNet:
                     results.append(ImagePrediction(source, self.class_names, error=error))
             return results
 
-        for loaded in self._iter_loaded(items, lookahead=2 * batch_size, workers=workers):
+        for loaded in self._iter_loaded(items, lookahead=2 * batch_size, workers=workers,
+                                        exif_orientation=exif_orientation):
             batch.append(loaded)
             if len(batch) == batch_size:
                 yield from flush()
@@ -274,9 +278,12 @@ class EmoNet:
         if batch:
             yield from flush()
 
-    def predict_images(self, items: Iterable[ImageInput], batch_size: int = 32) -> list[ImagePrediction]:
-        """Predicts paths, encoded bytes or RGB arrays; one result per input, errors named, never raised."""
-        return list(self.iter_predict_images(items, batch_size=batch_size))
+    def predict_images(self, items: Iterable[ImageInput], batch_size: int = 32,
+                       exif_orientation: bool = False) -> list[ImagePrediction]:
+        """Predicts paths, encoded bytes or RGB arrays; one result per input, errors named, never raised.
+
+        `exif_orientation=True`: see `iter_predict_images`."""
+        return list(self.iter_predict_images(items, batch_size=batch_size, exif_orientation=exif_orientation))
 
     # -- videos ------------------------------------------------------------------------------
     def iter_predict_video(self, path: Union[str, os.PathLike], sampling: Any = "every5", batch_size: int = 32,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 import zipfile
 from typing import Any, Optional, Sequence
@@ -15,6 +16,30 @@ from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 from emonet_tf.weights.weightset import FORMATS, LAYERS, WeightSet, check_mean, make_weightset
 
 HEADS = ("load", "skip")
+
+
+class WeightFileNotFoundError(WeightFormatError, FileNotFoundError):
+    """A weight path that does not exist: a WeightFormatError, and a FileNotFoundError for callers that catch that."""
+
+
+def check_weight_path(path: str) -> None:
+    """Refuses, before anything opens it, a path that is neither a regular file nor a folder.
+
+    A FIFO would block `open()` forever and a device (/dev/zero, also through a symlink) would be read
+    without end, so the type is checked with os.stat (symlinks resolved). Raises WeightFileNotFoundError
+    for a missing path, WeightFormatError naming the path and its type for anything else.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise WeightFileNotFoundError(f"{path}: no such file or folder") from None
+    except OSError as err:
+        raise WeightFormatError(f"{path}: cannot read ({err.strerror or err})") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+    raise WeightFormatError(f"{path}: {kind}, not a regular file; refused before opening")
 
 
 def _is_keras_zip(path: str) -> bool:
@@ -35,8 +60,7 @@ def detect_format(path) -> str:
     pickle is refused (it is read with the same restricted machine as `read_weights`, without its storages).
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise WeightFormatError(f"{path}: no such file or folder")
+    check_weight_path(path)
     if os.path.isdir(path):
         if matlab_text.is_matlab_text_dir(path):
             return "matlab_text"
@@ -133,10 +157,12 @@ def read_weights(path, format: str = "auto", *, mean=None, fc6_order: str = "hwc
     Every file is treated as untrusted (docs/weights.md, "Untrusted files"): nothing in it is executed, the memory
     it can claim is bounded by `emonet_tf.weights.limits`, and a refused file changes nothing for later calls.
     Raises WeightFormatError (message: the file, then the problem) for anything that is not a well-formed file
-    of the format, WeightMismatchError (a subclass) for a layer of the wrong shape, ValueError for an unknown
+    of the format (a missing path: WeightFileNotFoundError, also a FileNotFoundError; a FIFO, device or
+    socket: refused before opening), WeightMismatchError (a subclass) for a layer of the wrong shape, ValueError for an unknown
     `format`.
     """
     path = os.fspath(path)
+    check_weight_path(path)  # missing, FIFO, device: refused before any reader opens it
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in FORMATS:
         raise ValueError(f"Unknown format {format!r}; choose auto or one of {', '.join(FORMATS)}")
