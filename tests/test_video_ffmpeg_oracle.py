@@ -116,11 +116,19 @@ def clips(tmp_path_factory):
     out["start_offset.ts"] = root / "start_offset.ts"
     ffmpeg("-y", "-display_rotation", "90", "-i", out["h264_25.mp4"], "-c", "copy", root / "rotated.mp4")
     out["rotated.mp4"] = root / "rotated.mp4"
+    # A raw H.264 stream: no container timestamps at all.
+    ffmpeg("-y", "-i", out["h264_25.mp4"], "-c", "copy", "-f", "h264", root / "raw.h264")
+    out["raw.h264"] = root / "raw.h264"
+    # Two MPEG-TS files concatenated: the timestamps jump back by 10 s half-way (spliced TS/HLS).
+    ffmpeg("-y", "-i", out["h264_25.mp4"], "-c", "copy", "-output_ts_offset", "10", root / "a.ts")
+    ffmpeg("-y", "-i", out["h264_30.mp4"], "-c", "copy", root / "b.ts")
+    (root / "spliced.ts").write_bytes((root / "a.ts").read_bytes() + (root / "b.ts").read_bytes())
+    out["spliced.ts"] = root / "spliced.ts"
     return out
 
 
 CASES = ("h264_24000_1001.mp4", "h264_24.mp4", "h264_25.mp4", "h264_30000_1001.mp4", "h264_30.mp4", "vfr.mkv",
-         "dropped.avi", "long_audio.mkv", "edit_list.mp4", "start_offset.ts", "rotated.mp4")
+         "dropped.avi", "long_audio.mkv", "edit_list.mp4", "start_offset.ts", "rotated.mp4", "raw.h264", "spliced.ts")
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -173,6 +181,14 @@ def test_the_issue_cases_are_healthy_with_their_true_counts_and_times(clips):
     assert ids[:4] == [1, 3, 5, 8]
 
 
+def test_frames_too_large_are_refused_before_decoding(tmp_path, monkeypatch):
+    path = write_h264(tmp_path / "v.mp4", 25, 3)
+    monkeypatch.setattr(video, "MAX_FRAME_PIXELS", W * H - 1)
+    with pytest.raises(video.VideoReadError, match="exceed the reader's limit") as err:
+        video.iter_frames(path)
+    assert str(path) in str(err.value)
+
+
 def test_rotation_is_honoured(clips):
     frames = list(video.iter_frames(clips["rotated.mp4"]))
     assert frames[0].image.shape == (W, H, 3)
@@ -197,8 +213,10 @@ def _damaged_copies(clips, root):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+    faststart = root / "faststart.mp4"  # the index first: a cut file still opens, the stream just ends
+    ffmpeg("-y", "-i", clips["h264_25.mp4"], "-c", "copy", "-movflags", "+faststart", faststart)
     cases = {}
-    for src in (src_mkv, src_avi, clips["h264_25.mp4"]):
+    for src in (src_mkv, src_avi, clips["h264_25.mp4"], faststart):
         data = src.read_bytes()
         cut = root / f"cut_{src.name}"
         cut.write_bytes(data[: int(len(data) * 0.6)])
@@ -226,5 +244,9 @@ def test_damage_agrees_with_ffmpeg_errors(clips, tmp_path):
             continue
         assert frames.damage, (path, how)
         assert kept and [f.index for f in kept] == list(range(len(kept)))
+        if how == "cut":  # every frame ffmpeg decodes, whatever the decoder threading
+            run = ffmpeg("-i", path, "-fps_mode", "passthrough", "-f", "null", "-")
+            ffmpeg_count = int(re.findall(rb"frame=\s*(\d+)", run.stderr)[-1])
+            assert len(kept) == ffmpeg_count, (path, len(kept), ffmpeg_count)
         with pytest.raises(video.VideoDamagedError, match=re.escape(str(path))):
             list(video.iter_frames(path))
