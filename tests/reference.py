@@ -436,7 +436,11 @@ def assert_parity(probs: np.ndarray, expected: np.ndarray, tol: float = 1e-5) ->
     diff = np.abs(probs - expected).max()
     print(f"parity: max abs softmax difference {diff:.2e} over {probs.shape}")
     assert diff < tol, f"max abs softmax difference {diff:.3g} >= {tol}"
+    # Top-1 is a fair check only where the reference's top two are further apart than the allowed
+    # error; rows closer to a tie are covered by the difference bound above. (Since the decoder
+    # contract, PIL's accurate-IDCT pixels moved one photo of the ImageNet set within 1e-4 of a tie.)
     top = np.sort(expected, axis=1)
-    assert (top[:, -1] - top[:, -2]).min() > 10 * tol, "reference top-1 too close to a tie to be a fair check"
-    np.testing.assert_array_equal(probs.argmax(axis=1), expected.argmax(axis=1))
+    decisive = (top[:, -1] - top[:, -2]) > 10 * tol
+    assert decisive.sum() >= max(1, int(0.75 * len(expected))), "reference top-1 too often near a tie"
+    np.testing.assert_array_equal(probs.argmax(axis=1)[decisive], expected.argmax(axis=1)[decisive])
     assert len(set(expected.argmax(axis=1).tolist())) > 1, "top-1 is the same for every image: no information"
