@@ -39,8 +39,13 @@ EXIT_NOTHING_PROCESSED = 1
 EXIT_USAGE = 2
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
-                              ".3gp", ".ogv"})
+
+
+def _video_extensions() -> frozenset:
+    """emonet_tf.video.VIDEO_EXTENSIONS, the one list of video extensions (shared with the TFDS builders)."""
+    from emonet_tf import video
+
+    return frozenset(video.VIDEO_EXTENSIONS)
 
 
 class UsageError(Exception):
@@ -54,32 +59,75 @@ class UsageError(Exception):
 class InputFile:
     path: str
     kind: str  # "image" or "video"
+    error: Optional[str] = None  # known to fail before reading (e.g. a folder named like a video)
 
 
 def kind_of(path: str) -> str:
     """"video" for a video extension, else "image" (an unreadable file is then reported by the decoder)."""
-    return "video" if os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS else "image"
+    return "video" if os.path.splitext(path)[1].lower() in _video_extensions() else "image"
+
+
+def is_media_name(path: str) -> bool:
+    """Whether the name ends in one of the image or video extensions that folder walks pick up."""
+    ext = os.path.splitext(path)[1].lower()
+    return ext in IMAGE_EXTENSIONS or ext in _video_extensions()
 
 
 def collect_inputs(paths: Sequence[str]) -> list[InputFile]:
     """Files as given, and folders walked recursively (sorted) for image and video extensions.
 
     A path given explicitly is kept even when missing or of an unknown type, so that it is reported
-    by name instead of silently skipped.
+    by name instead of silently skipped. A folder given explicitly whose name has an image or video
+    extension (``clip.mp4/``) is such a path too: reported as failed ("not a regular file"), not walked.
     """
+    video_ext = _video_extensions()
     found: list[InputFile] = []
     for path in paths:
-        if os.path.isdir(path):
+        if os.path.isdir(path) and is_media_name(os.path.normpath(path)):
+            found.append(InputFile(path, kind_of(os.path.normpath(path)),
+                                   error=f"{path}: not a regular file (a folder named like an image or video)"))
+        elif os.path.isdir(path):
             for root, dirs, files in os.walk(path):
                 dirs.sort()
                 for name in sorted(files):
                     ext = os.path.splitext(name)[1].lower()
-                    if ext in IMAGE_EXTENSIONS or ext in VIDEO_EXTENSIONS:
+                    if ext in IMAGE_EXTENSIONS or ext in video_ext:
                         full = os.path.join(root, name)
                         found.append(InputFile(full, kind_of(full)))
+        elif os.path.exists(path) and not os.path.isfile(path):
+            # A FIFO or device would block or stream forever in a decoder: reported, never read.
+            found.append(InputFile(path, kind_of(path), error=f"{path}: not a regular file"))
         else:
             found.append(InputFile(path, kind_of(path)))
     return found
+
+
+def unknown_type_error(path: str, image_error: str) -> str:
+    """The error of a file of unknown extension that the image decoder refused: what the image decoder
+    and the video reader said of it (an audio-only .m4a is then "no video stream", not just "not an image")."""
+    from emonet_tf import video
+
+    prefix = f"{path}: "
+    image_said = image_error[len(prefix):] if image_error.startswith(prefix) else image_error
+    try:
+        video.probe_video(path)
+    except video.VideoReadError as err:
+        video_said = err.problem
+    except Exception as err:  # noqa: BLE001 -- only used to word the error
+        video_said = f"{type(err).__name__}: {err}"
+    else:
+        video_said = ("it reads as a video, but its extension is not a video extension: rename it with one of "
+                      + " ".join(sorted(_video_extensions())))
+    ext = os.path.splitext(path)[1] or "(none)"
+    return (f"{path}: unknown file type (extension {ext}): image decoder: {image_said}; "
+            f"video reader: {video_said}")
+
+
+def _image_error(path: str, error: Optional[str]) -> Optional[str]:
+    """An image's error, worded for both readers when the file's extension is neither an image's nor a video's."""
+    if error is None or is_media_name(path) or not os.path.isfile(path):
+        return error
+    return unknown_type_error(path, error)
 
 
 @dataclasses.dataclass
@@ -93,6 +141,7 @@ class InputResult:
     frames: list = dataclasses.field(default_factory=list)  # inference.FramePrediction
     error: Optional[str] = None
     damage: Optional[str] = None  # a damaged video kept under --damaged keep: what was wrong
+    frames_decoded: Optional[int] = None  # a video's decoded frames (all, not only the sampled), when known
 
     @property
     def ok(self) -> bool:
@@ -106,13 +155,35 @@ class InputResult:
         return "damaged" if self.damage is not None else "ok"
 
 
-def damaged_error(err, policy: str) -> str:
-    """The error reported for an input that failed; a damaged video skipped says how to keep it instead."""
+def frames_note(sampled: int, decoded: Optional[int]) -> str:
+    """`15 sampled frames (of 45 decoded)`: the count used, and the decoder's count when known."""
+    text = f"{sampled} sampled frame{'' if sampled == 1 else 's'}"
+    return text if decoded is None else f"{text} (of {decoded} decoded)"
+
+
+def damaged_error(err, policy: str, sampled: Optional[int] = None) -> str:
+    """The error reported for an input that failed; a damaged video skipped says how to keep it instead.
+
+    ``sampled``: how many frames the sampling had taken before the damage was found (what --damaged
+    keep would use); ``err.frames_decoded`` counts every decoded frame.
+    """
     from emonet_tf import video
 
     if isinstance(err, video.VideoDamagedError) and policy == "skip":
-        return f"{err} [damaged video skipped; --damaged keep uses its {err.frames_decoded} decoded frames]"
+        if sampled is None:
+            return f"{err} [damaged video skipped; --damaged keep uses its sampled frames (of {err.frames_decoded} decoded)]"
+        return f"{err} [damaged video skipped; --damaged keep uses its {frames_note(sampled, err.frames_decoded)}]"
     return str(err)
+
+
+def kept_note(result: "InputResult") -> str:
+    """`its 15 sampled frames (of 45 decoded)` of a damaged video kept under --damaged keep."""
+    return f"its {frames_note(len(result.frames), result.frames_decoded)}"
+
+
+def _exif(args) -> bool:
+    """--exif-orientation (commands without the flag: off)."""
+    return bool(getattr(args, "exif_orientation", False))
 
 
 def _progress(total: int, args, unit: str = "file"):
@@ -123,27 +194,35 @@ def _progress(total: int, args, unit: str = "file"):
 
 
 def iter_results(emonet, inputs: Sequence[InputFile], sampling: str, batch_size: int, bar=None,
-                 damaged: str = "skip") -> Iterator[InputResult]:
+                 damaged: str = "skip", exif_orientation: bool = False) -> Iterator[InputResult]:
     """Predicts every input in order; runs of images go through the threaded batch path, videos stream frames.
 
     ``damaged``: the damaged-video policy (module docstring); a kept damaged video has ``damage`` set.
+    ``exif_orientation``: apply images' EXIF Orientation tag (--exif-orientation; off, as MATLAB's imread).
     """
     from emonet_tf import video
 
     i = 0
     while i < len(inputs):
+        if inputs[i].error is not None:
+            if bar is not None:
+                bar.update(1)
+            yield InputResult(inputs[i].path, inputs[i].kind, error=inputs[i].error)
+            i += 1
+            continue
         if inputs[i].kind == "video":
             path = inputs[i].path
             result = InputResult(path, "video")
-            stream = emonet.iter_predict_video(path, sampling, batch_size=batch_size, damaged=damaged)
             try:
+                stream = emonet.iter_predict_video(path, sampling, batch_size=batch_size, damaged=damaged)
                 for frame in stream:
                     result.frames.append(frame)
                     if bar is not None:
                         bar.set_postfix_str(f"{os.path.basename(path)}: {len(result.frames)} frames", refresh=False)
                 result.damage = stream.damage
+                result.frames_decoded = getattr(stream, "frames_decoded", None)
             except video.VideoReadError as err:
-                result.error = damaged_error(err, damaged)
+                result.error = damaged_error(err, damaged, sampled=len(result.frames))
                 result.frames = []  # a video that broke off is not averaged over its first part
             if result.ok:
                 # float64 means: a linear read-out of the mean then equals the mean of the frames' read-outs.
@@ -155,12 +234,15 @@ def iter_results(emonet, inputs: Sequence[InputFile], sampling: str, batch_size:
             i += 1
             continue
         j = i
-        while j < len(inputs) and inputs[j].kind != "video":
+        while j < len(inputs) and inputs[j].kind != "video" and inputs[j].error is None:
             j += 1
-        for pred in emonet.iter_predict_images([x.path for x in inputs[i:j]], batch_size=batch_size):
+        for item, pred in zip(inputs[i:j], emonet.iter_predict_images([x.path for x in inputs[i:j]],
+                                                                       batch_size=batch_size,
+                                                                       exif_orientation=exif_orientation)):
             if bar is not None:
                 bar.update(1)
-            yield InputResult(pred.source, "image", pred.probabilities, pred.logits, error=pred.error)
+            yield InputResult(pred.source, "image", pred.probabilities, pred.logits,
+                              error=_image_error(item.path, pred.error))
         i = j
 
 
@@ -279,14 +361,16 @@ def cmd_predict(args) -> int:
     columns = ["source", "kind", "status", "frame_index", "timestamp_ms", "n_frames", "top1", "error", "damage"] + names
     writer = RowWriter(columns, args.csv, args.json, {
         "weights": args.weights or os.environ.get("EMONET_WEIGHTS"), "sampling": args.sampling,
-        "damaged": args.damaged, "resize_method": args.resize_method, "class_names": names})
+        "damaged": args.damaged, "resize_method": args.resize_method, "exif_orientation": _exif(args),
+        "class_names": names})
     ok = failed = 0
     damaged: list[str] = []
     plot_names: set = set()
     _say(f"{'file':<48}  {'kind':<5}  top-{args.top}")
     with _progress(len(inputs), args) as bar:
         try:
-            for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged):
+            for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged,
+                                       _exif(args)):
                 writer.write(prediction_rows(result, names))
                 if not result.ok:
                     failed += 1
@@ -298,9 +382,9 @@ def cmd_predict(args) -> int:
                 extra = f" (mean of {len(result.frames)} frames)" if result.kind == "video" else ""
                 if result.damage is not None:
                     damaged.append(result.source)
-                    extra += " DAMAGED: decoded frames kept"
-                    _say(f"emonet predict: {result.source}: damaged video, its {len(result.frames)} decoded frames "
-                         f"were used (--damaged keep): {result.damage}", sys.stderr)
+                    extra += " DAMAGED, kept (--damaged keep)"
+                    _say(f"emonet predict: {result.source}: damaged video, {kept_note(result)} were used "
+                         f"(--damaged keep): {result.damage}", sys.stderr)
                 _say(f"{_short(result.source):<48}  {result.kind:<5}  {top}{extra}")
                 if args.plot_dir and result.kind == "video":
                     from emonet_tf import plots
@@ -419,15 +503,16 @@ def _evaluate_folder(emonet, args):
         raise UsageError(f"{root}: no image or video files under folders named after the model's categories")
     probs, labels, ids, failed, damaged, has_video = [], [], [], [], [], False
     with _progress(len(inputs), args) as bar:
-        for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged):
+        for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged,
+                                   _exif(args)):
             if not result.ok:
                 failed.append({"source": result.source, "error": result.error})
                 _say(f"emonet evaluate: {result.error}", sys.stderr)
                 continue
             if result.damage is not None:
                 damaged.append({"source": result.source, "damage": result.damage, "frames": len(result.frames)})
-                _say(f"emonet evaluate: {result.source}: damaged video, its {len(result.frames)} decoded frames "
-                     f"are evaluated (--damaged keep): {result.damage}", sys.stderr)
+                _say(f"emonet evaluate: {result.source}: damaged video, {kept_note(result)} are evaluated "
+                     f"(--damaged keep): {result.damage}", sys.stderr)
             rows = [f.probabilities for f in result.frames] if result.kind == "video" else [result.probabilities]
             has_video |= result.kind == "video"
             probs.extend(rows)
@@ -485,13 +570,14 @@ def _features_for(emonet, paths: Sequence[str], args) -> tuple[list[InputResult]
     inputs = [InputFile(p, kind_of(p)) for p in paths]
     results, failed = [], 0
     with _progress(len(inputs), args) as bar:
-        for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged):
+        for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged,
+                                   _exif(args)):
             if not result.ok:
                 failed += 1
                 _say(f"emonet affect: {result.error}", sys.stderr)
             elif result.damage is not None:
-                _say(f"emonet affect: {result.source}: damaged video, its decoded frames were used: {result.damage}",
-                     sys.stderr)
+                _say(f"emonet affect: {result.source}: damaged video, {kept_note(result)} were used "
+                     f"(--damaged keep): {result.damage}", sys.stderr)
             results.append(result)
     return results, failed
 
@@ -527,13 +613,14 @@ def cmd_affect(args) -> int:
     columns = ["source", "kind", "status", "frame_index", "timestamp_ms", "n_frames", "error", "damage"] + targets
     writer = RowWriter(columns, args.csv, args.json, {
         "weights": args.weights or os.environ.get("EMONET_WEIGHTS"), "sampling": args.sampling,
-        "damaged": args.damaged,
+        "damaged": args.damaged, "exif_orientation": _exif(args),
         "coefficients": args.coefficients or "emonet-py 1.0.8 (published)", "input": affect.INPUT_SPACE})
     ok = 0
     _say(f"{'file':<48}  {'kind':<5}  " + "  ".join(f"{t:>9}" for t in targets))
     with _progress(len(inputs), args) as bar:
         try:
-            for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged):
+            for result in iter_results(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged,
+                                       _exif(args)):
                 base = {"source": result.source, "kind": result.kind, "status": result.status, "error": result.error,
                         "damage": result.damage}
                 if not result.ok:
@@ -622,10 +709,11 @@ class Preprocessed:
     image: Optional[np.ndarray] = None
     error: Optional[str] = None
     damage: Optional[str] = None
+    frames: str = ""  # with damage: `15 sampled frames (of 45 decoded)`
 
 
 def _iter_preprocessed(emonet, inputs: Sequence[InputFile], sampling: str, batch_size: int, bar,
-                       damaged: str = "skip") -> Iterator[Preprocessed]:
+                       damaged: str = "skip", exif_orientation: bool = False) -> Iterator[Preprocessed]:
     """Rows of preprocessed images and video frames, in input order, with failures and damage as events.
 
     Frames stream one at a time (memory does not grow with the video), so the rows of a video that
@@ -635,27 +723,36 @@ def _iter_preprocessed(emonet, inputs: Sequence[InputFile], sampling: str, batch
 
     i = 0
     while i < len(inputs):
+        if inputs[i].error is not None:
+            yield Preprocessed(i, inputs[i].path, error=inputs[i].error)
+            bar.update(1)
+            i += 1
+            continue
         if inputs[i].kind == "video":
             path = inputs[i].path
+            sampled = 0
             try:
                 frames = video.iter_frames(path, video.FrameSampling.parse(sampling), damaged=damaged)
                 for frame in frames:
                     image = preprocessing.preprocess_array(frame.image, emonet.resize_method, emonet.antialias)
+                    sampled += 1
                     yield Preprocessed(i, path, frame.index, frame.timestamp_ms, image)
                 if frames.damage is not None:
-                    yield Preprocessed(i, path, damage=frames.damage)
+                    yield Preprocessed(i, path, damage=frames.damage,
+                                       frames=frames_note(sampled, frames.frames_decoded))
             except video.VideoReadError as err:
-                yield Preprocessed(i, path, error=damaged_error(err, damaged))
+                yield Preprocessed(i, path, error=damaged_error(err, damaged, sampled=sampled))
             bar.update(1)
             i += 1
             continue
         j = i
-        while j < len(inputs) and inputs[j].kind != "video":
+        while j < len(inputs) and inputs[j].kind != "video" and inputs[j].error is None:
             j += 1
-        loaded = emonet._iter_loaded([x.path for x in inputs[i:j]], lookahead=2 * batch_size, workers=None)
-        for position, (source, image, error) in enumerate(loaded, start=i):
+        loaded = emonet._iter_loaded([x.path for x in inputs[i:j]], lookahead=2 * batch_size, workers=None,
+                                     exif_orientation=exif_orientation)
+        for position, item, (source, image, error) in zip(range(i, j), inputs[i:j], loaded):
             bar.update(1)
-            yield Preprocessed(position, source, image=image, error=error)
+            yield Preprocessed(position, source, image=image, error=_image_error(item.path, error))
         i = j
 
 
@@ -691,7 +788,7 @@ def _collect_activations(emonet, items: Iterable[Preprocessed], layer: str, batc
             _say(f"emonet activations: {item.error}", sys.stderr)
         elif item.damage is not None:
             out.damaged[item.position] = item.damage
-            _say(f"emonet activations: {item.source}: damaged video, its decoded frames are kept and marked "
+            _say(f"emonet activations: {item.source}: damaged video, its {item.frames} are kept and marked "
                  f"(--damaged keep): {item.damage}", sys.stderr)
         else:
             batch.append(item)
@@ -733,7 +830,7 @@ def cmd_activations(args) -> int:
     inputs = collect_inputs(args.inputs)
     with _progress(len(inputs), args) as bar:
         result = _collect_activations(
-            emonet, _iter_preprocessed(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged),
+            emonet, _iter_preprocessed(emonet, inputs, args.sampling, args.batch_size, bar, args.damaged, _exif(args)),
             args.layer, args.batch_size)
     keep = result.kept()
     if not keep.any():
@@ -800,6 +897,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default) reports it as failed and writes no row of it; keep uses the frames that "
                              "decoded and marks its rows (status 'damaged' in CSV/JSON, 'damaged' in .npz, "
                              ".rows.csv next to a .npy)")
+    frames.add_argument("--exif-orientation", "--exif_orientation", dest="exif_orientation", action="store_true",
+                        help="rotate/flip image files by their EXIF Orientation tag before resizing (default off, "
+                             "as MATLAB's imread and the published EmoNet; videos and TFDS frames are unaffected)")
     outputs = argparse.ArgumentParser(add_help=False)
     outputs.add_argument("--csv", help="write one row per image / sampled frame / video mean to this CSV")
     outputs.add_argument("--json", help="the same rows as JSON")

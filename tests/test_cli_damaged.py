@@ -179,3 +179,107 @@ def test_evaluate_folder_follows_the_policy_and_reports_it(weights, clips, cut_f
         assert [(pathlib.Path(d["source"]).name, d["frames"]) for d in report["damaged_kept"]] == [
             ("cut.avi", len(cut_frames))]
         assert "cut.avi" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# Damage messages count sampled frames (of decoded); inputs of every kind are reported by name.
+
+def _cut_counts(clip, sampling):
+    frames = video.iter_frames(clip, video.FrameSampling.parse(sampling), damaged="keep")
+    sampled = len(list(frames))
+    assert sampled < frames.frames_decoded, "the sampling must take fewer frames than decode"
+    return sampled, frames.frames_decoded
+
+
+@pytest.mark.parametrize("command", ["predict", "activations"])
+def test_damage_messages_say_sampled_frames_of_decoded(weights, clips, tmp_path, capsys, command):
+    sampled, decoded = _cut_counts(clips["cut"], "every5")
+    out = ["--csv", str(tmp_path / "p.csv")] if command == "predict" else ["--out", str(tmp_path / "a.npz")]
+    base = [command, "--weights", weights, "--sampling", "every5", "--no-progress", *out,
+            str(clips["cut"]), str(clips["good"])]
+    assert cli.main(base) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    note = cli.frames_note(sampled, decoded)  # "1 sampled frame (of 2 decoded)"
+    assert note == f"{sampled} sampled frame{'s' if sampled > 1 else ''} (of {decoded} decoded)"
+    assert f"--damaged keep uses its {note}]" in err
+    assert cli.main(base + ["--damaged", "keep"]) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert f"its {sampled} sampled frame" in err and "decoded frames were used" not in err
+    if command == "activations":  # the library stream of predict does not expose its decoded count
+        assert f"its {note} are kept" in err
+
+
+def _write_wav(path: pathlib.Path) -> pathlib.Path:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 800)
+    return path
+
+
+def test_transport_stream_and_other_new_video_extensions_are_videos(weights, clips, tmp_path, capsys):
+    folder = tmp_path / "walk"
+    folder.mkdir()
+    ts = folder / "clip.ts"
+    ts.write_bytes(clips["good"].read_bytes())  # the container is probed from the bytes, not the name
+    assert cli.kind_of(str(ts)) == "video" and cli.kind_of("x.M2TS") == "video" and cli.kind_of("x.y4m") == "video"
+    assert [x.path for x in cli.collect_inputs([str(folder)])] == [str(ts)]
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", "--weights", weights, "--sampling", "all", "--no-progress", "--csv", str(out),
+                     str(ts)]) == cli.EXIT_OK
+    rows = read_csv(out)
+    assert [r["kind"] for r in rows] == ["frame"] * 11 + ["video_mean"] and {r["status"] for r in rows} == {"ok"}
+
+
+def test_folder_named_like_a_video_and_audio_only_file_given_explicitly_are_reported(weights, clips, tmp_path,
+                                                                                     capsys):
+    fake = tmp_path / "x.mp4"
+    fake.mkdir()
+    (fake / "inside.mp4").write_bytes(clips["good"].read_bytes())
+    audio = _write_wav(tmp_path / "song.m4a")
+    inputs = [str(fake), str(audio), str(clips["good"])]
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", "--weights", weights, "--sampling", "all", "--no-progress", "--csv", str(out),
+                     *inputs]) == cli.EXIT_OK
+    rows = {r["source"]: r for r in read_csv(out) if r["kind"] != "frame"}
+    assert rows[str(fake)]["status"] == "failed" and "not a regular file" in rows[str(fake)]["error"]
+    error = rows[str(audio)]["error"]
+    assert rows[str(audio)]["status"] == "failed"
+    assert "cannot decode as an image" in error and "no video stream" in error, error
+
+    npy = tmp_path / "a.npy"
+    assert cli.main(["activations", "--weights", weights, "--layer", "fc8", "--sampling", "all", "--no-progress",
+                     *inputs, "--out", str(npy)]) == cli.EXIT_OK
+    failed = {r["source"]: r["detail"] for r in read_csv(cli.rows_sidecar_path(str(npy))) if r["status"] == "failed"}
+    assert set(failed) == {str(fake), str(audio)}
+    assert "not a regular file" in failed[str(fake)] and "no video stream" in failed[str(audio)]
+
+
+def test_exif_orientation_flag_reaches_the_image_decoder_in_every_image_command(weights, emonet, tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(rng.integers(0, 256, (40, 90, 3), dtype=np.uint8)).save(path, quality=95, exif=exif)
+    upright, raw = (emonet.predict_images([str(path)], exif_orientation=e)[0].probabilities for e in (True, False))
+    assert not np.allclose(upright, raw, atol=1e-6), "the rotation must change the prediction"
+    for flag, expected in (([], raw), (["--exif-orientation"], upright)):
+        out = tmp_path / f"p{len(flag)}.json"
+        assert cli.main(["predict", "--weights", weights, "--no-progress", "--json", str(out), str(path), *flag]) == 0
+        doc = json.loads(out.read_text())
+        assert doc["exif_orientation"] == bool(flag)
+        np.testing.assert_allclose([doc["rows"][0][n] for n in emonet.class_names], expected, atol=1e-5)
+        npz = tmp_path / f"a{len(flag)}.npz"
+        assert cli.main(["activations", "--weights", weights, "--layer", "softmax", "--no-progress", str(path),
+                         "--out", str(npz), *flag]) == 0
+        with np.load(npz) as z:
+            np.testing.assert_allclose(z["activations"][0], expected, atol=1e-5)
+    for command in ("evaluate", "affect"):
+        assert cli.build_parser().parse_args([command, "--exif-orientation", "--out-dir", "x"]
+                                             if command == "evaluate" else [command, "--exif-orientation"]
+                                             ).exif_orientation is True

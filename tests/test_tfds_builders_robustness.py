@@ -459,3 +459,27 @@ def test_canonical_example_bytes_sort_the_feature_map():
     assert tf_example_pb2.Example.FromString(canonical) == example
     positions = [canonical.index(name.encode()) for name in ("alpha", "mid", "zeta")]
     assert positions == sorted(positions)
+
+
+@pytest.mark.parametrize("beam", [False, True], ids=["plain", "beam"])
+def test_label_whose_split_videos_are_all_unreadable_is_named_in_the_summary_and_log(tmp_path, caplog, beam):
+    """The hash split is fixed before extraction: junk keeps the test slot it got, and the summary says so."""
+    root = tmp_path / "corpus"
+    split = vf.hash_split({"sad/a": "sad", "sad/b": "sad", "happy/c": "happy", "happy/d": "happy"}, 0.5)
+    for video_id in ("happy/c", "happy/d"):
+        dummy.write_coded_video(root / f"{video_id}.mp4", 10.0, 3)
+    junk = next(v for v in ("sad/a", "sad/b") if split[v] == "test")
+    good = next(v for v in ("sad/a", "sad/b") if split[v] == "train")
+    (root / f"{junk}.mp4").parent.mkdir(parents=True, exist_ok=True)
+    (root / f"{junk}.mp4").write_text("notes, not a video\n")
+    dummy.write_coded_video(root / f"{good}.mp4", 10.0, 3)
+    config = folder.VideoFolderConfig(name="half_all", sampling="all", test_fraction=0.5)
+    with caplog.at_level(logging.WARNING):
+        builder = build(folder.Builder, tmp_path / "data", config, root=str(root), beam=beam)
+    summary = vf.read_summary(builder.data_path)
+    assert summary["splits"]["test"]["labels_without_videos"] == {"sad": [junk]}
+    assert summary["splits"]["train"]["labels_without_videos"] == {}
+    assert reported(summary) == {"video_unreadable": [junk]}  # it still counted for the split
+    assert {v for v, _ in stored(builder, "test")} == {v for v in split if split[v] == "test"} - {junk}
+    assert any("'sad' has no example in this split" in r.getMessage() and junk in r.getMessage()
+               for r in caplog.records)

@@ -64,8 +64,8 @@ TEST_FRACTION = 0.2
 SUMMARY_FILENAME = "extraction_summary.json"
 #: Environment variable that turns strict mode on for `tfds build` (any of 1/true/yes).
 STRICT_ENV = "EMONET_TFDS_STRICT"
-#: File extensions recognized as videos (case-insensitive).
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv")
+#: File extensions recognized as videos (case-insensitive): emonet_tf.video's one list, shared with the CLI.
+VIDEO_EXTENSIONS = video_lib.VIDEO_EXTENSIONS
 #: The frame samplings every builder offers, as config-name suffixes.
 SAMPLINGS = ("every5", "fps10", "all")
 SAMPLING_DESCRIPTIONS = {
@@ -368,12 +368,17 @@ class SplitSummary:
         self.frames_decoded = 0
         self.skipped: dict[str, list[dict[str, str]]] = collections.defaultdict(list)
         self.damaged_kept: list[dict[str, str]] = []
+        #: label -> video ids the split rule put in this split (set by the builder before extraction).
+        self.assigned: dict[str, list[str]] = {}
+        self.labels_written: set[str] = set()
 
     def add_problem(self, problem: Problem) -> None:
         self.skipped[problem.reason].append(problem.as_dict())
 
-    def add_written(self, extraction: Extraction, video_id: str) -> None:
+    def add_written(self, extraction: Extraction, video_id: str, label: Optional[str] = None) -> None:
         self.videos_written += 1
+        if label is not None:
+            self.labels_written.add(label)
         self.frames_written += len(extraction.examples)
         self.frames_decoded += extraction.frames_decoded
         if extraction.damage is not None:
@@ -388,7 +393,18 @@ class SplitSummary:
             "damaged_kept": sorted(self.damaged_kept, key=lambda d: d["name"]),
             "videos_skipped": sum(len(v) for v in self.skipped.values()),
             "skipped": {k: sorted(v, key=lambda d: d["name"]) for k, v in sorted(self.skipped.items())},
+            "labels_without_videos": self.labels_without_videos(),
         }
+
+    def labels_without_videos(self) -> dict[str, list[str]]:
+        """label -> its videos in this split, for each label that had videos here but none written.
+
+        The split rule runs before extraction (it depends only on ids and labels, so that it is
+        stable), so an unreadable file keeps the slot it was given: a label whose only test video is
+        junk has no example in `test`.
+        """
+        return {label: sorted(ids) for label, ids in sorted(self.assigned.items())
+                if ids and label not in self.labels_written}
 
 
 #: Reasons that are a config's design, not bad input: strict mode does not raise for them.
@@ -436,6 +452,7 @@ def _beam_extract(entry: VideoEntry, sampling: str, strict: bool, split: str, wh
     if extraction.damage is not None:
         Metrics.counter(namespace, "damaged_kept:" + json.dumps([entry.video_id, extraction.damage])).inc()
     Metrics.counter(namespace, "videos_written").inc()
+    Metrics.counter(namespace, "label_written:" + json.dumps(entry.label)).inc()
     Metrics.counter(namespace, "frames_written").inc(len(extraction.examples))
     Metrics.counter(namespace, "frames_decoded").inc(extraction.frames_decoded)
     yield from extraction.examples
@@ -512,6 +529,7 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         self._use_beam = False
         self._label_problems: list[Problem] = []
         self._summaries: dict[str, SplitSummary] = {}
+        self._assigned: dict[str, dict[str, list[str]]] = {}  # split -> label -> video ids
         super().__init__(**kwargs)
         self._original_state["strict"] = strict
 
@@ -575,6 +593,7 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         self._use_beam = bool(download_config.beam_runner is not None or download_config.beam_options is not None)
         self._summaries = {}
         self._label_problems = []
+        self._assigned = {}
         super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
         self._write_summary()
 
@@ -585,6 +604,11 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         for problem in problems:
             report_problem(problem, self.strict, self._where())
         self._label_problems = problems
+        self._assigned = {}
+        for split, entries in per_split.items():
+            by_label = self._assigned.setdefault(split, {})
+            for entry in entries:
+                by_label.setdefault(entry.label, []).append(entry.video_id)
         counts = collections.Counter(p.reason for p in problems)
         logging.info("%s: %d videos to extract (%s); %d left out at the label stage %s",
                      self._where(), sum(len(v) for v in per_split.values()),
@@ -637,14 +661,14 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         return self._generate_plain(entries, split, strict, where)
 
     def _generate_plain(self, entries, split, strict, where) -> Iterator[tuple[str, dict]]:
-        summary = self._summaries[split] = SplitSummary()
+        summary = self._summaries[split] = self._new_summary(split)
         for entry in entries:
             extraction = extract_video(entry, **self._extract_kwargs())
             check_extraction(entry, extraction, strict, where)
             if extraction.problem is not None:
                 summary.add_problem(extraction.problem)
                 continue
-            summary.add_written(extraction, entry.video_id)
+            summary.add_written(extraction, entry.video_id, entry.label)
             yield from extraction.examples
         self._log_split_summary(split)
 
@@ -657,10 +681,15 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             if not namespace.startswith(_BEAM_NAMESPACE + "/"):
                 continue
             split = namespace.split("/", 1)[1]
-            summary = self._summaries.setdefault(split, SplitSummary())
+            if split not in self._summaries:
+                self._summaries[split] = self._new_summary(split)
+            summary = self._summaries[split]
             name, value = counter.key.metric.name, counter.committed
             if name == "videos_written":
                 summary.videos_written += value
+            elif name.startswith("label_written:"):
+                if value:
+                    summary.labels_written.add(json.loads(name[len("label_written:"):]))
             elif name == "frames_written":
                 summary.frames_written += value
             elif name == "frames_decoded":
@@ -672,11 +701,24 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             elif name.startswith("damaged_kept:"):
                 video, detail = json.loads(name[len("damaged_kept:"):])
                 summary.damaged_kept.extend([{"name": video, "detail": detail}] * value)
+        for split in self._assigned:
+            if split not in self._summaries:
+                self._summaries[split] = self._new_summary(split)
         for split in sorted(self._summaries):
             self._log_split_summary(split)
 
+    def _new_summary(self, split: str) -> SplitSummary:
+        summary = SplitSummary()
+        summary.assigned = {label: list(ids) for label, ids in self._assigned.get(split, {}).items()}
+        return summary
+
     def _log_split_summary(self, split: str) -> None:
         s = self._summaries[split].as_dict()
+        for label, ids in s["labels_without_videos"].items():
+            logging.warning("%s/%s: label %r has no example in this split: its %d video(s) here (%s) could not be "
+                            "written; the split is fixed before extraction, so unreadable files keep their slots "
+                            "(see %s, splits.%s.labels_without_videos)", self._where(), split, label, len(ids),
+                            ", ".join(ids), SUMMARY_FILENAME, split)
         logging.info("%s/%s summary: %d videos and %d frames written (%d damaged videos kept %s), %d videos skipped %s",
                      self._where(), split, s["videos_written"], s["frames_written"], s["videos_damaged_kept"],
                      [d["name"] for d in s["damaged_kept"]], s["videos_skipped"],
