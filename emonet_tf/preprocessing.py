@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import stat
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -56,6 +57,18 @@ IN_GRAPH_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
 # Sun raster is "SUN"), and WebP. Restricting Image.open to them keeps PIL's other plugins away from
 # untrusted files (its EPS plugin, for one, runs Ghostscript).
 HOST_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "JPEG2000", "PPM", "PCX", "ICO", "CUR", "SUN")
+#: Most pixels (width x height, as the header declares them) an image may have on any path: 40,000,000.
+#: 8K UHD (7680 x 4320 = 33.2 MP) fits, as do the photos of today's cameras. Checked from the header
+#: before anything is decoded (PIL opens lazily; the in-graph path reads the header bytes): a 140 KB PNG
+#: can declare 12000 x 12000, which took 56 s and 11.5 GB through `load_image` before this limit (PIL
+#: only warns from 89.5 MP and refuses from 179 MP, and the MATLAB resize then holds out x taps x W x C
+#: floats). At the limit (8000 x 5000 RGB), `load_image` peaks at about 3.3 GB (measured,
+#: docs/preprocessing.md "Limits").
+MAX_IMAGE_PIXELS = 40_000_000
+#: Largest image file the host path reads: 1 GiB (2**30 bytes). No image under MAX_IMAGE_PIXELS needs as
+#: much (an uncompressed 40 MP 32-bit BMP is 160 MB); the bound keeps a file that grows without end, or a
+#: huge file of junk, from being read into memory whole.
+MAX_IMAGE_FILE_BYTES = 2 ** 30
 _HOST_HINT = "decode it on the host (emonet_tf.preprocessing.load_image) or convert it to PNG"
 
 
@@ -138,29 +151,102 @@ def _ends_with_or_contains(data: tf.Tensor, pattern: bytes, tail: int) -> tf.Ten
     return tf.cond(at_tail, lambda: tf.constant(True), lambda: _contains(data, pattern))
 
 
+def _be(header: tf.Tensor, at: int, size: int) -> tf.Tensor:
+    """Big-endian unsigned field of `size` bytes at byte `at`, as int64."""
+    value = tf.constant(0, tf.int64)
+    for i in range(size):
+        value = value * 256 + tf.cast(header[at + i], tf.int64)
+    return value
+
+
+def _size_refusal(kind: str, width: tf.Tensor, height: tf.Tensor) -> tf.Tensor:
+    """"" when width x height (int64, from the header) is a size the graph may decode, else the reason:
+    width or height 0 (or negative), or more than MAX_IMAGE_PIXELS pixels (checked before any decoding)."""
+    width, height = tf.cast(width, tf.int64), tf.cast(height, tf.int64)
+    return tf.case([
+        ((width <= 0) | (height <= 0), lambda: tf.strings.format(
+            kind + " whose header declares {} x {} pixels: an image needs a positive width and height",
+            (width, height))),
+        (width * height > MAX_IMAGE_PIXELS, lambda: tf.strings.format(
+            kind + " of {} x {} = {} pixels, more than MAX_IMAGE_PIXELS (" + str(MAX_IMAGE_PIXELS) + "); refused "
+            "before decoding (decompression bomb guard; shrink the image first)", (width, height, width * height))),
+    ], default=lambda: tf.constant(""), exclusive=False)
+
+
+def _then(reason: tf.Tensor, rest) -> tf.Tensor:
+    """`reason` when it is not "", else `rest()` (run only then)."""
+    return tf.cond(tf.equal(reason, ""), rest, lambda: reason)
+
+
+#: Most marker segments read before a JPEG's frame header (SOF): 4096 (a camera JPEG has about 10:
+#: APP0/APP1/APP2..., DQT, DHT, DRI). Bounds the graph walk's time on hostile input.
+_MAX_JPEG_SEGMENTS = 4096
+
+
+def _jpeg_frame(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(found, height, width, components) of the first frame header (SOFn), walking the marker segments
+    from byte 2 (each FF xx with a 2-byte length; APPn, and so an EXIF thumbnail, is skipped whole).
+    Read in graph ops because libjpeg (extract_jpeg_shape) fails with "Invalid JPEG data" on height 0."""
+    length = tf.strings.length(data)
+
+    def step(i, pos, found, height, width, components, stop):
+        b = _bytes_at(data, pos, 10)
+        marker = b[1]
+        is_ff = tf.equal(b[0], 0xFF)
+        fill = is_ff & tf.equal(marker, 0xFF)  # FF fill bytes before a marker
+        standalone = is_ff & (((marker >= 0xD0) & (marker <= 0xD7)) | tf.equal(marker, 0x01))
+        sof = is_ff & (marker >= 0xC0) & (marker <= 0xCF) & (marker != 0xC4) & (marker != 0xC8) & (marker != 0xCC)
+        seg = b[2] * 256 + b[3]
+        bad = ~is_ff | tf.equal(marker, 0xD9) | tf.equal(marker, 0xDA) | tf.equal(marker, 0) | \
+            (~fill & ~standalone & (seg < 2)) | (pos >= length)
+        new_pos = tf.where(fill, pos + 1, tf.where(standalone, pos + 2, pos + 2 + seg))
+        return (i + 1, new_pos, sof, tf.where(sof, b[5] * 256 + b[6], height), tf.where(sof, b[7] * 256 + b[8], width),
+                tf.where(sof, b[9], components), sof | bad)
+
+    zero = tf.constant(0)
+    _, _, found, height, width, components, _ = tf.while_loop(
+        lambda i, pos, f, h, w, c, stop: ~stop & (i < _MAX_JPEG_SEGMENTS), step,
+        (zero, tf.constant(2), tf.constant(False), zero, zero, zero, tf.constant(False)))
+    return found, height, width, components
+
+
 def _jpeg_refusal(data: tf.Tensor) -> tf.Tensor:
     # A complete JPEG has an end-of-image marker; PIL refuses one without ("image file is truncated"),
     # and TF's own error ("Invalid JPEG data") would not say why.
     complete = _ends_with_or_contains(data, b"\xff\xd9", tail=2)
 
-    def colour_components():
+    def frame():
+        found, height, width, components = _jpeg_frame(data)
         # 4 components = CMYK or YCCK (Adobe). TF converts them to RGB, but up to 1 grey level away from
         # PIL's conversion (measured), and it cannot be fixed after the fact: refuse.
-        # extract_jpeg_shape reads the frame header with libjpeg (a thumbnail inside EXIF is skipped);
-        # it costs about 0.03 ms on a 640x480 JPEG, less than a marker walk in graph ops (0.4 ms, measured).
-        components = tf.io.extract_jpeg_shape(data)[2]
-        return tf.where(tf.equal(components, 4),
+        cmyk = tf.where(tf.equal(components, 4),
                         "CMYK or YCCK JPEG (4 colour components) is not decoded in-graph: TensorFlow's "
                         f"conversion to RGB differs from PIL's by up to 1 grey level; {_HOST_HINT}", "")
+        return tf.cond(found, lambda: _then(_size_refusal("JPEG", width, height), lambda: cmyk),
+                       lambda: tf.constant("JPEG without a frame header (SOF marker) in its first "
+                                           f"{_MAX_JPEG_SEGMENTS} marker segments: not a valid JPEG"))
 
-    return tf.cond(complete, colour_components,
+    return tf.cond(complete, frame,
                    lambda: tf.constant("truncated JPEG: no end-of-image marker (FF D9); the file was cut short"))
 
 
 def _png_refusal(data: tf.Tensor) -> tf.Tensor:
     # TF's decode_png refuses a PNG without IEND with "Invalid PNG data"; say what is wrong instead.
-    complete = _ends_with_or_contains(data, b"IEND", tail=8)
-    return tf.where(complete, "", "truncated PNG: no IEND chunk; the file was cut short")
+    header = _bytes_at(data, 0, 24)
+    has_ihdr = tf.equal(_substr(data, 12, 4), "IHDR")
+
+    def rest():
+        complete = _ends_with_or_contains(data, b"IEND", tail=8)
+        return tf.where(complete, "", "truncated PNG: no IEND chunk; the file was cut short")
+
+    return tf.cond(has_ihdr, lambda: _then(_size_refusal("PNG", _be(header, 16, 4), _be(header, 20, 4)), rest),
+                   lambda: tf.constant("PNG without an IHDR chunk first: not a valid PNG"))
+
+
+#: BMP info-header sizes decoded in-graph: BITMAPINFOHEADER (40), its 52/56-byte extensions, OS/2 2.x (64),
+#: V4 (108), V5 (124). TensorFlow's decode_bmp reads the 40-byte layout from each as PIL does (measured on
+#: 24, 32 and 8-bit grey files); other sizes are refused.
+_BMP_INFO_SIZES = (40, 52, 56, 64, 108, 124)
 
 
 def _bmp_refusal(data: tf.Tensor) -> tf.Tensor:
@@ -182,6 +268,19 @@ def _bmp_refusal(data: tf.Tensor) -> tf.Tensor:
 
     colour_table = f"{{}}-bit colour-table BMP is not decoded in-graph (TensorFlow returns the table " \
                    f"indices, not the colours); {_HOST_HINT}"
+    width = tf.cast(_le(header, 18, 4), tf.int64)  # signed: a negative height means top-down rows
+    height = tf.abs(tf.cast(_le(header, 22, 4), tf.int64))
+    known_header = tf.reduce_any(tf.equal(info_size, _BMP_INFO_SIZES))
+    header_reason = tf.strings.format(
+        "BMP with an info header of {} bytes is not decoded in-graph (" + ", ".join(map(str, _BMP_INFO_SIZES))
+        + " are: the sizes TensorFlow's decoder reads as PIL does; 12 (OS/2 1.x) stores 16-bit sizes that it "
+        "misreads, other sizes are not valid BMPs); " + _HOST_HINT, info_size)
+    return _then(tf.where(known_header, "", header_reason),
+                 lambda: _then(_size_refusal("BMP", width, height), lambda: _bmp_pixel_refusal(
+                     bit_count, compression, grey_ramp, colour_table)))
+
+
+def _bmp_pixel_refusal(bit_count, compression, grey_ramp, colour_table) -> tf.Tensor:
     return tf.case([  # the first true condition wins
         (bit_count == 16, lambda: tf.constant(f"16-bit BMP is not decoded in-graph; {_HOST_HINT}")),
         (compression != 0, lambda: tf.strings.format(
@@ -193,53 +292,72 @@ def _bmp_refusal(data: tf.Tensor) -> tf.Tensor:
     ], default=lambda: tf.strings.format("BMP with {} bits per pixel is not a valid BMP", bit_count), exclusive=False)
 
 
-def _gif_first_frame(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(found, transparent, covers_canvas) of the first frame: walks the GIF blocks up to its image descriptor.
+def _gif_frames(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(found, transparent, covers_canvas, more_images) of a GIF: walks its blocks (GIF89a spec) through
+    the first image's data to the trailer or a second image.
 
-    Block layout (GIF89a spec): 13-byte header + logical screen, optional global colour table, then
-    extensions (0x21, label, sub-blocks ended by a 0 size) and the image descriptor (0x2C, left, top,
-    width, height). A graphic control extension (label 0xF9) before the first image applies to it.
+    Layout: 13-byte header + logical screen, optional global colour table, then blocks: extensions (0x21,
+    label, sub-blocks ended by a 0 size), images (0x2C descriptor: left, top, width, height, flags; local
+    colour table; LZW code size; data sub-blocks) and the trailer (0x3B). A graphic control extension
+    (label 0xF9) before the first image applies to it. TF's decode_gif decodes every image (a 14.5 KB file
+    of 600 tiny frames on a 1000 x 1000 canvas took 1.8 GB), so a second image is refused. One loop step
+    per block or sub-block (at most 255 bytes): about a step per 255 bytes of a real GIF.
     """
     raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
     raw = tf.pad(raw, [[0, 16]])  # reads past the end see zeros: a malformed file ends the walk
     n = tf.shape(raw)[0] - 16
     flags = raw[10]
     start = 13 + tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2), flags % 8), 0)
+    at_block, in_extension, in_image = 0, 1, 2
 
-    def step(pos, in_extension, transparent, found):
+    def step(pos, mode, transparent, images, first_at, stop):
         size = raw[pos]
-        # In an extension: skip one sub-block. Else: 0x21 opens an extension (0xF9: graphic control,
-        # transparency flag in bit 0 of its packed byte), 0x2C is the image descriptor (stop).
-        opens = tf.equal(size, 0x21)
+        in_blocks = tf.not_equal(mode, at_block)
+        opens = ~in_blocks & tf.equal(size, 0x21)
         control = opens & tf.equal(raw[pos + 1], 0xF9)
-        new_transparent = tf.where(~in_extension & control, tf.equal(raw[pos + 3] % 2, 1), transparent)
-        new_found = ~in_extension & tf.equal(size, 0x2C)
-        new_pos = tf.where(in_extension, pos + 1 + size, tf.where(opens, pos + 2, pos))
-        new_in_extension = tf.where(in_extension, size != 0, opens)
-        stop_bad = ~in_extension & ~opens & ~new_found  # neither: malformed; stop without a descriptor
-        return (tf.where(stop_bad, n, new_pos), new_in_extension, new_transparent, new_found)
+        image = ~in_blocks & tf.equal(size, 0x2C)
+        local_table = tf.where(raw[pos + 9] >= 128, 3 * tf.bitwise.left_shift(tf.constant(2), raw[pos + 9] % 8), 0)
+        new_transparent = tf.where(control & tf.equal(images, 0), tf.equal(raw[pos + 3] % 2, 1), transparent)
+        new_images = images + tf.cast(image, tf.int32)
+        new_first_at = tf.where(image & tf.equal(images, 0), pos, first_at)
+        new_pos = tf.where(in_blocks, pos + 1 + size, tf.where(opens, pos + 2, pos + 11 + local_table))
+        new_mode = tf.where(in_blocks, tf.where(tf.equal(size, 0), at_block, mode),
+                            tf.where(opens, in_extension, in_image))
+        # The trailer, or anything else where a block should start (malformed), ends the walk.
+        ends = ~in_blocks & ~opens & ~image
+        return new_pos, new_mode, new_transparent, new_images, new_first_at, ends | (new_images >= 2)
 
-    pos, _, transparent, found = tf.while_loop(
-        lambda pos, e, t, found: (pos < n) & ~found, step,
-        (start, tf.constant(False), tf.constant(False), tf.constant(False)))
+    _, _, transparent, images, pos, _ = tf.while_loop(
+        lambda pos, m, t, images, f, stop: (pos < n) & ~stop, step,
+        (start, tf.constant(at_block), tf.constant(False), tf.constant(0), tf.constant(0), tf.constant(False)))
+    found = images >= 1
     screen_w, screen_h = raw[6] + 256 * raw[7], raw[8] + 256 * raw[9]
     left, top = raw[pos + 1] + 256 * raw[pos + 2], raw[pos + 3] + 256 * raw[pos + 4]
     width, height = raw[pos + 5] + 256 * raw[pos + 6], raw[pos + 7] + 256 * raw[pos + 8]
     covers = found & (left == 0) & (top == 0) & (width == screen_w) & (height == screen_h)
-    return found, transparent, covers
+    return found, transparent, covers, images >= 2
 
 
 def _gif_refusal(data: tf.Tensor) -> tf.Tensor:
     # TF's decode_gif fills transparent pixels of the first frame with black (PIL and MATLAB's imread +
     # ind2rgb give the palette colour) and returns only the frame's rectangle (PIL: the whole canvas).
-    found, transparent, covers = _gif_first_frame(data)
-    return tf.case([
-        (~found, lambda: tf.constant("GIF without an image: the file is truncated or not a valid GIF")),
-        (transparent, lambda: tf.constant(
-            f"GIF whose first frame has a transparent colour is not decoded in-graph; {_HOST_HINT}")),
-        (~covers, lambda: tf.constant(
-            f"GIF whose first frame does not cover the whole canvas is not decoded in-graph; {_HOST_HINT}")),
-    ], default=lambda: tf.constant(""), exclusive=False)
+    header = _bytes_at(data, 0, 10)
+
+    def structure():
+        found, transparent, covers, animated = _gif_frames(data)
+        return tf.case([
+            (~found, lambda: tf.constant("GIF without an image: the file is truncated or not a valid GIF")),
+            (animated, lambda: tf.constant(
+                "animated GIF (more than one image) is not decoded in-graph: TensorFlow's decoder decodes every "
+                "frame, whatever their number; decode on the host (emonet_tf.preprocessing.load_image reads the "
+                "first frame) or send the first frame as PNG")),
+            (transparent, lambda: tf.constant(
+                f"GIF whose first frame has a transparent colour is not decoded in-graph; {_HOST_HINT}")),
+            (~covers, lambda: tf.constant(
+                f"GIF whose first frame does not cover the whole canvas is not decoded in-graph; {_HOST_HINT}")),
+        ], default=lambda: tf.constant(""), exclusive=False)
+
+    return _then(_size_refusal("GIF", _le(header, 6, 2), _le(header, 8, 2)), structure)
 
 
 def _webp_channels(data: tf.Tensor) -> tf.Tensor:
@@ -266,19 +384,34 @@ def _webp_refusal(data: tf.Tensor) -> tf.Tensor:
     if not hasattr(tf.io, "decode_webp"):  # added in TF 2.18
         return tf.constant(f"this TensorFlow ({tf.__version__}) has no WebP decoder; {_HOST_HINT}")
     channels = _webp_channels(data)
-    return tf.case([
+    header = _bytes_at(data, 0, 32)
+    chunk = _substr(data, 12, 4)
+    # Canvas size: "VP8 " 14-bit width/height at 26/28; "VP8L" 14-bit (width - 1, height - 1) packed
+    # from byte 21; "VP8X" 24-bit (width - 1, height - 1) at 24/27.
+    vp8l = _le(header, 21, 4)
+    width = tf.case([(tf.equal(chunk, "VP8 "), lambda: _le(header, 26, 2) % 16384),
+                     (tf.equal(chunk, "VP8L"), lambda: vp8l % 16384 + 1)],
+                    default=lambda: _le(header, 24, 3) + 1, exclusive=True)
+    height = tf.case([(tf.equal(chunk, "VP8 "), lambda: _le(header, 28, 2) % 16384),
+                      (tf.equal(chunk, "VP8L"), lambda: tf.bitwise.right_shift(vp8l, 14) % 16384 + 1)],
+                     default=lambda: _le(header, 27, 3) + 1, exclusive=True)
+    size = tf.where(channels > 0, _size_refusal("WebP", width, height), "")
+    return _then(size, lambda: tf.case([
         (tf.equal(channels, 0), lambda: tf.constant(
             "animated WebP is not decoded in-graph (TensorFlow's decoder fails or corrupts memory on some "
             f"animations); {_HOST_HINT}")),
         (tf.equal(channels, -1), lambda: tf.constant("WebP without a VP8, VP8L or VP8X chunk: not a valid WebP")),
-    ], default=lambda: tf.constant(""), exclusive=True)
+    ], default=lambda: tf.constant(""), exclusive=True))
 
 
 def in_graph_refusal(data: tf.Tensor) -> tf.Tensor:
-    """tf.string scalar: "" when `decode_image` decodes scalar `data` exactly as PIL does, else the reason.
+    """Why `decode_image` would refuse scalar `data`, as a scalar tf.string TENSOR (not a Python str):
+    b"" when it decodes `data` exactly as PIL does, else the reason (`.numpy().decode()` gives the text).
 
-    Reads headers only (and, for GIF, the block structure up to the first frame; for a JPEG or PNG
-    that does not end with its end marker, a scan for it). Graph ops only, for the SavedModel.
+    Reads headers only: the size (refused when 0 or over MAX_IMAGE_PIXELS), the JPEG marker segments up
+    to the frame header, the BMP info header and colour table, the GIF block structure (a second image
+    is refused), the first WebP chunk; for a JPEG or PNG that does not end with its end marker, a scan
+    for it. Graph ops only, for the SavedModel.
     """
     data = tf.convert_to_tensor(data, tf.string)
     return _refusal(data, image_format(data))
@@ -428,14 +561,16 @@ def decode_bytes(data: bytes, source: str = "<bytes>", exif_orientation: bool = 
     16-bit grey modes): round(v / 257) of the true 16-bit samples. EXIF orientation is ignored unless
     `exif_orientation=True` (MATLAB's imread ignores it; PIL.ImageOps.exif_transpose's rotation then).
     Raises ImageDecodeError naming `source` and the reason: empty, not an image, truncated ("truncated
-    file"), 32-bit integer or float samples (no defined 8-bit conversion), too large for PIL's
-    decompression-bomb limit, or any decoder failure. PIL's LOAD_TRUNCATED_IMAGES is left as is (False
-    by default: a cut file raises instead of being grey-filled).
+    file"), 32-bit integer or float samples (no defined 8-bit conversion), a header size of 0 or over
+    MAX_IMAGE_PIXELS (checked before decoding), or any decoder failure. PIL's LOAD_TRUNCATED_IMAGES is
+    left as is (False by default: a file missing its end raises instead of being grey-filled; a JPEG cut
+    in the middle whose end marker is still there is grey-filled, see docs/preprocessing.md).
     """
     if not data:
         raise ImageDecodeError(f"{source}: empty file, not an image")
     try:
         with Image.open(io.BytesIO(data), formats=HOST_FORMATS) as image:
+            check_image_size(*image.size, source=source)  # from the header: nothing is decoded yet
             bits = _bits_per_sample(data, image)
             if bits > 16 or image.mode in ("I", "F"):
                 raise ImageDecodeError(f"{source}: {bits}-bit {image.mode} samples ({image.format}) have no "
@@ -451,8 +586,9 @@ def decode_bytes(data: bytes, source: str = "<bytes>", exif_orientation: bool = 
     except UnidentifiedImageError:
         raise ImageDecodeError(f"{source}: cannot decode as an image (not a {', '.join(HOST_FORMATS[:-1])} or "
                                f"{HOST_FORMATS[-1]} file)") from None
-    except Image.DecompressionBombError as err:
-        raise ImageDecodeError(f"{source}: cannot decode as an image ({err})") from None
+    except Image.DecompressionBombError as err:  # PIL's own check in Image.open, from twice its MAX_IMAGE_PIXELS
+        raise ImageDecodeError(f"{source}: more than MAX_IMAGE_PIXELS ({MAX_IMAGE_PIXELS}) pixels; refused before "
+                               f"decoding (decompression bomb guard; PIL: {err})") from None
     except Exception as err:  # noqa: BLE001 - any decoder failure becomes one error naming the source
         raise ImageDecodeError(f"{source}: cannot decode as an image ({_reason(err)})") from None
     return pixels
@@ -461,15 +597,64 @@ def decode_bytes(data: bytes, source: str = "<bytes>", exif_orientation: bool = 
 def decode_image_file(path: Union[str, os.PathLike], exif_orientation: bool = False) -> np.ndarray:
     """Reads and decodes one image file -> uint8 H x W x 3 RGB 0..255 before resizing (see `decode_bytes`).
 
-    Raises ImageDecodeError naming the file for a missing or unreadable file and every decode failure.
+    Raises ImageDecodeError naming the file for a missing or unreadable file, anything that is not a
+    regular file (FIFO, device, socket, folder; `read_image_file`), a file over MAX_IMAGE_FILE_BYTES, and
+    every decode failure.
+    """
+    path = os.fspath(path)
+    return decode_bytes(read_image_file(path), source=path, exif_orientation=exif_orientation)
+
+
+def _file_kind(mode: int) -> str:
+    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a folder" if stat.S_ISDIR(mode) else "not a regular file")
+
+
+def read_image_file(path: Union[str, os.PathLike]) -> bytes:
+    """The bytes of an image file, read only when it is a regular file of at most MAX_IMAGE_FILE_BYTES.
+
+    The file is opened non-blocking (a FIFO would block `open()` forever) and its type is checked on the
+    open descriptor (symlinks resolved), so a FIFO, a device such as /dev/zero (or a symlink to one), a
+    socket or a folder is refused before a byte is read. Raises ImageDecodeError naming the file.
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as err:
         raise ImageDecodeError(f"{path}: cannot read file ({err.strerror or err})") from None
-    return decode_bytes(data, source=path, exif_orientation=exif_orientation)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageDecodeError(f"{path}: {_file_kind(info.st_mode)}, not a regular file; refused before reading")
+        if info.st_size > MAX_IMAGE_FILE_BYTES:
+            raise ImageDecodeError(f"{path}: {info.st_size} bytes, more than MAX_IMAGE_FILE_BYTES "
+                                   f"({MAX_IMAGE_FILE_BYTES}); not an image this library reads")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            data = f.read(MAX_IMAGE_FILE_BYTES + 1)  # bounded even if the file grows after fstat
+    except OSError as err:
+        raise ImageDecodeError(f"{path}: cannot read file ({err.strerror or err})") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > MAX_IMAGE_FILE_BYTES:
+        raise ImageDecodeError(f"{path}: more than MAX_IMAGE_FILE_BYTES ({MAX_IMAGE_FILE_BYTES}) bytes; not an "
+                               "image this library reads")
+    return data
+
+
+def check_image_size(width: int, height: int, source: str = "<bytes>") -> None:
+    """Raises ImageDecodeError naming `source` for a header size with no pixels or over MAX_IMAGE_PIXELS."""
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"{source}: the header declares {width} x {height} pixels; an image needs a "
+                               "positive width and height")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageDecodeError(f"{source}: {width} x {height} = {width * height} pixels, more than "
+                               f"MAX_IMAGE_PIXELS ({MAX_IMAGE_PIXELS}); refused before decoding (decompression "
+                               "bomb guard; shrink the image first)")
 
 
 # == Resizing ==============================================================================================

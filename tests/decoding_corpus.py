@@ -237,6 +237,8 @@ def encoded_variants(height: int, width: int, seed: int) -> dict[str, tuple[byte
     out["bmp_rgb24_top_down"] = (bmp_bytes(rgb, 24, top_down=True), None, True, "")
     out["bmp_rgb32"] = (bmp_bytes(rgb, 32), None, True, "")
     out["bmp_rgb24_v5_header"] = (bmp_bytes(rgb, 24, info_size=124), None, True, "")
+    for info_size in (52, 56, 64, 108):  # the other info-header sizes TF reads as PIL does
+        out[f"bmp_rgb24_info{info_size}"] = (bmp_bytes(rgb, 24, info_size=info_size), None, True, "")
     out["bmp_palette8"] = (_pil_bytes(_with_palette(idx256, pal256), "BMP"), None, False, "colour-table")
     out["bmp_grey8"] = (_pil_bytes(Image.fromarray(grey), "BMP"), None, True, "")  # colour table = grey ramp
     ramp = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
@@ -268,9 +270,11 @@ def encoded_variants(height: int, width: int, seed: int) -> dict[str, tuple[byte
     canvas = bytearray(_pil_bytes(gif_frame, "GIF"))
     canvas[6:10] = struct.pack("<HH", width + 8, height + 4)
     out["gif_frame_smaller_than_canvas"] = (bytes(canvas), None, False, "canvas")
-    second = _with_palette((255 - idx256).astype(np.uint8), pal256[::-1].copy())
+    # A second frame with other colours (PIL drops a frame whose pixels equal the previous one's).
+    second = _with_palette(np.roll(idx256, 7, axis=1), pal256)
+    # TF's decode_gif decodes every frame (memory grows with their number): refused in-graph; PIL reads frame 1.
     out["gif_animated"] = (_pil_bytes(gif_frame, "GIF", save_all=True, append_images=[second], duration=100, loop=0),
-                           None, True, "")
+                           None, False, "animated GIF")
 
     # WebP
     out["webp_lossy"] = (_pil_bytes(im, "WEBP", quality=80), None, True, "")
