@@ -31,7 +31,9 @@ how they find videos and labels (their `_collect`). Everything else lives here:
   tfrecord files, in any process and on any machine.
 * **Summary.** Per split, logged when the split's generator is exhausted (plain) or from Beam
   counters after the pipeline ran (Beam), and written as JSON next to the data
-  (``<data_dir>/<name>/<config>/<version>/extraction_summary.json``).
+  (``<data_dir>/<name>/<config>/<version>/extraction_summary.json``). The split is fixed before
+  extraction (ids and labels only), so a label whose videos in a split were all skipped has no
+  example there: warned per label and listed as ``splits.<split>.labels_without_videos``.
 """
 from __future__ import annotations
 
