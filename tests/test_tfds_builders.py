@@ -18,6 +18,7 @@ cv2 = pytest.importorskip("cv2")
 
 from emonet_tf.categories import COWEN_KELTNER_CATEGORIES, EMONET_CATEGORIES  # noqa: E402
 from emonet_tf.video import FrameSampling, iter_frames  # noqa: E402
+from _tfds_helpers import build_dataset  # noqa: E402
 from tfds_builders import make_dummy_data as dummy  # noqa: E402
 from tfds_builders import video_frames as vf  # noqa: E402
 from tfds_builders.cowen_keltner import cowen_keltner_dataset_builder as ck  # noqa: E402
@@ -28,15 +29,7 @@ FOLDER_DUMMY = folder.Builder.code_path.parent / "dummy_data"
 
 
 def build(builder_cls, data_dir, manual_dir, config, beam=False, **kwargs):
-    builder = builder_cls(data_dir=str(data_dir), config=config, **kwargs)
-    runner = None
-    if beam:
-        # FnApiRunner is what DirectRunner falls back to; DirectRunner would first try to download Prism.
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-        runner = FnApiRunner()
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=str(manual_dir) if manual_dir else None, beam_runner=runner))
-    return builder
+    return build_dataset(builder_cls, data_dir, config, manual_dir=manual_dir, beam=beam, **kwargs)
 
 
 def records(builder, split):

@@ -27,6 +27,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 cv2 = pytest.importorskip("cv2")
 
 from emonet_tf import video as video_lib  # noqa: E402
+from _tfds_helpers import build_dataset  # noqa: E402
 from tfds_builders import make_dummy_data as dummy  # noqa: E402
 from tfds_builders import video_frames as vf  # noqa: E402
 from tfds_builders.cowen_keltner import cowen_keltner_dataset_builder as ck  # noqa: E402
@@ -36,16 +37,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 FOLDER_DUMMY = folder.Builder.code_path.parent / "dummy_data"
 
 
-def build(builder_cls, data_dir, config, manual_dir=None, beam=False, **kwargs):
-    builder = builder_cls(data_dir=str(data_dir), config=config, **kwargs)
-    runner = None
-    if beam:
-        # FnApiRunner is what DirectRunner falls back to; DirectRunner would first try to download Prism.
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-        runner = FnApiRunner()
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=str(manual_dir) if manual_dir else None, beam_runner=runner))
-    return builder
+build = build_dataset
 
 
 def stored(builder, split):
