@@ -12,9 +12,10 @@ Signatures:
     top_classes (tf.string [N, k]), top_scores [N, k] (+ fc7, relu7, fc8 with include_features).
     The input follows TF Serving's `*_bytes` convention, so its REST API accepts {"b64": ...}.
     Decoding and resizing are `emonet_tf.preprocessing.preprocess_image_bytes`, the same ops as the
-    training pipeline: the decoder contract's in-graph path (PIL's pixels for JPEG, PNG, GIF, BMP
-    and still WebP; the variants TF cannot decode exactly, e.g. CMYK JPEG or colour-table BMP, are
-    refused with the item's index and the reason; see docs/preprocessing.md). An image that is
+    training pipeline: the decoder contract's in-graph path (PIL's pixels for JPEG, PNG, single-image
+    GIF, BMP and still WebP; the variants TF cannot decode exactly, e.g. CMYK JPEG or colour-table BMP,
+    animated GIFs, and sizes of 0 or over preprocessing.MAX_IMAGE_PIXELS from the header, are refused
+    before decoding with the item's index and the reason; see docs/preprocessing.md). An image that is
     already 227 x 227 is not resampled, so the model sees exactly the decoded pixels.
   * `serve_preprocessed(images: float32 [N, 227, 227, 3], RGB 0-255, mean NOT subtracted)` -> the
     same outputs, for clients that decode and resize themselves.

@@ -19,16 +19,20 @@ true 16-bit values. MATLAB would feed 0-65535 to a network trained on 0-255.
   (opt-in: MATLAB's `imread` ignores it). Truncated files raise ImageDecodeError saying "truncated".
 - In-graph path (`decode_image`, `preprocess_image_bytes`: tf.data from records, the SavedModel's
   bytes signature; plain TF ops, so a SavedModel needs no emonet_tf): dispatches on the magic bytes
-  to JPEG (accurate IDCT), PNG (1-16 bit), GIF (first frame), BMP (24/32-bit uncompressed, 8-bit
+  to JPEG (accurate IDCT), PNG (1-16 bit), GIF (single image), BMP (24/32-bit uncompressed, 8-bit
   grey ramp) and WebP (still images), and refuses what TF's decoders do not return exactly as PIL
-  does (CMYK/YCCK JPEG, colour-table/16-bit/compressed BMP, GIFs with a transparent colour or a
-  first frame smaller than the canvas, animated WebP, TIFF, anything else) with InvalidArgumentError
-  naming the reason (`in_graph_refusal`). It always ignores EXIF orientation.
+  does (CMYK/YCCK JPEG, colour-table/16-bit/compressed BMP or an unknown BMP info-header size, GIFs
+  with a transparent colour, a first frame smaller than the canvas or a second image, animated WebP,
+  TIFF, anything else) with InvalidArgumentError naming the reason (`in_graph_refusal`). It always
+  ignores EXIF orientation.
+- Limits on both paths: only regular files are read (a FIFO or device is refused before reading), at
+  most MAX_IMAGE_FILE_BYTES; width and height from the header must be positive, their product at most
+  MAX_IMAGE_PIXELS (checked before decoding).
 - TFLite files take preprocessed float32 227x227x3 images; they never decode.
 
 Other decisions:
 - RGBA drops alpha (as MATLAB's `imread` returns alpha separately); grayscale is replicated.
-- Animated GIFs use their first frame (and so do animated WebP on the host).
+- Animated GIFs and WebP use their first frame on the host; in-graph both are refused.
 - `resize_method="matlab"` (the default) is MATLAB's `imresize` bicubic, transcribed: Keys cubic
   kernel (a = -0.5) stretched by 1/scale when shrinking (antialiasing), MATLAB's sample positions,
   mirrored borders, the most-shrunk dimension first, and uint8 rounding after each dimension.
@@ -62,8 +66,8 @@ HOST_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "JPEG2000", "PPM", 
 #: before anything is decoded (PIL opens lazily; the in-graph path reads the header bytes): a 140 KB PNG
 #: can declare 12000 x 12000, which took 56 s and 11.5 GB through `load_image` before this limit (PIL
 #: only warns from 89.5 MP and refuses from 179 MP, and the MATLAB resize then holds out x taps x W x C
-#: floats). At the limit (8000 x 5000 RGB), `load_image` peaks at about 3.3 GB (measured,
-#: docs/preprocessing.md "Limits").
+#: floats). At the limit, `load_image` of an 8000 x 5000 RGB JPEG took 2.75 GB above the process's
+#: baseline (peak RSS 0.75 -> 3.50 GB, measured 2026-12-01) and 6 s on the 2-core development machine.
 MAX_IMAGE_PIXELS = 40_000_000
 #: Largest image file the host path reads: 1 GiB (2**30 bytes). No image under MAX_IMAGE_PIXELS needs as
 #: much (an uncompressed 40 MP 32-bit BMP is 160 MB); the bound keeps a file that grows without end, or a
@@ -292,6 +296,9 @@ def _bmp_pixel_refusal(bit_count, compression, grey_ramp, colour_table) -> tf.Te
     ], default=lambda: tf.strings.format("BMP with {} bits per pixel is not a valid BMP", bit_count), exclusive=False)
 
 
+_GIF_HOPS = 32  # image-data sub-blocks crossed per step of the GIF walk
+
+
 def _gif_frames(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """(found, transparent, covers_canvas, more_images) of a GIF: walks its blocks (GIF89a spec) through
     the first image's data to the trailer or a second image.
@@ -301,7 +308,7 @@ def _gif_frames(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Te
     colour table; LZW code size; data sub-blocks) and the trailer (0x3B). A graphic control extension
     (label 0xF9) before the first image applies to it. TF's decode_gif decodes every image (a 14.5 KB file
     of 600 tiny frames on a 1000 x 1000 canvas took 1.8 GB), so a second image is refused. One loop step
-    per block or sub-block (at most 255 bytes): about a step per 255 bytes of a real GIF.
+    per block, extension sub-block, or _GIF_HOPS image-data sub-blocks (at most 255 bytes each).
     """
     raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
     raw = tf.pad(raw, [[0, 16]])  # reads past the end see zeros: a malformed file ends the walk
@@ -311,6 +318,13 @@ def _gif_frames(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Te
     at_block, in_extension, in_image = 0, 1, 2
 
     def step(pos, mode, transparent, images, first_at, stop):
+        # Image data first: up to _GIF_HOPS sub-blocks per loop step (a loop step costs about 30 times a
+        # hop), so a real GIF's data, 255-byte sub-blocks, is crossed in few steps.
+        for _ in range(_GIF_HOPS):
+            hop = tf.gather(raw, tf.minimum(pos, n))
+            hopping = tf.equal(mode, in_image) & (pos < n) & (hop != 0)
+            pos = tf.where(hopping, pos + 1 + hop, pos)
+        pos = tf.minimum(pos, n)  # past the end: the gathers below read the zero padding
         size = raw[pos]
         in_blocks = tf.not_equal(mode, at_block)
         opens = ~in_blocks & tf.equal(size, 0x21)
