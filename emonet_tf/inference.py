@@ -127,7 +127,8 @@ class FramePredictionStream(Iterator[FramePrediction]):
     """The frame predictions of one video, in order, a batch of frames at a time.
 
     ``damage`` is None until the video was read to its end; then it says what was wrong with a
-    damaged video kept under ``damaged="keep"`` (None for a healthy one).
+    damaged video kept under ``damaged="keep"`` (None for a healthy one). ``frames_decoded`` counts
+    the video's decoded frames so far (the sampled ones are a subset), also after a failure.
     """
 
     def __init__(self, emonet: "EmoNet", path: Union[str, os.PathLike], sampling: Any, batch_size: int,
@@ -136,6 +137,7 @@ class FramePredictionStream(Iterator[FramePrediction]):
 
         self.path = os.fspath(path)
         self.damage: Optional[str] = None
+        self.frames_decoded = 0
         self._sampling = video.FrameSampling.parse(sampling) if isinstance(sampling, str) else sampling
         self._damaged = video.check_damaged_policy(damaged)
         self._emonet = emonet
@@ -170,6 +172,7 @@ class FramePredictionStream(Iterator[FramePrediction]):
                     frames = []
         except video.VideoReadError as err:
             failure = err
+        self.frames_decoded = frames_iter.frames_decoded
         if frames:
             yield from self._predict(frames)
         if failure is not None:
