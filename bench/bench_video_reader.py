@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import common  # noqa: E402
-from bench_frames import moving_frames, write_moving_video  # noqa: E402
+from bench_frames import moving_frames, opencv_read, write_moving_video  # noqa: E402
 
 
 def write_h264(path: str, n: int, width: int, height: int, seed: int) -> str:
@@ -46,18 +46,6 @@ def write_h264(path: str, n: int, width: int, height: int, seed: int) -> str:
         for packet in stream.encode():
             out.mux(packet)
     return path
-
-
-def opencv_read(paths) -> int:
-    import cv2
-
-    frames = 0
-    for path in paths:
-        cap = cv2.VideoCapture(path)
-        while cap.read()[0]:
-            frames += 1
-        cap.release()
-    return frames
 
 
 def pyav_decode_rgb(paths) -> int:
