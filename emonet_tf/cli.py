@@ -867,7 +867,8 @@ def cmd_activations(args) -> int:
 # Parser
 
 def build_parser() -> argparse.ArgumentParser:
-    from emonet_tf.preprocessing import DEFAULT_RESIZE_METHOD, RESIZE_METHODS
+    # Light modules only: --help and usage errors must not wait for TensorFlow (issue 12).
+    from emonet_tf.image_spec import DEFAULT_RESIZE_METHOD, RESIZE_METHODS
     from emonet_tf.video import DAMAGED_POLICIES, DEFAULT_DAMAGED_POLICY
 
     parser = argparse.ArgumentParser(

@@ -52,9 +52,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SIZE = 227
-RESIZE_METHODS = ("matlab", "bicubic", "bilinear", "nearest", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
-DEFAULT_RESIZE_METHOD = "matlab"
+from emonet_tf.image_spec import DEFAULT_RESIZE_METHOD, IMAGE_SIZE, RESIZE_METHODS  # noqa: E402,F401
 # The formats `decode_image` decodes in-graph (some variants of each are refused, see in_graph_refusal).
 IN_GRAPH_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
 # The formats the host path reads: those of MATLAB's imread that Pillow reads (PBM/PGM/PPM are "PPM",

@@ -1,0 +1,28 @@
+"""`emonet --help` and usage errors answer without importing TensorFlow (it took 9-16 s and 700 MB).
+
+Timing is a benchmark matter; what is tested here is the cause: TensorFlow stays out of the process.
+"""
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from emonet_tf.cli import main
+    for argv in (["--help"], ["predict", "--help"], ["predict", "--bogus"], ["activations", "x.jpg", "--sampling", "often"]):
+        try:
+            status = main(argv)
+        except SystemExit as exit:
+            status = exit.code
+        print("STATUS", status)
+    print("TENSORFLOW", "tensorflow" in sys.modules)
+""")
+
+
+def test_help_and_usage_errors_do_not_import_tensorflow():
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert "TENSORFLOW False" in lines, proc.stdout[-2000:]
+    statuses = [line.split()[1] for line in lines if line.startswith("STATUS ")]
+    assert statuses == ["0", "0", "2", "2"], proc.stdout[-2000:]
