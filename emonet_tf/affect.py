@@ -8,7 +8,7 @@ Shipped coefficients (`EMONET_PY_READOUTS`): emonet-py 1.0.8 (KU Leuven, PyPI),
 `emonet_valence.py` and `emonet_arousal.py`, described there as "ports of the original models".
 Each is an `nn.Linear(20 -> 1)` on EmoNet in train mode, i.e. on the **pre-softmax** fc8 values,
 in the 20-category order of `emonet_tf.categories.EMONET_CATEGORIES`. Their signs mostly agree with
-the paper's PLS loadings but their magnitudes differ (emonet_reference.md, section 7.2); they are
+the paper's PLS loadings but their magnitudes differ (docs/serving.md, "The numbers behind the read-outs"); they are
 the only published numeric read-outs, so they are the default, not a claim of the paper's fit.
 
 Fitting new read-outs (`fit_readout`), all numerics from scikit-learn: PLS1 (`PLSRegression`,

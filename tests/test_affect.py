@@ -9,7 +9,7 @@ import pytest
 from emonet_tf import affect
 from emonet_tf.categories import EMONET_CATEGORIES
 
-# emonet-py 1.0.8 emonet_valence.py / emonet_arousal.py, typed again here from emonet_reference.md section 7.2.
+# emonet-py 1.0.8 emonet_valence.py / emonet_arousal.py, typed again here from docs/serving.md ("The numbers behind the read-outs").
 VALENCE = (3.2963, [0.5990, 0.4576, 0.3248, -0.0634, 0.0035, 0.0560, 0.1163, -0.1370, -0.7719, -0.1210,
                     -0.1862, 0.0214, -0.3015, -0.3680, 0.2467, -0.2335, 0.1096, -0.3858, 0.1538, 0.5741])
 AROUSAL = (6.5139, [-0.0910, -0.0121, -0.3154, 0.0152, 0.3949, -0.2019, -0.1216, -0.1029, 0.0637, 0.0037,

@@ -2,10 +2,11 @@
 
 Keras layout (what `WeightSet.layers` holds; `emonet_tf.backbone.WEIGHT_SHAPES`):
 conv kernels (kh, kw, cin/groups, cout), Dense kernels (in, out), fc6 rows in NHWC flatten order
-(h*6 + w)*256 + c over pool5, the mean image (227, 227, 3) RGB. See emonet_reference.md §2, §3.2, §5.
+(h*6 + w)*256 + c over pool5, the mean image (227, 227, 3) RGB. See docs/model.md (layers, flatten
+order, mean image) and docs/weights.md (where each layout comes from).
 
 ========  ===============================  ==============================  ===============================  =========================  ===============================
-Keras     matlab_text (§5.2, folder)       emonet_py_pth (§5.2)            ecco_pth (§5.3; raw onnx2torch)  bvlc_npy (caffe-tensorflow) caffemodel (BVLC, protobuf)
+Keras     matlab_text (folder)             emonet_py_pth                   ecco_pth (raw: onnx2torch)       bvlc_npy (caffe-tensorflow) caffemodel (BVLC, protobuf)
 ========  ===============================  ==============================  ===============================  =========================  ===============================
 conv1-5   ``convN.weights.txt[.bz2]``:     ``convN.weight`` [cout, cin/g,  ``conv_{N-1}.0.weight``          ``convN`` [0] (kh, kw,     ``convN`` blob 0 [cout, cin/g,
 kernel    line h = the (kw, cin, cout)     kh, kw] -> transpose(2,3,1,0)   (raw: ``Conv_{N-1}.weight``),    cin/g, cout) as is;        kh, kw] -> transpose(2,3,1,0);

@@ -1,4 +1,4 @@
-"""The MATLAB per-layer text dump (emonet-py's data/ folder, written with `writematrix`; reference §5.2).
+"""The MATLAB per-layer text dump (emonet-py's data/ folder, written with `writematrix`; docs/weights.md).
 
 Files: conv{1..5}.{weights,bias}.txt.bz2, fc{1,2,3}.{weights,bias}.txt.bz2, img_mean.txt; the
 uncompressed `.txt` variants are accepted too. Parsing uses numpy's C reader (np.loadtxt), about

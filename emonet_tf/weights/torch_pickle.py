@@ -247,6 +247,12 @@ def _check_zip_names(zf: zipfile.ZipFile, path: str) -> str:
     return prefix
 
 
+#: What zipfile and its decompressors raise on a damaged archive or entry (a bad header, a cut file, an
+#: unsupported or corrupt compressed stream); each becomes one WeightFormatError naming the file.
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError,
+                    zlib.error, lzma.LZMAError)
+
+
 def _zip_entry(zf: zipfile.ZipFile, name: str, size: int, path: str, what: str) -> bytes:
     """Exactly `size` bytes of an entry whose declared size is checked first (a zip bomb stops at `size`)."""
     try:
@@ -261,8 +267,7 @@ def _zip_entry(zf: zipfile.ZipFile, name: str, size: int, path: str, what: str) 
     try:
         with zf.open(info) as f:
             data = f.read(size)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError,
-            zlib.error, lzma.LZMAError) as err:
+    except _ZIP_READ_ERRORS as err:
         raise WeightFormatError(f"{path}: cannot read {name} ({type(err).__name__}: {err}); truncated file?") \
             from None
     if len(data) != size:
@@ -287,7 +292,7 @@ def _load_zip(path: str, lazy: bool) -> Any:
                                 "emonet_tf.weights.limits.MAX_ZIP_ENTRIES); refused before reading its directory")
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
+    except _ZIP_READ_ERRORS as err:
         raise WeightFormatError(f"{path}: not a readable zip archive ({err})") from None
     with zf:
         prefix = _check_zip_names(zf, path)
