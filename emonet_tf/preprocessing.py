@@ -765,12 +765,6 @@ def to_rgb_float(array: np.ndarray) -> np.ndarray:
     return arr[..., :3]
 
 
-def preprocess_array(array: np.ndarray, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
-    """An RGB image already in memory (e.g. a video frame) -> float32 227 x 227 x 3 in [0, 255]."""
-    check_resize_method(method)
-    return _graph_functions(method, bool(antialias))[1](tf.constant(to_rgb_float(array))).numpy()
-
-
 @functools.lru_cache(maxsize=None)
 def _graph_functions(method: str, antialias: bool):
     """Traced once per setting: eager execution of the resize costs several times the graph's time."""
@@ -787,7 +781,10 @@ def _graph_functions(method: str, antialias: bool):
 def preprocess_array(array: np.ndarray, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
     """An RGB image already in memory (e.g. a video frame) -> float32 227 x 227 x 3 in [0, 255]."""
     check_resize_method(method)
-    return _graph_functions(method, bool(antialias))[1](tf.constant(to_rgb_float(array))).numpy()
+    _, from_image, from_pixels = _graph_functions(method, bool(antialias))
+    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[-1] == 3:  # video frames: cast in the graph
+        return from_pixels(tf.constant(array)).numpy()
+    return from_image(tf.constant(to_rgb_float(array))).numpy()
 
 
 def preprocess_bytes(data: bytes, source: str = "<bytes>", method: str = DEFAULT_RESIZE_METHOD,
