@@ -8,6 +8,7 @@ import keras
 from emonet_tf.backbone import AlexNetBackbone
 from emonet_tf.categories import EMONET_CATEGORIES
 from emonet_tf.layers import PACKAGE
+from emonet_tf.preprocessor import EmoNetPreprocessor
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -21,10 +22,14 @@ class EmoNetClassifier(keras.Model):
       activation: "softmax" for probabilities (MATLAB `predict`), None for the pre-softmax fc8
         values (MATLAB `activations(net, x, 'fc')`, used by the valence/arousal read-outs).
       class_names: names of the outputs, in order; the 20 EmoNet categories by default.
+      preprocessor: the `EmoNetPreprocessor` (decoding and resize settings) that every path from a file
+        to this model uses; saved in the config, hence in `.keras` files and SavedModels. The default
+        contract (MATLAB's imresize, antialias, accurate JPEG IDCT, RGB) when None.
     """
 
     def __init__(self, backbone: Optional[AlexNetBackbone] = None, num_classes: Optional[int] = None,
-                 activation: Optional[str] = "softmax", class_names: Optional[Sequence[str]] = None, **kwargs):
+                 activation: Optional[str] = "softmax", class_names: Optional[Sequence[str]] = None,
+                 preprocessor: Optional[EmoNetPreprocessor] = None, **kwargs):
         backbone = backbone if backbone is not None else AlexNetBackbone()
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
@@ -47,6 +52,7 @@ class EmoNetClassifier(keras.Model):
         self.activation = activation
         self.class_names = class_names
         self.num_classes = len(class_names)
+        self.preprocessor = preprocessor if preprocessor is not None else EmoNetPreprocessor()
 
     @property
     def head(self) -> keras.layers.Dense:
@@ -55,11 +61,15 @@ class EmoNetClassifier(keras.Model):
 
     def get_config(self):
         return {"backbone": keras.saving.serialize_keras_object(self.backbone), "num_classes": self.num_classes,
-                "activation": self.activation, "class_names": list(self.class_names), "name": self.name,
+                "activation": self.activation, "class_names": list(self.class_names),
+                "preprocessor": keras.saving.serialize_keras_object(self.preprocessor), "name": self.name,
                 "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        # .keras files written before the preprocessor was saved hold none: they were made with the default.
+        if config.get("preprocessor") is not None:
+            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
         return cls(**config)

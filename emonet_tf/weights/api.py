@@ -93,8 +93,11 @@ def _weights_from_model(model, source: str) -> WeightSet:
     mean_layer = _mean_layer(model)
     mean = np.asarray(mean_layer.mean) if mean_layer is not None else None
     names = tuple(model.class_names) if hasattr(model, "class_names") else None
-    return make_weightset(layers, mean, names, source, "keras", ("Keras model saved by emonet_tf",),
-                          required=tuple(n for n in LAYERS if n in layers))
+    weight_set = make_weightset(layers, mean, names, source, "keras", ("Keras model saved by emonet_tf",),
+                                required=tuple(n for n in LAYERS if n in layers))
+    preprocessor = getattr(model, "preprocessor", None)  # the preprocessing the model was trained/saved with
+    weight_set.preprocessing = preprocessor.get_config() if preprocessor is not None else None
+    return weight_set
 
 
 #: Largest JSON entry (config.json, metadata.json) accepted in a .keras archive: 1 MiB (an EmoNetClassifier's
@@ -261,6 +264,7 @@ def build_classifier(weights: WeightSet, num_classes: Optional[int] = None, clas
     learning from the ImageNet AlexNet or re-training EmoNet's head.
     """
     from emonet_tf.classifier import EmoNetClassifier
+    from emonet_tf.preprocessor import EmoNetPreprocessor
 
     if new_head:
         if num_classes is None and class_names is None:
@@ -284,7 +288,9 @@ def build_classifier(weights: WeightSet, num_classes: Optional[int] = None, clas
                       stacklevel=2)
     per_channel = weights.mean is not None and np.size(weights.mean) == 3
     backbone = AlexNetBackbone(mean=tuple(float(v) for v in weights.mean) if per_channel else IMAGENET_RGB_MEAN)
-    model = EmoNetClassifier(backbone, num_classes=num_classes, activation=activation, class_names=class_names)
+    preprocessor = None if weights.preprocessing is None else EmoNetPreprocessor.from_config(weights.preprocessing)
+    model = EmoNetClassifier(backbone, num_classes=num_classes, activation=activation, class_names=class_names,
+                             preprocessor=preprocessor)
     apply_weights(model, weights, head="skip" if new_head else "load")
     return model
 

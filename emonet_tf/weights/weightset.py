@@ -27,6 +27,8 @@ class WeightSet:
     mean: (227, 227, 3) RGB mean image, (3,) per-channel RGB mean, or None when the source has none.
     class_names: names of the fc8 outputs when the file stores them (only .keras files do).
     notes: what the importer did beyond copying (channel flips, assumed means); shown by `convert`.
+    preprocessing: the `EmoNetPreprocessor` config the file records (only .keras files saved by emonet_tf);
+      None means the default contract (MATLAB's imresize), which every other published file was made with.
     """
 
     layers: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -35,6 +37,7 @@ class WeightSet:
     source: str
     format: str
     notes: tuple[str, ...] = ()
+    preprocessing: Optional[dict] = None
 
     @property
     def num_classes(self) -> Optional[int]:
