@@ -7,6 +7,7 @@
     emonet affect --weights emonet.keras photos/            # valence/arousal, emonet-py read-outs
     emonet affect --weights emonet.keras --fit ratings.csv --out my_readouts.json
     emonet activations --weights emonet.keras --layer fc7 photos/ --out fc7.npz
+    emonet run            # the main job; without weights: the whole path on generated clips (emonet_tf.run)
 
 Exit status (documented in docs/serving.md): 0 when at least one input was processed (inputs that
 failed are reported by name on stderr and in the output rows), 1 when nothing could be processed,
@@ -863,6 +864,12 @@ def cmd_activations(args) -> int:
     return EXIT_OK
 
 
+def cmd_run(args) -> int:
+    from emonet_tf import run
+
+    return run.main(args)
+
+
 # ------------------------------------------------------------------------------------------------
 # Parser
 
@@ -966,6 +973,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "timestamp and status of each row, and the failed inputs) or .npz "
                                                 "(+ sources, frame indices, timestamps, damaged flags, errors)")
     p.set_defaults(func=cmd_activations)
+
+    from emonet_tf import run  # its top level is TensorFlow-free
+
+    p = sub.add_parser("run", help="the main job: predict with --weights; without weights, generated clips -> "
+                                   "records -> training -> evaluation -> SavedModel -> predictions")
+    run.add_arguments(p)
+    p.set_defaults(func=cmd_run)
     return parser
 
 
