@@ -2,7 +2,7 @@
 
 Design, and why:
 - Images are read as encoded bytes (`tfds.decode.SkipDecoding`) and decoded by
-  `emonet_tf.preprocessing.preprocess_image_bytes`, the in-graph path of the library's decoder
+  the model's `EmoNetPreprocessor.preprocess_image_bytes`, the in-graph path of the library's decoder
   contract (the SavedModel uses the same op; docs/preprocessing.md). Letting TFDS decode instead
   would use `tf.image.decode_image`: libjpeg's fast IDCT (up to 17 grey levels off PIL/MATLAB at
   JPEG quality 100, 4 at quality 90) and colour-table BMPs returned as grey indices. A record that
@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from emonet_tf import preprocessing
+from emonet_tf.preprocessor import EmoNetPreprocessor, resolve
 
 AUTOTUNE = tf.data.AUTOTUNE
 MIN_CROP_FRACTION = 0.9
@@ -175,9 +176,15 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor, min_crop_fraction: float = 
 
 def train_dataset(info: DatasetInfo, split: str, *, global_batch_size: int, seed: int, epoch: int,
                   start_step: int = 0, shuffle_buffer: int = 16384, augment: bool = False,
-                  resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD, antialias: bool = True,
+                  preprocessor: Optional[EmoNetPreprocessor] = None, resize_method: Optional[str] = None,
+                  antialias: Optional[bool] = None,
                   input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-    """Per-replica batches (images 227x227x3 float32 0-255, int32 labels) of one training epoch."""
+    """Per-replica batches (images 227x227x3 float32 0-255, int32 labels) of one training epoch.
+
+    Images are decoded and resized by `preprocessor` (the model's `EmoNetPreprocessor`; the default
+    contract when None), with `resize_method` / `antialias` overriding it when given.
+    """
+    preprocessor = resolve(preprocessor, resize_method, antialias)
     ctx = _input_context(input_context)
     num_examples = info.num_examples(split)
     base = _stored_examples(info.builder, split, with_video_id=False)
@@ -185,7 +192,7 @@ def train_dataset(info: DatasetInfo, split: str, *, global_batch_size: int, seed
                        shuffle_buffer=shuffle_buffer, input_context=ctx, start_step=start_step)
 
     def decode(index, data, label):
-        image = preprocessing.preprocess_image_bytes(data, method=resize_method, antialias=antialias)
+        image = preprocessor.preprocess_image_bytes(data)
         if augment:
             image = augment_image(image, tf.stack([tf.cast(epoch_seed(seed, epoch), tf.int64), index]))
         return image, label
@@ -196,21 +203,19 @@ def train_dataset(info: DatasetInfo, split: str, *, global_batch_size: int, seed
 
 
 def eval_dataset(info: DatasetInfo, split: str, *, batch_size: int = 32,
-                 resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD, antialias: bool = True,
-                 with_video_id: bool = False) -> tf.data.Dataset:
-    """(images, labels[, video_ids]) batches of a whole split in stored order, nothing dropped."""
+                 preprocessor: Optional[EmoNetPreprocessor] = None, resize_method: Optional[str] = None,
+                 antialias: Optional[bool] = None, with_video_id: bool = False) -> tf.data.Dataset:
+    """(images, labels[, video_ids]) batches of a whole split in stored order, nothing dropped.
+
+    Images: float32 [N, 227, 227, 3], 0-255, by `preprocessor` (see `train_dataset`).
+    """
+    preprocessor = resolve(preprocessor, resize_method, antialias)
     with_video_id = with_video_id and info.has_video_id
     ds = _stored_examples(info.builder, split, with_video_id=with_video_id)
 
     def decode(index, data, label, *video_id):
-        image = preprocessing.preprocess_image_bytes(data, method=resize_method, antialias=antialias)
+        image = preprocessor.preprocess_image_bytes(data)
         return (image, label) + tuple(video_id)
 
     ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).batch(batch_size)
     return ds.prefetch(AUTOTUNE).with_options(_options())
-
-
-def distributed_epoch(strategy: tf.distribute.Strategy,
-                      make: Callable[[tf.distribute.InputContext], tf.data.Dataset]):
-    """`make(input_context)` for every input pipeline of `strategy`, as a distributed dataset."""
-    return strategy.distribute_datasets_from_function(make)

@@ -11,8 +11,8 @@ Signatures:
   * `serving_default(images_bytes: tf.string [N])` -> probabilities [N, C], logits [N, C],
     top_classes (tf.string [N, k]), top_scores [N, k] (+ fc7, relu7, fc8 with include_features).
     The input follows TF Serving's `*_bytes` convention, so its REST API accepts {"b64": ...}.
-    Decoding and resizing are `emonet_tf.preprocessing.preprocess_image_bytes`, the same ops as the
-    training pipeline: the decoder contract's in-graph path (PIL's pixels for JPEG, PNG, single-image
+    Decoding and resizing are the model's own `EmoNetPreprocessor` (`model.preprocessor`: the resize
+    method and antialias it was trained with), the same ops as the training pipeline: the decoder contract's in-graph path (PIL's pixels for JPEG, PNG, single-image
     GIF, BMP and still WebP; the variants TF cannot decode exactly, e.g. CMYK JPEG or colour-table BMP,
     animated GIFs, and sizes of 0 or over preprocessing.MAX_IMAGE_PIXELS from the header, are refused
     before decoding with the item's index and the reason; see docs/preprocessing.md). An image that is
@@ -22,7 +22,10 @@ Signatures:
 
 The class names are stored three ways, so that any server can read them: the `top_classes` output,
 the file `assets/class_names.txt` (one name per line, output order), and the variable
-`class_names` of the loaded object.
+`class_names` of the loaded object. The preprocessing settings likewise: `assets/preprocessing.json`,
+the string variable `preprocessing_config` (JSON) of the loaded object, and `assets.extra/emonet_export.json`;
+`read_preprocessor(export_dir)` returns them as an `EmoNetPreprocessor`. A TFLite file (which takes
+preprocessed images) gets the same facts in a `<file>.json` next to it.
 """
 from __future__ import annotations
 
@@ -37,15 +40,19 @@ import tensorflow as tf
 
 from emonet_tf import preprocessing
 from emonet_tf.classifier import EmoNetClassifier
+from emonet_tf.image_spec import IMAGE_SIZE
+from emonet_tf.preprocessor import EmoNetPreprocessor, resolve
 
 SERVING_DEFAULT = "serving_default"
 SERVE_PREPROCESSED = "serve_preprocessed"
 BYTES_INPUT = "images_bytes"
 PREPROCESSED_INPUT = "images"
 CLASS_NAMES_ASSET = "class_names.txt"
+PREPROCESSING_ASSET = "preprocessing.json"
 METADATA_FILE = "emonet_export.json"
 TOP_K = 5
-FEATURE_OUTPUTS = ("fc7", "relu7", "fc8")
+_PREPROCESSED_SHAPE = [None, IMAGE_SIZE, IMAGE_SIZE, 3]
+
 
 def looks_like_image(data: tf.Tensor) -> tf.Tensor:
     """True when scalar bytes start like a format the bytes signature decodes (JPEG, PNG, GIF, BMP, WebP).
@@ -57,24 +64,25 @@ def looks_like_image(data: tf.Tensor) -> tf.Tensor:
     return tf.reduce_any(tf.equal(code, preprocessing.IN_GRAPH_FORMAT_CODES))
 
 
-def _checked_preprocess(index: tf.Tensor, data: tf.Tensor, resize_method: str) -> tf.Tensor:
-    """Preprocesses one item of a served batch; an item that cannot be decoded fails with its index and
-    the reason in the message ("images_bytes item 2 could not be decoded in-graph: ...")."""
-    return preprocessing.preprocess_image_bytes(data, method=resize_method, what=["images_bytes item", index])
-
-
 class EmoNetServingModule(tf.Module):
-    """What the SavedModel holds: the Keras model's variables, the class names and the two signatures."""
+    """What the SavedModel holds: the Keras model's variables, class names, preprocessing and two signatures.
 
-    def __init__(self, model: EmoNetClassifier, include_features: bool = False,
-                 resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD, top_k: int = TOP_K):
+    `resize_method` / `antialias` override the model's preprocessor (None keeps it): a served model
+    should resize as it was trained, so overriding is for deliberate experiments only.
+    """
+
+    def __init__(self, model: EmoNetClassifier, include_features: bool = False, resize_method: Optional[str] = None,
+                 top_k: int = TOP_K, antialias: Optional[bool] = None):
         super().__init__(name="emonet_serving")
         self.model = model
-        self.resize_method = preprocessing.check_resize_method(resize_method)
+        self.preprocessor: EmoNetPreprocessor = resolve(getattr(model, "preprocessor", None), resize_method,
+                                                        antialias)
         self.include_features = bool(include_features)
         names = [str(c) for c in model.class_names]
         self.k = int(min(top_k, len(names)))
         self.class_names = tf.Variable(names, trainable=False, dtype=tf.string, name="class_names")
+        self.preprocessing_config = tf.Variable(self.preprocessor.to_json(), trainable=False, dtype=tf.string,
+                                                name="preprocessing_config")
         backbone = model.backbone
         if include_features:
             missing = [n for n in ("fc7", "relu7") if n not in {l.name for l in backbone.layers}]
@@ -87,7 +95,7 @@ class EmoNetServingModule(tf.Module):
                                                           "last": backbone.output})
         self.serve_preprocessed = tf.function(
             self._serve_preprocessed,
-            input_signature=[tf.TensorSpec([None, 227, 227, 3], tf.float32, name=PREPROCESSED_INPUT)])
+            input_signature=[tf.TensorSpec(_PREPROCESSED_SHAPE, tf.float32, name=PREPROCESSED_INPUT)])
         self.serve_bytes = tf.function(
             self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
 
@@ -112,9 +120,11 @@ class EmoNetServingModule(tf.Module):
         return self._outputs(images)
 
     def _serve_bytes(self, images_bytes):
+        # An item that cannot be decoded fails with its index and the reason in the message
+        # ("images_bytes item 2 could not be decoded in-graph: ...").
         count = tf.shape(images_bytes)[0]
         images = tf.map_fn(
-            lambda args: _checked_preprocess(args[0], args[1], self.resize_method),
+            lambda args: self.preprocessor.preprocess_image_bytes(args[1], what=["images_bytes item", args[0]]),
             (tf.range(count), images_bytes),
             fn_output_signature=tf.TensorSpec([preprocessing.IMAGE_SIZE, preprocessing.IMAGE_SIZE, 3], tf.float32))
         return self._outputs(images)
@@ -125,20 +135,27 @@ def _dir_size(path: str) -> int:
 
 
 def export_saved_model(model: EmoNetClassifier, export_dir: str, include_features: bool = False,
-                       resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD) -> str:
+                       resize_method: Optional[str] = None, antialias: Optional[bool] = None) -> str:
     """Writes a SavedModel with the `serving_default` (bytes) and `serve_preprocessed` signatures.
 
-    `resize_method` is baked into the bytes signature: "matlab" (the default: MATLAB's imresize,
-    transcribed, identical to `EmoNet.predict_images`) or a `tf.image.resize` method such as
-    "bicubic" (antialiased, cheaper, 0.15 grey levels off MATLAB on average). Returns a one-line summary with the size on disk.
+    The bytes signature preprocesses with `model.preprocessor` (the settings the model was trained or
+    saved with; the default contract is MATLAB's imresize, identical to `EmoNet.predict_images`).
+    `resize_method` / `antialias` override it (None keeps the model's), e.g. "bicubic" (antialiased,
+    cheaper, 0.15 grey levels off MATLAB on average). Returns a one-line summary with the size on disk.
+    Raises ValueError for an unknown resize method.
     """
     export_dir = os.fspath(export_dir)
-    module = EmoNetServingModule(model, include_features=include_features, resize_method=resize_method)
+    module = EmoNetServingModule(model, include_features=include_features, resize_method=resize_method,
+                                 antialias=antialias)
     with tempfile.TemporaryDirectory() as tmp:
         names_file = os.path.join(tmp, CLASS_NAMES_ASSET)
         with open(names_file, "w", encoding="utf-8") as f:
             f.write("\n".join(model.class_names) + "\n")
         module.class_names_file = tf.saved_model.Asset(names_file)
+        preprocessing_file = os.path.join(tmp, PREPROCESSING_ASSET)
+        with open(preprocessing_file, "w", encoding="utf-8") as f:
+            f.write(module.preprocessor.to_json() + "\n")
+        module.preprocessing_file = tf.saved_model.Asset(preprocessing_file)
         signatures = {SERVING_DEFAULT: module.serve_bytes.get_concrete_function(),
                       SERVE_PREPROCESSED: module.serve_preprocessed.get_concrete_function()}
         tf.saved_model.save(module, export_dir, signatures=signatures)
@@ -146,7 +163,8 @@ def export_saved_model(model: EmoNetClassifier, export_dir: str, include_feature
     extra = os.path.join(export_dir, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     metadata = {"model": "EmoNet (Kragel et al. 2019)", "class_names": list(model.class_names),
-                "resize_method": resize_method, "include_features": bool(include_features), "top_k": module.k,
+                "resize_method": module.preprocessor.resize_method, "preprocessing": module.preprocessor.get_config(),
+                "mean_image": _mean_facts(model), "include_features": bool(include_features), "top_k": module.k,
                 "signatures": {SERVING_DEFAULT: BYTES_INPUT, SERVE_PREPROCESSED: PREPROCESSED_INPUT},
                 "tensorflow": tf.__version__, "keras": keras.__version__}
     with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
@@ -154,7 +172,27 @@ def export_saved_model(model: EmoNetClassifier, export_dir: str, include_feature
     size = _dir_size(export_dir)
     return (f"SavedModel {export_dir}: {size / 1e6:.1f} MB, {model.count_params():,} parameters, signatures "
             f"{SERVING_DEFAULT}({BYTES_INPUT}: string[N]) and {SERVE_PREPROCESSED}({PREPROCESSED_INPUT}: "
-            f"float32[N,227,227,3]), resize {resize_method}" + (", features fc7/relu7/fc8" if include_features else ""))
+            f"float32[N,{IMAGE_SIZE},{IMAGE_SIZE},3]), preprocessing: {module.preprocessor.describe()}"
+            + (", features fc7/relu7/fc8" if include_features else ""))
+
+
+def _mean_facts(model: EmoNetClassifier) -> dict:
+    """Where the mean image is and its per-channel averages, for humans reading the metadata."""
+    mean = np.asarray(model.backbone.get_layer("zerocenter").mean)
+    return {"where": "inside the model: layer 'zerocenter' subtracts it (MATLAB's imageInputLayer 'zerocenter'); "
+                     "clients send 0-255 RGB", "shape": list(mean.shape),
+            "channel_means_rgb": [round(float(v), 4) for v in mean.reshape(-1, 3).mean(axis=0)]}
+
+
+def read_preprocessor(export_dir: str) -> EmoNetPreprocessor:
+    """The `EmoNetPreprocessor` a SavedModel written by `export_saved_model` serves with (its asset file).
+
+    Raises FileNotFoundError naming the file for a folder without it (not a SavedModel of emonet_tf, or
+    one written before the preprocessing was saved), ValueError for settings this version does not know.
+    """
+    path = os.path.join(os.fspath(export_dir), "assets", PREPROCESSING_ASSET)
+    with open(path, encoding="utf-8") as f:
+        return EmoNetPreprocessor.from_json(f.read())
 
 
 def export_keras(model: EmoNetClassifier, path: str) -> str:
@@ -177,7 +215,7 @@ class _TFLiteModule(tf.Module):
         # not see through Keras 3 variables and would write garbage weights (measured on TF 2.21).
         self.tf_variables = [v.value for v in model.variables]
 
-    @tf.function(input_signature=[tf.TensorSpec([1, 227, 227, 3], tf.float32, name=PREPROCESSED_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([1, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name=PREPROCESSED_INPUT)])
     def serve(self, images):
         logits = tf.cast(self.model.head(self.model.backbone(images, training=False), training=False), tf.float32)
         return {"probabilities": tf.nn.softmax(logits, axis=-1), "logits": logits}
@@ -187,10 +225,13 @@ def export_tflite(model: EmoNetClassifier, path: str, check_image: Optional[np.n
                   atol: float = 1e-4) -> str:
     """Converts the preprocessed-input path (float32 [1, 227, 227, 3], 0-255) to a float32 TFLite file.
 
+    `<path>.json` (`tflite_sidecar_path`) receives the class names and `model.preprocessor`'s settings,
+    which a client must apply before calling the file.
+
     No quantization: the outputs then match the TF model within float round-off. When `check_image`
     (227 x 227 x 3, 0-255) is given, the TFLite interpreter's probabilities are compared with the
     Keras model's and a mismatch above `atol` raises. The class names are not in the file; they are
-    in the summary and the model's `class_names`.
+    in the sidecar JSON, the summary and the model's `class_names`.
     """
     path = os.fspath(path)
     module = _TFLiteModule(model)
@@ -201,7 +242,13 @@ def export_tflite(model: EmoNetClassifier, path: str, check_image: Optional[np.n
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as f:
         f.write(flatbuffer)
-    summary = f"TFLite {path}: {len(flatbuffer) / 1e6:.1f} MB, input float32[1,227,227,3] 0-255"
+    # The flatbuffer holds no strings: class names and the preprocessing the client must apply go beside it.
+    with open(tflite_sidecar_path(path), "w", encoding="utf-8") as f:
+        json.dump({"class_names": list(model.class_names), "preprocessing": model.preprocessor.get_config(),
+                   "input": f"float32[1,{IMAGE_SIZE},{IMAGE_SIZE},3], RGB 0-255, mean not subtracted"}, f, indent=2)
+    summary = (f"TFLite {path}: {len(flatbuffer) / 1e6:.1f} MB, input float32[1,{IMAGE_SIZE},{IMAGE_SIZE},3] 0-255 "
+               f"preprocessed with: {model.preprocessor.describe()} (class names and preprocessing in "
+               f"{tflite_sidecar_path(path)})")
     if check_image is not None:
         image = np.asarray(check_image, np.float32)[None]
         got = tflite_predict(path, image)["probabilities"]
@@ -211,6 +258,11 @@ def export_tflite(model: EmoNetClassifier, path: str, check_image: Optional[np.n
             raise AssertionError(f"TFLite probabilities differ from TensorFlow's by {diff:.3g} > {atol}")
         summary += f"; max |TFLite - TF| probability difference {diff:.2g}"
     return summary
+
+
+def tflite_sidecar_path(path: str) -> str:
+    """`emonet.tflite` -> `emonet.tflite.json`: the class names and preprocessing of a TFLite export."""
+    return os.fspath(path) + ".json"
 
 
 def tflite_predict(path: str, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -235,4 +287,5 @@ def read_class_names(export_dir: str) -> list[str]:
 
 
 __all__ = ["export_saved_model", "export_keras", "export_tflite", "tflite_predict", "read_class_names",
+           "read_preprocessor", "tflite_sidecar_path",
            "EmoNetServingModule", "looks_like_image", "SERVING_DEFAULT", "SERVE_PREPROCESSED"]

@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from emonet_tf import data as data_lib
-from emonet_tf import preprocessing
 from emonet_tf.backbone import AlexNetBackbone
+from emonet_tf.preprocessor import EmoNetPreprocessor
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,11 @@ def backbone_fingerprint(backbone: AlexNetBackbone) -> str:
     return digest.hexdigest()[:16]
 
 
-def cache_fingerprint(backbone_hash: str, info: data_lib.DatasetInfo, split: str, resize_method: str,
-                      antialias: bool, compute_dtype: str) -> str:
-    key = json.dumps([backbone_hash, info.name, split, info.num_examples(split), resize_method, bool(antialias),
-                      compute_dtype])
+def cache_fingerprint(backbone_hash: str, info: data_lib.DatasetInfo, split: str,
+                      preprocessor: EmoNetPreprocessor, compute_dtype: str) -> str:
+    """What the cached features depend on: weights, dataset split and size, every preprocessing setting, dtype."""
+    key = json.dumps([backbone_hash, info.name, split, info.num_examples(split), preprocessor.get_config(),
+                      compute_dtype], sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -76,10 +77,11 @@ def _write_progress(cache_dir: str, progress: dict) -> None:
 
 
 def build_feature_cache(backbone: AlexNetBackbone, info: data_lib.DatasetInfo, split: str, cache_dir: str, *,
-                        fingerprint: str, batch_size: int = 32,
-                        resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD,
-                        antialias: bool = True, stop_after_batches: Optional[int] = None) -> str:
+                        fingerprint: str, batch_size: int = 32, preprocessor: Optional[EmoNetPreprocessor] = None,
+                        stop_after_batches: Optional[int] = None) -> str:
     """Fills (or resumes) the cache of `split` in `cache_dir`; returns `cache_dir`.
+
+    Images go through `preprocessor` (the model's `EmoNetPreprocessor`; the default contract when None).
 
     stop_after_batches: stop early after that many new batches (used to test resuming).
     """
@@ -106,8 +108,8 @@ def build_feature_cache(backbone: AlexNetBackbone, info: data_lib.DatasetInfo, s
         _write_progress(cache_dir, {"fingerprint": fingerprint, "num_examples": num_examples, "done": 0,
                                     "dim": dim})
     with_video_id = info.has_video_id
-    ds = data_lib.eval_dataset(info, split, batch_size=batch_size, resize_method=resize_method,
-                               antialias=antialias, with_video_id=with_video_id)
+    ds = data_lib.eval_dataset(info, split, batch_size=batch_size, preprocessor=preprocessor,
+                               with_video_id=with_video_id)
     # Rows are written in whole batches, so `done` is a multiple of batch_size unless complete.
     ds = ds.skip(done // batch_size)
     ids_file = open(os.path.join(cache_dir, VIDEO_IDS_TXT), "w", encoding="utf-8") if with_video_id else None

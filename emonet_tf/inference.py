@@ -20,6 +20,8 @@ import tensorflow as tf
 
 from emonet_tf import preprocessing
 from emonet_tf.classifier import EmoNetClassifier
+from emonet_tf.image_spec import IMAGE_SIZE
+from emonet_tf.preprocessor import EmoNetPreprocessor, resolve
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray]
 
@@ -111,18 +113,6 @@ def _source_name(item: ImageInput, position: int) -> str:
     return f"<array #{position}>"
 
 
-def _load(item: ImageInput, source: str, method: str, antialias: bool, exif_orientation: bool = False) -> np.ndarray:
-    if isinstance(item, (str, os.PathLike)):
-        return preprocessing.load_image(item, method=method, antialias=antialias, exif_orientation=exif_orientation)
-    if isinstance(item, (bytes, bytearray)):
-        return preprocessing.preprocess_bytes(bytes(item), source=source, method=method, antialias=antialias,
-                                              exif_orientation=exif_orientation)
-    try:
-        return preprocessing.preprocess_array(item, method=method, antialias=antialias)
-    except ValueError as err:
-        raise preprocessing.ImageDecodeError(f"{source}: {err}") from None
-
-
 class FramePredictionStream(Iterator[FramePrediction]):
     """The frame predictions of one video, in order, a batch of frames at a time.
 
@@ -152,7 +142,7 @@ class FramePredictionStream(Iterator[FramePrediction]):
 
     def _predict(self, frames: list) -> list[FramePrediction]:
         emonet = self._emonet
-        images = np.stack([preprocessing.preprocess_array(f.image, emonet.resize_method, emonet.antialias)
+        images = np.stack([emonet.preprocessor.preprocess_array(f.image)
                            for f in frames])
         logits = emonet.predict_logits(images)
         probs = tf.nn.softmax(logits).numpy()
@@ -181,24 +171,39 @@ class FramePredictionStream(Iterator[FramePrediction]):
 
 
 class EmoNet:
-    """EmoNet ready to predict: a classifier plus the MATLAB-matching preprocessing.
+    """EmoNet ready to predict: a classifier plus the preprocessing saved with it.
 
     Args:
       model: an `EmoNetClassifier` (softmax or logits; both are reported).
-      resize_method, antialias: see `emonet_tf.preprocessing`; the default matches MATLAB's imresize.
+      resize_method, antialias: override the model's saved preprocessing (`model.preprocessor`, an
+        `EmoNetPreprocessor`; MATLAB's imresize for weights that record none) for this object only;
+        None keeps the model's. The model itself is not changed, so exporting it keeps its own.
+
+    Raises:
+      ValueError: an unknown resize method.
     """
 
-    def __init__(self, model: EmoNetClassifier, resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD,
-                 antialias: bool = True):
+    def __init__(self, model: EmoNetClassifier, resize_method: Optional[str] = None,
+                 antialias: Optional[bool] = None):
         self.model = model
-        self.resize_method = preprocessing.check_resize_method(resize_method)
-        self.antialias = antialias
+        self.preprocessor: EmoNetPreprocessor = resolve(getattr(model, "preprocessor", None), resize_method,
+                                                        antialias)
         self.class_names = tuple(model.class_names)
         logits_model = keras.Model(model.input, model.head.output, name="emonet_logits")
         self._logits = tf.function(
             lambda x: logits_model(x, training=False),
-            input_signature=[tf.TensorSpec([None, 227, 227, 3], tf.float32)])
+            input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)])
         self._activation_fns: dict[str, Any] = {}
+
+    @property
+    def resize_method(self) -> str:
+        """The resize method of `self.preprocessor` ("matlab" or a tf.image.resize method)."""
+        return self.preprocessor.resize_method
+
+    @property
+    def antialias(self) -> bool:
+        """Whether `self.preprocessor` antialiases when shrinking (tf.image.resize methods)."""
+        return self.preprocessor.antialias
 
     @classmethod
     def from_weights(cls, path: Union[str, os.PathLike], format: str = "auto",
@@ -207,7 +212,9 @@ class EmoNet:
 
         Nothing is downloaded: `path` must point at a file or folder on disk (see docs/weights.md).
         `mean` supplies the mean image for files that hold none (emonet-py and ecco .pth files):
-        img_mean.txt, a Caffe .binaryproto, a .npy, or an array.
+        img_mean.txt, a Caffe .binaryproto, a .npy, or an array. The preprocessing is the one the file
+        records (a `.keras` file saved by emonet_tf), else the default contract; `resize_method=` and
+        `antialias=` in `kwargs` override it (see `EmoNet`). Raises WeightFormatError naming the file.
         """
         from emonet_tf import weights  # the importers are only needed here
 
@@ -229,12 +236,23 @@ class EmoNet:
         return tf.nn.softmax(self.predict_logits(images)).numpy()
 
     # -- images ------------------------------------------------------------------------------
+    def _load(self, item: ImageInput, source: str, exif_orientation: Optional[bool]) -> np.ndarray:
+        """One input through `self.preprocessor` (EXIF orientation: None = the preprocessor's setting);
+        ImageDecodeError names `source`."""
+        preprocessor = self.preprocessor.replace(exif_orientation=exif_orientation)
+        try:
+            return preprocessor(item, source=source)
+        except preprocessing.ImageDecodeError:
+            raise
+        except ValueError as err:  # an array that is not an image
+            raise preprocessing.ImageDecodeError(f"{source}: {err}") from None
+
     def _iter_loaded(self, items: Iterable[ImageInput], lookahead: int, workers: Optional[int],
-                     exif_orientation: bool = False) -> Iterator[tuple[str, Optional[np.ndarray], Optional[str]]]:
+                     exif_orientation: Optional[bool] = None) -> Iterator[tuple[str, Optional[np.ndarray], Optional[str]]]:
         """Yields (source, preprocessed image or None, error or None) in input order, decoding ahead in threads."""
         def job(item, source):
             try:
-                return _load(item, source, self.resize_method, self.antialias, exif_orientation), None
+                return self._load(item, source, exif_orientation), None
             except preprocessing.ImageDecodeError as err:
                 return None, str(err)
 
@@ -251,11 +269,13 @@ class EmoNet:
                 yield (source, *future.result())
 
     def iter_predict_images(self, items: Iterable[ImageInput], batch_size: int = 32,
-                            workers: Optional[int] = None, exif_orientation: bool = False) -> Iterator[ImagePrediction]:
+                            workers: Optional[int] = None,
+                            exif_orientation: Optional[bool] = None) -> Iterator[ImagePrediction]:
         """Streams one `ImagePrediction` per input, in order; unreadable inputs carry `error`.
 
         `exif_orientation=True` applies the EXIF Orientation tag of encoded inputs (paths, bytes) before
-        resizing; off by default, as MATLAB's imread ignores it (docs/preprocessing.md, "EXIF orientation").
+        resizing, False does not, None (default) follows `self.preprocessor` (off unless the model was
+        saved with it on; MATLAB's imread ignores it: docs/preprocessing.md, "EXIF orientation").
         """
         batch: list[tuple[str, Optional[np.ndarray], Optional[str]]] = []
 
@@ -282,7 +302,7 @@ class EmoNet:
             yield from flush()
 
     def predict_images(self, items: Iterable[ImageInput], batch_size: int = 32,
-                       exif_orientation: bool = False) -> list[ImagePrediction]:
+                       exif_orientation: Optional[bool] = None) -> list[ImagePrediction]:
         """Predicts paths, encoded bytes or RGB arrays; one result per input, errors named, never raised.
 
         `exif_orientation=True`: see `iter_predict_images`."""
@@ -339,15 +359,16 @@ class EmoNet:
                     raise ValueError(f"Unknown layer {layer!r}; choose one of {', '.join(names)}") from None
             sub = keras.Model(self.model.input, output)
             self._activation_fns[layer] = tf.function(
-                lambda x: sub(x, training=False), input_signature=[tf.TensorSpec([None, 227, 227, 3], tf.float32)])
+                lambda x: sub(x, training=False),
+                input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)])
         return self._activation_fns[layer]
 
     def activations(self, images: np.ndarray, layer: str) -> np.ndarray:
         """The named layer's output for preprocessed images (N x 227 x 227 x 3), NHWC for conv layers.
 
-        Preprocess files with `emonet_tf.preprocessing.load_image` (the CLI's `activations` does it for you).
+        Preprocess files with `emonet.preprocessor.load_image` (the CLI's `activations` does it for you).
         """
         if not isinstance(images, (np.ndarray, tf.Tensor)) or np.ndim(images) != 4:
             raise TypeError("activations() takes preprocessed images, an N x 227 x 227 x 3 array; for files use "
-                            "np.stack([emonet_tf.preprocessing.load_image(p) for p in paths])")
+                            "np.stack([emonet.preprocessor.load_image(p) for p in paths])")
         return self.activation_model(layer)(tf.convert_to_tensor(images, tf.float32)).numpy()

@@ -131,26 +131,27 @@ def write_predictions(model, batches: Iterable, path: str, *, class_names: Optio
     return summary
 
 
-def prediction_batches(info, split: str, *, batch_size: int = 32, resize_method: Optional[str] = None,
-                       antialias: bool = True) -> tf.data.Dataset:
+def prediction_batches(info, split: str, *, batch_size: int = 32, preprocessor=None,
+                       resize_method: Optional[str] = None, antialias: Optional[bool] = None) -> tf.data.Dataset:
     """Dict batches of a whole TFDS split, in stored order, for `write_predictions`.
 
     `info` is a `data.DatasetInfo` (`data.inspect_dataset`). Each batch holds `image` (N x 227 x 227 x 3
-    float32, decoded and resized by `preprocessing.preprocess_image_bytes`, the op of training and
-    serving) and those of `label`, `video_id`, `frame_index`, `timestamp_ms` that the split has.
+    float32, decoded and resized by `preprocessor`, the model's `EmoNetPreprocessor`, with the ops of
+    training and serving; the default contract when None, `resize_method` / `antialias` override it) and
+    those of `label`, `video_id`, `frame_index`, `timestamp_ms` that the split has.
     """
     import tensorflow_datasets as tfds
 
-    from emonet_tf import preprocessing
+    from emonet_tf.preprocessor import resolve
 
-    method = resize_method or preprocessing.DEFAULT_RESIZE_METHOD
+    preprocessor = resolve(preprocessor, resize_method, antialias)
     present = [f for f in BATCH_FIELDS if f in info.builder.info.features]
     ds = info.builder.as_dataset(split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()},
                                  read_config=tfds.ReadConfig(try_autocache=False, add_tfds_id=False))
 
     def pick(example):
         out = {f: example[f] for f in present}
-        out["image"] = preprocessing.preprocess_image_bytes(example["image"], method=method, antialias=antialias)
+        out["image"] = preprocessor.preprocess_image_bytes(example["image"])
         return out
 
     ds = ds.map(pick, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)

@@ -88,11 +88,15 @@ class TrainConfig:
     eval_every_epoch: bool = setting(False, help="Also evaluate after every epoch.")
     eval_batch_size: int = setting(32, help="Batch (examples) of evaluation and feature extraction.")
     video_metrics: bool = setting(True, help="Add video-level metrics (mean frame probabilities per video_id).")
+    eval_predictions: Optional[str] = setting(None, help=(
+        "Also write per-example predictions of eval_split (probabilities, logits, video_id, frame_index, "
+        "timestamp_ms, label) to this .csv or .parquet file; relative to model_dir."))
     export: bool = setting(True, help="Export a SavedModel and a .keras file at the end.")
     export_dir: Optional[str] = setting(None, help="Where to export (default: <model_dir>/export).")
     resize_method: str = setting(preprocessing.DEFAULT_RESIZE_METHOD, identity=True,
                                  choices=preprocessing.RESIZE_METHODS,
-                                 help="Image resize (training and export; baked into the SavedModel).")
+                                 help="Image resize of training, evaluation and export; saved with the model "
+                                      "(its preprocessor), so the .keras file and SavedModel serve with it.")
     antialias: bool = setting(True, identity=True, help="Antialias when shrinking (tf.image.resize methods).")
     progress: bool = setting(True, help=(
         "Progress bars on stderr, counted in frames, for the feature cache build and the evaluation."))
@@ -124,7 +128,8 @@ def validate_config(config: TrainConfig) -> None:
 
     Raises:
       TrainConfigError: a value outside a field's choices, a missing weight file, the feature cache
-        with a trained backbone or augmentation, a non-positive size or rate.
+        with a trained backbone or augmentation, a non-positive size or rate, eval_predictions without
+        an eval_split or with another suffix than .csv/.parquet/.pq.
     """
     for f in dataclasses.fields(TrainConfig):
         allowed = tuple(f.metadata.get("values", {}).values()) or f.metadata.get("choices")
@@ -142,6 +147,12 @@ def validate_config(config: TrainConfig) -> None:
             raise TrainConfigError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.learning_rate <= 0:
         raise TrainConfigError(f"learning_rate must be > 0, got {config.learning_rate}")
+    if config.eval_predictions:
+        if not config.eval_split:
+            raise TrainConfigError("eval_predictions needs an eval_split to predict")
+        if not config.eval_predictions.lower().endswith((".csv", ".parquet", ".pq")):
+            raise TrainConfigError(f"eval_predictions must end in .csv, .parquet or .pq, got "
+                                   f"{config.eval_predictions!r}")
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:

@@ -71,10 +71,13 @@ def bar(total: Optional[int], desc: str, enabled: bool = True):
 
 
 def count_examples(batches: Iterable, progress) -> Iterator:
-    """Yields `batches` unchanged, advancing `progress` by each batch's example count (len of batch[1])."""
+    """Yields `batches` unchanged, advancing `progress` by each batch's example count.
+
+    A batch is a tuple (images, labels, ...) or a dict with `image` (`predictions.prediction_batches`).
+    """
     for batch in batches:
         yield batch
-        progress.update(int(batch[1].shape[0]))
+        progress.update(int((batch["image"] if isinstance(batch, dict) else batch[1]).shape[0]))
 
 
 def _cache_done(cache_dir: str, fingerprint: str) -> int:

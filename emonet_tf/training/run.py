@@ -22,9 +22,9 @@ from emonet_tf import data as data_lib
 from emonet_tf import distribute
 from emonet_tf import evaluation
 from emonet_tf import features as features_lib
-from emonet_tf import preprocessing
 from emonet_tf.categories import EMONET_CATEGORIES, canonical_name
 from emonet_tf.classifier import EmoNetClassifier
+from emonet_tf.preprocessor import EmoNetPreprocessor
 from emonet_tf.training import loop, progress, state as state_lib
 from emonet_tf.training.config import TrainConfig, TrainConfigError, validate_config
 
@@ -45,6 +45,12 @@ class RunPlan:
     steps_per_epoch: int
     policy: str  # Keras dtype policy name: float32, mixed_float16 or mixed_bfloat16
     timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def preprocessor(self) -> EmoNetPreprocessor:
+        """The preprocessing of this run (TrainConfig.resize_method/antialias): training, the feature cache,
+        evaluation and the exported model all use it; the model carries it (`model.preprocessor`)."""
+        return EmoNetPreprocessor(resize_method=self.config.resize_method, antialias=self.config.antialias)
 
     @property
     def total_steps(self) -> int:
@@ -141,8 +147,21 @@ def prepare_run(config: TrainConfig) -> RunPlan:
                                f"{strategy.num_replicas_in_sync} replicas")
     policy = distribute.mixed_precision_policy(strategy, config.mixed_precision) if config.mixed_precision \
         else "float32"
+    _note_weights_preprocessing(config, weights)
     return RunPlan(config=config, info=info, weights=weights, strategy=strategy, chief=chief,
                    steps_per_epoch=spe, policy=policy)
+
+
+def _note_weights_preprocessing(config: TrainConfig, weights) -> None:
+    """Logs when the init weights were saved with other preprocessing than the run's: the run's wins."""
+    saved = getattr(weights, "preprocessing", None)
+    if saved is None:
+        return
+    run = EmoNetPreprocessor(resize_method=config.resize_method, antialias=config.antialias)
+    if EmoNetPreprocessor.from_config(saved) != run:
+        log.warning("%s was saved with preprocessing %s; this run trains, evaluates and exports with %s "
+                    "(--resize_method/--antialias)", weights.source, EmoNetPreprocessor.from_config(saved).describe(),
+                    run.describe())
 
 
 @contextlib.contextmanager
@@ -187,6 +206,7 @@ def start_run(plan: RunPlan) -> tuple[EmoNetClassifier, state_lib.TrainState, tf
     """
     config = plan.config
     model, state = state_lib.create_emonet_state(config, plan.info, plan.weights, plan.strategy, plan.policy)
+    model.preprocessor = plan.preprocessor  # saved in the exported .keras/SavedModel: they serve as trained
     plan.weights = None  # the model holds a copy now; let the weight arrays (up to 230 MB) be freed
     checkpoint = state_lib.emonet_checkpoint(state, model, config)
     manager = tf.train.CheckpointManager(checkpoint, _worker_dir(plan, "checkpoints"),
@@ -218,9 +238,10 @@ def _execute(plan: RunPlan, step_hook) -> dict[str, Any]:
     }
     if config.eval_split and plan.chief:
         result.update(final_evaluation(plan, evaluate, writers, result["step"]))
+        if config.eval_predictions:
+            result["eval_predictions"] = write_eval_predictions(plan, model)
     if config.export and plan.chief:
-        result["export"] = export_model(model, config.export_dir or os.path.join(config.model_dir, "export"),
-                                        resize_method=config.resize_method)
+        result["export"] = export_model(model, config.export_dir or os.path.join(config.model_dir, "export"))
     if not plan.chief:
         shutil.rmtree(os.path.join(config.model_dir, f"worker{distribute.task_id(plan.strategy)}_tmp"),
                       ignore_errors=True)
@@ -241,14 +262,12 @@ def build_feature_caches(plan: RunPlan, model: EmoNetClassifier) -> dict[str, st
                         else f"feature_cache_worker{distribute.task_id(plan.strategy)}")
     cache_dirs = {}
     for split in [config.train_split] + ([config.eval_split] if config.eval_split else []):
-        fingerprint = features_lib.cache_fingerprint(backbone_hash, info, split, config.resize_method,
-                                                     config.antialias, plan.policy)
+        fingerprint = features_lib.cache_fingerprint(backbone_hash, info, split, plan.preprocessor, plan.policy)
         cache_dirs[split] = os.path.join(root, split)
         with progress.watch_cache_build(cache_dirs[split], fingerprint, info.num_examples(split),
                                         f"feature cache {split}", enabled=config.progress):
             features_lib.build_feature_cache(model.backbone, info, split, cache_dirs[split], fingerprint=fingerprint,
-                                             batch_size=config.eval_batch_size, resize_method=config.resize_method,
-                                             antialias=config.antialias)
+                                             batch_size=config.eval_batch_size, preprocessor=plan.preprocessor)
     plan.timing["feature_cache_seconds"] = time.perf_counter() - t0
     return cache_dirs
 
@@ -263,8 +282,7 @@ def train_batches(plan: RunPlan, cache_dirs: dict[str, str], epoch: int, offset:
         if cache_dirs:
             return features_lib.cached_train_dataset(cache_dirs[config.train_split], input_context=ctx, **common)
         return data_lib.train_dataset(plan.info, config.train_split, augment=config.augment,
-                                      resize_method=config.resize_method, antialias=config.antialias,
-                                      input_context=ctx, **common)
+                                      preprocessor=plan.preprocessor, input_context=ctx, **common)
 
     return plan.strategy.distribute_datasets_from_function(make)
 
@@ -280,8 +298,7 @@ def run_evaluation(plan: RunPlan, model: EmoNetClassifier, cache_dirs: dict[str,
                                           video_ids=video_ids if config.video_metrics else None,
                                           batch_size=config.eval_batch_size, progress=bar)
         batches = data_lib.eval_dataset(info, config.eval_split, batch_size=config.eval_batch_size,
-                                        resize_method=config.resize_method, antialias=config.antialias,
-                                        with_video_id=config.video_metrics)
+                                        preprocessor=model.preprocessor, with_video_id=config.video_metrics)
         return loop.evaluate(model, batches, info.class_names, progress=bar)
 
 
@@ -366,9 +383,30 @@ def final_evaluation(plan: RunPlan, evaluate: Callable[[], dict], writers: _Writ
     return {"eval": metrics, "eval_files": files}
 
 
-def export_model(model: EmoNetClassifier, export_dir: str,
-                 resize_method: str = preprocessing.DEFAULT_RESIZE_METHOD) -> dict[str, str]:
-    """A SavedModel (serving on image bytes, resized as in training) and a .keras file under `export_dir`.
+def write_eval_predictions(plan: RunPlan, model: EmoNetClassifier) -> str:
+    """Per-example predictions of eval_split (probabilities, logits, video_id, frame_index, timestamp_ms,
+    label) to TrainConfig.eval_predictions (.csv or .parquet; relative paths are under model_dir), with a
+    bar in frames. A second pass over the split's images (the feature cache has no frame times).
+    Returns the path written.
+    """
+    from emonet_tf import predictions
+
+    config, info = plan.config, plan.info
+    path = config.eval_predictions if os.path.isabs(config.eval_predictions) \
+        else os.path.join(config.model_dir, config.eval_predictions)
+    batches = predictions.prediction_batches(info, config.eval_split, batch_size=config.eval_batch_size,
+                                             preprocessor=model.preprocessor)
+    with progress.bar(info.num_examples(config.eval_split), f"predictions {config.eval_split}",
+                      config.progress) as bar:
+        summary = predictions.write_predictions(model, progress.count_examples(batches, bar), path,
+                                                label_names=info.class_names, logits=True)
+    log.info("Wrote %d predictions of %s to %s", summary.rows, config.eval_split, summary.path)
+    return summary.path
+
+
+def export_model(model: EmoNetClassifier, export_dir: str) -> dict[str, str]:
+    """A SavedModel (serving on image bytes with `model.preprocessor`, as in training) and a .keras file
+    (which records the same preprocessor) under `export_dir`.
 
     Returns {"saved_model": folder, "keras": file path}.
     """
@@ -376,7 +414,7 @@ def export_model(model: EmoNetClassifier, export_dir: str,
 
     os.makedirs(export_dir, exist_ok=True)
     saved_model = os.path.join(export_dir, "saved_model")
-    log.info(export_saved_model(model, saved_model, resize_method=resize_method))
+    log.info(export_saved_model(model, saved_model))
     keras_path = os.path.join(export_dir, "emonet.keras")
     log.info(export_keras(model, keras_path))
     return {"saved_model": saved_model, "keras": keras_path}
