@@ -457,3 +457,77 @@ def read_ratings(path: str, path_column: Optional[str] = None,
             raise ReadoutError(f"{path}: no rating column besides {path_column!r} (a rating column holds numbers "
                                "and empty cells only; name the columns with --targets to see which cell is wrong)")
     return [r[path_column] for r in rows], values
+
+
+# ------------------------------------------------------------------------------------------------
+# Fitting read-outs from rated image and video files
+
+#: The fewest rated, readable files a read-out is fitted on (fewer cannot be cross-validated).
+MIN_RATED = 4
+
+
+class NotEnoughRatingsError(ReadoutError):
+    """Fewer than MIN_RATED rated files could be read (for one rating, or at all)."""
+
+
+@dataclasses.dataclass
+class ReadoutFit:
+    """What `fit_readouts_from_files` fitted: a read-out per rating, the files used and those left out."""
+
+    readouts: dict[str, LinearReadout]
+    used: int
+    left_out: list[str]
+
+
+def rated_paths(names: Sequence[str], table: str, root: Optional[str] = None) -> list[str]:
+    """The ratings table's file names as paths: absolute ones kept, others relative to `root` or the table's folder."""
+    base = root if root else os.path.dirname(os.path.abspath(table))
+    return [n if os.path.isabs(n) else os.path.join(base, n) for n in names]
+
+
+def fit_readouts_from_files(emonet, paths: Sequence[str], ratings: dict[str, np.ndarray], *, method: str = "auto",
+                            n_components: Optional[int] = None, alpha: Optional[float] = None, folds: int = 10,
+                            seed: int = 0, sampling: str = "every5", batch_size: int = 32, damaged: str = "skip",
+                            exif_orientation: bool = False, progress=None, log=None) -> ReadoutFit:
+    """Fits one read-out per rating on the fc8 logits of rated images and videos (`read_ratings`, `rated_paths`).
+
+    `paths[i]` is rated `ratings[name][i]` (NaN: left out of that rating's fit only). A video's input is
+    the mean of its sampled frames' logits (`sampling`, `damaged` as in `emonet_tf.media`). A file that
+    cannot be read is left out and said to `log` (a callable taking one line), as are missing ratings.
+    ``progress``: a tqdm-like bar counted in frames. The fit is `fit_readout` (method, n_components,
+    alpha, folds, seed). Raises NotEnoughRatingsError when fewer than MIN_RATED readable files (have a
+    given rating).
+    """
+    from emonet_tf import media
+
+    inputs = [media.InputFile(p, media.kind_of(p)) for p in paths]
+    results = []
+    for result in media.iter_results(emonet, inputs, sampling, batch_size, progress, damaged, exif_orientation):
+        if not result.ok:
+            _log(log, result.error)
+        elif result.damage is not None:
+            _log(log, f"{result.source}: damaged video, {media.kept_note(result)} were used (--damaged keep): "
+                      f"{result.damage}")
+        results.append(result)
+    keep = np.array([r.ok for r in results], bool)
+    if keep.sum() < MIN_RATED:
+        raise NotEnoughRatingsError(f"only {int(keep.sum())} of {len(paths)} rated files could be read; "
+                                    f"need at least {MIN_RATED}")
+    x = np.stack([r.logits for r in results if r.ok])
+    readouts = {}
+    for target, values in ratings.items():
+        y = np.asarray(values, np.float64)[keep]
+        rated = np.isfinite(y)
+        if not rated.all():
+            _log(log, f"{target}: {int((~rated).sum())} file(s) without a {target} rating left out of its fit")
+        if rated.sum() < MIN_RATED:
+            raise NotEnoughRatingsError(f"only {int(rated.sum())} readable files have a {target} rating; "
+                                        f"need at least {MIN_RATED}")
+        readouts[target] = fit_readout(x[rated], y[rated], name=target, method=method, n_components=n_components,
+                                       alpha=alpha, folds=folds, seed=seed, class_names=emonet.class_names)
+    return ReadoutFit(readouts, int(keep.sum()), [r.source for r in results if not r.ok])
+
+
+def _log(log, message: str) -> None:
+    if log is not None:
+        log(message)

@@ -12,10 +12,11 @@ The paper's figures (Kragel et al. 2019, 400 held-out videos, 20 classes) are pr
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import sklearn.metrics
@@ -230,3 +231,196 @@ def plot_auc(metrics: dict[str, Any], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation inputs: a labelled folder or a TFDS split
+
+class EvaluationInputError(ValueError):
+    """A labelled folder or dataset that cannot be evaluated; the message names the path and the problem."""
+
+
+@dataclasses.dataclass
+class EvaluationData:
+    """Per-example outputs to score with `metrics_from_predictions`.
+
+    ``probabilities``: N x C (softmax of fc8, float32, or float64 for folder videos' frames);
+    ``labels``: N int64 model output indices; ``video_ids``: N ids (video path or dataset id) or None
+    when no example comes from a video; ``inputs``: for a folder, what was left out (``failed``: source
+    and error) or kept damaged (``damaged_kept``) under ``damaged_policy``; ``predictions``: the
+    `predictions.PredictionsSummary` when a per-example table was written.
+    """
+
+    probabilities: np.ndarray
+    labels: np.ndarray
+    video_ids: Optional[Sequence] = None
+    inputs: Optional[dict[str, Any]] = None
+    predictions: Any = None
+
+
+def label_map(source_names: Sequence[str], model_names: Sequence[str]) -> list[int]:
+    """Model output index of each source label (-1 if the model has none), matched via canonical names
+    (`categories.canonical_name`: "sexual_desire" and "Sexual Desire" are one category)."""
+    from emonet_tf.categories import canonical_name
+
+    def key(name):
+        return canonical_name(name) or str(name).strip().lower()
+
+    model_keys = {key(n): i for i, n in enumerate(model_names)}
+    return [model_keys.get(key(n), -1) for n in source_names]
+
+
+def _say(log: Optional[Callable[[str], None]], message: str) -> None:
+    if log is not None:
+        log(message)
+
+
+def labelled_inputs(root: str, model_names: Sequence[str], log: Optional[Callable[[str], None]] = None
+                    ) -> tuple[list, list[int]]:
+    """The files of a labelled folder, root/<category>/<images or videos> (nested folders walked), and the
+    model output index of each (`media.InputFile`s, ints). A folder name that is none of `model_names` is
+    skipped (said to `log`). Raises EvaluationInputError when `root` is not a folder or holds no file
+    under a category folder."""
+    from emonet_tf import media
+
+    if not os.path.isdir(root):
+        raise EvaluationInputError(f"{root}: not a folder (expected root/<label>/<image or video>)")
+    label_dirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    inputs, labels = [], []
+    for label_dir, index in zip(label_dirs, label_map(label_dirs, model_names)):
+        if index < 0:
+            _say(log, f"folder {label_dir!r} is not one of the model's categories; skipped")
+            continue
+        found = media.collect_inputs([os.path.join(root, label_dir)])
+        inputs.extend(found)
+        labels.extend([index] * len(found))
+    if not inputs:
+        raise EvaluationInputError(f"{root}: no image or video files under folders named after the model's "
+                                   "categories")
+    return inputs, labels
+
+
+def evaluate_folder(emonet, root: str, *, sampling: str = "every5", batch_size: int = 32, damaged: str = "skip",
+                    exif_orientation: bool = False, progress=None,
+                    log: Optional[Callable[[str], None]] = None) -> EvaluationData:
+    """Predicts a labelled folder, root/<category>/<images or videos>, for `metrics_from_predictions`.
+
+    `emonet` is an `inference.EmoNet`. `labelled_inputs` finds the files, `evaluate_inputs` predicts them
+    (see both for the arguments and the errors raised).
+    """
+    inputs, labels = labelled_inputs(root, emonet.class_names, log)
+    return evaluate_inputs(emonet, inputs, labels, source=root, sampling=sampling, batch_size=batch_size,
+                           damaged=damaged, exif_orientation=exif_orientation, progress=progress, log=log)
+
+
+def evaluate_inputs(emonet, inputs: Sequence, labels: Sequence[int], *, source: str = "the inputs",
+                    sampling: str = "every5", batch_size: int = 32, damaged: str = "skip",
+                    exif_orientation: bool = False, progress=None,
+                    log: Optional[Callable[[str], None]] = None) -> EvaluationData:
+    """Predicts labelled inputs (`media.InputFile`s and the model output index of each) for metrics.
+
+    One example per image and per sampled video frame (`sampling`), with its input's label; a file
+    that cannot be read is left out, said to `log` and listed in ``inputs["failed"]``; damaged videos
+    follow `damaged` ("skip" or "keep"). ``progress``: a tqdm-like bar counted in frames
+    (`media.estimate_frames`). Raises EvaluationInputError (naming `source`) when no file could be read.
+    """
+    from emonet_tf import media
+
+    labels_of = {item.path: label for item, label in zip(inputs, labels)}
+    probs, example_labels, ids, failed, damaged_kept, has_video = [], [], [], [], [], False
+    for result in media.iter_results(emonet, inputs, sampling, batch_size, progress, damaged, exif_orientation):
+        if not result.ok:
+            failed.append({"source": result.source, "error": result.error})
+            _say(log, result.error)
+            continue
+        if result.damage is not None:
+            damaged_kept.append({"source": result.source, "damage": result.damage, "frames": len(result.frames)})
+            _say(log, f"{result.source}: damaged video, {media.kept_note(result)} are evaluated "
+                      f"(--damaged keep): {result.damage}")
+        rows = [f.probabilities for f in result.frames] if result.kind == "video" else [result.probabilities]
+        has_video |= result.kind == "video"
+        probs.extend(rows)
+        example_labels.extend([labels_of[result.source]] * len(rows))
+        ids.extend([result.source] * len(rows))
+    if not probs:
+        raise EvaluationInputError(f"{source}: none of the {len(inputs)} files could be read")
+    if failed:
+        _say(log, f"{len(failed)} of {len(inputs)} files could not be read and were left out")
+    report = {"damaged_policy": damaged, "failed": failed, "damaged_kept": damaged_kept}
+    return EvaluationData(np.stack(probs), np.asarray(example_labels, np.int64), ids if has_video else None, report)
+
+
+def _counted(batches, progress):
+    """The batches of `batches`, advancing `progress` by each batch's examples (frames)."""
+    for batch in batches:
+        yield batch
+        if progress is not None:
+            images = batch["image"] if isinstance(batch, dict) else batch[0]
+            progress.update(int(images.shape[0]))
+
+
+def _softmax_model(model):
+    """`model` as images -> probabilities (a logits-output classifier gets a softmax)."""
+    if getattr(model, "activation", "softmax") == "softmax":
+        return model
+    return lambda x, training=False: tf.nn.softmax(model(x, training=training))
+
+
+def inspect_labelled_dataset(dataset: str, data_dir: Optional[str], split: str, model_names: Sequence[str]):
+    """(`data.DatasetInfo`, model output index of each dataset label or -1) of a prepared TFDS split.
+
+    Raises EvaluationInputError for a dataset that is neither a prepared builder folder nor a TFDS name,
+    lacks the split or the features, or none of whose labels is an output of the model.
+    """
+    from emonet_tf import data
+
+    try:
+        info = data.inspect_dataset(dataset, data_dir, splits=(split,))
+    except data.DatasetError as err:
+        raise EvaluationInputError(str(err)) from None
+    except ValueError as err:  # tfds' own parse error for names that are neither a dataset nor a folder
+        raise EvaluationInputError(f"{dataset!r} is neither a prepared dataset folder (with dataset_info.json) "
+                                   f"nor a TFDS name ({str(err).splitlines()[0]})") from None
+    mapping = np.asarray(label_map(info.class_names, model_names))
+    if (mapping < 0).all():
+        raise EvaluationInputError(f"none of the labels of {info.name} ({', '.join(info.class_names[:5])}, ...) "
+                                   "is an output of the model")
+    return info, mapping
+
+
+def evaluate_dataset(emonet, info, mapping: np.ndarray, split: str, *, batch_size: int = 32,
+                     predictions_path: Optional[str] = None, fc7: Optional[str] = None, logits: bool = False,
+                     progress=None, log: Optional[Callable[[str], None]] = None) -> EvaluationData:
+    """Predicts a TFDS split (`inspect_labelled_dataset` gives `info` and `mapping`) with `emonet`'s preprocessing.
+
+    With `predictions_path` (.csv or .parquet), also writes one row per example with `predictions.write_predictions`
+    (video_id, frame_index, timestamp_ms, the dataset's label and label_name, the probabilities; `logits`
+    adds logit_<class> columns, `fc7` = "columns" or "npy" the fc7 features). Examples whose label the
+    model does not predict are left out of the returned arrays (said to `log`), not of the table.
+    ``progress``: a tqdm-like bar counted in examples (frames). Raises `predictions.PredictionsError` for
+    a bad suffix or fc7 mode, ImportError for Parquet without pyarrow, ValueError for an empty split.
+    """
+    from emonet_tf import data, predictions
+
+    summary = None
+    if predictions_path:
+        batches = predictions.prediction_batches(info, split, batch_size=batch_size,
+                                                 resize_method=emonet.resize_method, antialias=emonet.antialias)
+        summary = predictions.write_predictions(emonet.model, _counted(batches, progress), predictions_path,
+                                                class_names=emonet.class_names, label_names=info.class_names,
+                                                logits=logits, fc7=fc7, collect=True)
+        if summary.rows == 0:
+            raise ValueError("the evaluation dataset is empty")
+        probs, labels, video_ids = summary.probabilities, summary.labels, summary.video_ids
+    else:
+        ds = data.eval_dataset(info, split, batch_size=batch_size, resize_method=emonet.resize_method,
+                               antialias=emonet.antialias, with_video_id=True)
+        probs, labels, video_ids = predict_dataset(_softmax_model(emonet.model), _counted(ds, progress))
+    labels = mapping[labels]
+    keep = labels >= 0
+    if not keep.all():
+        dropped = sorted({info.class_names[i] for i in np.flatnonzero(mapping < 0)})
+        _say(log, f"{int((~keep).sum())} examples with labels the model does not predict were left out "
+                  f"({', '.join(dropped)})")
+    ids = video_ids[keep] if video_ids is not None else None
+    return EvaluationData(probs[keep], labels[keep], ids, predictions=summary)

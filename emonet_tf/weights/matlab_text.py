@@ -7,6 +7,8 @@ uncompressed `.txt` variants are accepted too. Parsing uses numpy's C reader (np
 from __future__ import annotations
 
 import bz2
+import contextlib
+import contextvars
 import itertools
 import os
 import warnings
@@ -23,6 +25,45 @@ FC_NAMES = {"fc6": "fc1", "fc7": "fc2", "fc8": "fc3"}
 MEAN_FILE = "img_mean.txt"
 #: Most fc3 (fc8) lines read from a text dump: limits.MAX_TENSOR_ELEMENTS // 4096 = 16384 classes (EmoNet has 20).
 MAX_CLASSES = limits.MAX_TENSOR_ELEMENTS // FC8_INPUTS
+#: EmoNet's classes, for the expected size of fc3 before it is read (another count corrects the total then).
+EXPECTED_CLASSES = 20
+
+# The progress bar of the read in progress (report_progress): reading goes through weights.api, which
+# knows nothing of bars, so the reader finds it here.
+_PROGRESS: contextvars.ContextVar = contextvars.ContextVar("matlab_text_progress", default=None)
+
+
+def expected_values(folder: str) -> int:
+    """The numbers a complete dump holds: every weight and bias (fc3 with EXPECTED_CLASSES outputs), plus the
+    227 x 227 x 3 mean image when the folder has img_mean.txt; the total of a `report_progress` bar."""
+    total = 0
+    for name in mapping.CONV_LAYERS + tuple(n for n in FC_NAMES if n != "fc8"):
+        kernel, bias = WEIGHT_SHAPES[name]
+        total += int(np.prod(kernel)) + int(np.prod(bias))
+    total += (FC8_INPUTS + 1) * EXPECTED_CLASSES
+    if find_file(os.fspath(folder), MEAN_FILE) is not None:
+        total += IMAGE_SIZE * IMAGE_SIZE * 3
+    return total
+
+
+@contextlib.contextmanager
+def report_progress(bar):
+    """While active, reading a dump calls ``bar.update(n)`` with the values of each line read (and corrects
+    ``bar.total`` when fc3 has another number of classes than EXPECTED_CLASSES). `bar`: a tqdm or alike."""
+    token = _PROGRESS.set(bar)
+    try:
+        yield bar
+    finally:
+        _PROGRESS.reset(token)
+
+
+def _counted_lines(lines: Iterator[str]) -> Iterator[str]:
+    """`lines`, reporting the values of each (commas + 1) to the active progress bar."""
+    bar = _PROGRESS.get()
+    for line in lines:
+        if bar is not None and line.strip():
+            bar.update(line.count(",") + 1)
+        yield line
 
 
 def find_file(folder: str, stem: str) -> Optional[str]:
@@ -67,7 +108,8 @@ def read_matrix(path: str, max_rows: int, max_columns: int) -> np.ndarray:
         opener = bz2.open if path.endswith(".bz2") else open
         with opener(path, "rt", encoding="latin1", newline=None) as f, warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": refused below instead
-            arr = np.loadtxt(_bounded_lines(f, path, max_chars, max_rows + 8), delimiter=",", dtype=np.float64,
+            arr = np.loadtxt(_counted_lines(_bounded_lines(f, path, max_chars, max_rows + 8)), delimiter=",",
+                             dtype=np.float64,
                              ndmin=2, max_rows=max_rows + 1)
     except WeightFormatError:  # a line refused by _bounded_lines (a ValueError too: passed on as it is)
         raise
@@ -83,6 +125,15 @@ def read_matrix(path: str, max_rows: int, max_columns: int) -> np.ndarray:
         raise WeightFormatError(f"{path}: holds NaN or infinite values (first at line "
                                 f"{int(np.argwhere(~np.isfinite(arr))[0][0]) + 1})")
     return arr
+
+
+def _correct_total(classes: int) -> None:
+    """fc3 has `classes` outputs: the bar's total assumed EXPECTED_CLASSES."""
+    bar = _PROGRESS.get()
+    if bar is not None and getattr(bar, "total", None) is not None and classes != EXPECTED_CLASSES:
+        bar.total += (FC8_INPUTS + 1) * (classes - EXPECTED_CLASSES)
+        if hasattr(bar, "refresh"):
+            bar.refresh()
 
 
 def _shape_check(path: str, layer: str, arr: np.ndarray, expected: tuple[int, int]) -> np.ndarray:
@@ -125,6 +176,7 @@ def read_matlab_text(folder: str) -> WeightSet:
         n_in, n_out = (FC8_INPUTS, MAX_CLASSES) if name == "fc8" else WEIGHT_SHAPES[name][0]
         w = read_matrix(wpath, n_out, n_in)
         if name == "fc8":
+            _correct_total(w.shape[0])
             _shape_check(wpath, name, w, (max(w.shape[0], 1), FC8_INPUTS))
         else:
             n_in, n_out = WEIGHT_SHAPES[name][0]
