@@ -179,3 +179,7 @@ def test_tflite_matches_tensorflow(model, tmp_path, image_files):
     expected = EmoNet(model).predict_arrays(image[None])
     np.testing.assert_allclose(got["probabilities"], expected, atol=1e-4)
     assert got["logits"].shape == (1, 20)
+    # The flatbuffer holds no strings: the class names and the preprocessing to apply are beside it.
+    sidecar = json.loads(pathlib.Path(export.tflite_sidecar_path(str(path))).read_text())
+    assert sidecar["class_names"] == list(EMONET_CATEGORIES)
+    assert sidecar["preprocessing"] == model.preprocessor.get_config()
