@@ -326,15 +326,13 @@ def _matlab_text_progress(args):
 
 def _check_image(args, emonet):
     """The image of the TFLite check (227 x 227 x 3): --check-image, or a smooth synthetic one that reaches every layer."""
-    from emonet_tf import preprocessing
-
     if not args.check_image:
         yy, xx = np.mgrid[0:227, 0:227].astype(np.float32)
         return np.stack([xx * 255 / 226, yy * 255 / 226, (xx + yy) * 255 / 452], axis=-1)
     if not os.path.isfile(args.check_image):
         raise UsageError(f"{args.check_image}: --check-image is not a file")
     try:
-        return preprocessing.load_image(args.check_image, method=emonet.resize_method, antialias=emonet.antialias)
+        return emonet.preprocessor.load_image(args.check_image)
     except (OSError, ValueError) as err:  # ImageDecodeError is a ValueError
         raise UsageError(f"{args.check_image}: --check-image cannot be read as an image ({err})") from None
 

@@ -391,7 +391,7 @@ def inspect_labelled_dataset(dataset: str, data_dir: Optional[str], split: str, 
 def evaluate_dataset(emonet, info, mapping: np.ndarray, split: str, *, batch_size: int = 32,
                      predictions_path: Optional[str] = None, fc7: Optional[str] = None, logits: bool = False,
                      progress=None, log: Optional[Callable[[str], None]] = None) -> EvaluationData:
-    """Predicts a TFDS split (`inspect_labelled_dataset` gives `info` and `mapping`) with `emonet`'s preprocessing.
+    """Predicts a TFDS split (`inspect_labelled_dataset` gives `info` and `mapping`) with `emonet.preprocessor`.
 
     With `predictions_path` (.csv or .parquet), also writes one row per example with `predictions.write_predictions`
     (video_id, frame_index, timestamp_ms, the dataset's label and label_name, the probabilities; `logits`
@@ -404,8 +404,7 @@ def evaluate_dataset(emonet, info, mapping: np.ndarray, split: str, *, batch_siz
 
     summary = None
     if predictions_path:
-        batches = predictions.prediction_batches(info, split, batch_size=batch_size,
-                                                 resize_method=emonet.resize_method, antialias=emonet.antialias)
+        batches = predictions.prediction_batches(info, split, batch_size=batch_size, preprocessor=emonet.preprocessor)
         summary = predictions.write_predictions(emonet.model, _counted(batches, progress), predictions_path,
                                                 class_names=emonet.class_names, label_names=info.class_names,
                                                 logits=logits, fc7=fc7, collect=True)
@@ -413,8 +412,8 @@ def evaluate_dataset(emonet, info, mapping: np.ndarray, split: str, *, batch_siz
             raise ValueError("the evaluation dataset is empty")
         probs, labels, video_ids = summary.probabilities, summary.labels, summary.video_ids
     else:
-        ds = data.eval_dataset(info, split, batch_size=batch_size, resize_method=emonet.resize_method,
-                               antialias=emonet.antialias, with_video_id=True)
+        ds = data.eval_dataset(info, split, batch_size=batch_size, preprocessor=emonet.preprocessor,
+                               with_video_id=True)
         probs, labels, video_ids = predict_dataset(_softmax_model(emonet.model), _counted(ds, progress))
     labels = mapping[labels]
     keep = labels >= 0

@@ -389,7 +389,7 @@ class Preprocessed:
 
 def _preprocessed_video(emonet, position: int, item: InputFile, sampling: str, progress,
                         damaged: str) -> Iterator[Preprocessed]:
-    from emonet_tf import preprocessing, video
+    from emonet_tf import video
 
     ticks = _FrameTicks(progress, item)
     sampled = 0
@@ -397,7 +397,7 @@ def _preprocessed_video(emonet, position: int, item: InputFile, sampling: str, p
     try:
         frames = video.iter_frames(item.path, video.FrameSampling.parse(sampling), damaged=damaged)
         for frame in frames:
-            image = preprocessing.preprocess_array(frame.image, emonet.resize_method, emonet.antialias)
+            image = emonet.preprocessor.preprocess_array(frame.image)
             sampled += 1
             ticks.to(frame.index + 1)
             yield Preprocessed(position, item.path, frame.index, frame.timestamp_ms, image)
@@ -413,7 +413,7 @@ def iter_preprocessed(emonet, inputs: Sequence[InputFile], sampling: str, batch_
                       damaged: str = "skip", exif_orientation: bool = False) -> Iterator[Preprocessed]:
     """Rows of preprocessed images and video frames, in input order, with failures and damage as events.
 
-    Preprocessing is `emonet`'s (resize_method, antialias). Frames stream one at a time (memory does not
+    Preprocessing is `emonet.preprocessor`'s. Frames stream one at a time (memory does not
     grow with the video), so the rows of a video that fails part-way come before its error event: the
     consumer must drop them (`collect_activations` marks them, `ActivationRows.kept` drops them).
     ``progress``: a tqdm-like bar counted in frames (see `iter_results`). Never raises for a bad input.
