@@ -103,14 +103,29 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _show_progress_logs(enabled: bool) -> None:
-    """The training bars log INFO lines when stderr is no terminal; without a handler they would vanish."""
+@contextlib.contextmanager
+def progress_logs(enabled: bool) -> Iterator[None]:
+    """Shows the training bars' INFO lines (what they log when stderr is no terminal) once, plainly.
+
+    Without a handler they would vanish; through a root handler they would come with a level prefix,
+    and twice when the root logs too. The logger's settings are restored afterwards.
+    """
     logger = logging.getLogger("emonet_tf.training.progress")
-    if enabled and not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    if not enabled:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -231,7 +246,7 @@ def predict_clips_saved_model(saved_model_dir: str, paths: Sequence[str], sampli
     """Predicts every sampled frame of each video through the SavedModel's bytes signature.
 
     The frames are encoded as PNG (lossless), as a client of TF Serving would send them. Returns one
-    `emonet_tf.cli.InputResult` per video (as `emonet predict` makes them), with per-frame predictions.
+    `InputResult` per video (as `emonet predict` makes them), with per-frame predictions.
     """
     import tensorflow as tf
     from emonet_tf import cli, video
@@ -242,7 +257,7 @@ def predict_clips_saved_model(saved_model_dir: str, paths: Sequence[str], sampli
     results = []
     for path in paths:
         frames = list(video.iter_frames(path, video.FrameSampling.parse(sampling)))
-        result = cli.InputResult(path, "video", frames_decoded=None)
+        result = cli.InputResult(path, "video")
         for start in range(0, len(frames), batch_size):
             chunk = frames[start:start + batch_size]
             out = serve(images_bytes=tf.constant([encode_png(f.image) for f in chunk]))
@@ -325,7 +340,7 @@ def run_demo(out: str, clips_per_category: int = DEFAULT_CLIPS_PER_CATEGORY, sec
     import shutil
 
     _say(NOT_PUBLISHED)
-    steps = Steps(6)
+    steps = Steps(5)
     paths = {"clips": os.path.join(out, "clips"), "records": os.path.join(out, "tfds"),
              "model_dir": os.path.join(out, "model"), "predictions_csv": os.path.join(out, "predictions.csv"),
              "plot_dir": os.path.join(out, "plots")}
@@ -352,16 +367,15 @@ def run_demo(out: str, clips_per_category: int = DEFAULT_CLIPS_PER_CATEGORY, sec
     with steps.step("predict the held-out clips through the exported SavedModel"):
         with _frame_bar(counts["test"], "SavedModel predictions", progress) as bar:
             results = predict_clips_saved_model(saved_model, held_out, sampling, progress=bar)
+        truth = {c.path: c.label for c in clips}
+        correct = sum(metrics["class_names"][int(np.argmax(r.probabilities))] == truth[r.source] for r in results)
+        _say(f"    {correct}/{len(results)} held-out clips predicted as their category (mean of their frames)")
     with steps.step("write predictions CSV and plots"):
         names = list(metrics["class_names"])
         plots_written = write_predictions(results, names, paths["predictions_csv"], paths["plot_dir"], sampling)
         sources, _, probs = read_prediction_summary(paths["predictions_csv"])
         summary_plot = plot_summary(sources, probs, names, os.path.join(out, "predictions.png"),
                                     "held-out generated clips (mean of frames); NOT EmoNet's weights")
-    with steps.step("check the SavedModel's predictions against the truth"):
-        truth = {c.path: c.label for c in clips}
-        correct = sum(names[int(np.argmax(r.probabilities))] == truth[r.source] for r in results)
-        _say(f"    {correct}/{len(results)} held-out clips predicted as their category")
     written = {"records": os.fspath(builder.data_path), "model_dir": paths["model_dir"],
                "evaluation": summary["eval_files"]["json"], "confusion": summary["eval_files"]["confusion"],
                "saved_model": saved_model, "keras": summary["export"]["keras"],
@@ -422,7 +436,6 @@ def main(args: argparse.Namespace) -> int:
         raise cli.UsageError(problem)
     weights = args.weights or os.environ.get("EMONET_WEIGHTS")
     progress = not args.no_progress
-    _show_progress_logs(progress)
     if weights:
         if not os.path.exists(weights):
             origin = "--weights" if args.weights else "EMONET_WEIGHTS"
@@ -431,5 +444,6 @@ def main(args: argparse.Namespace) -> int:
     if args.inputs:
         raise cli.UsageError("inputs need weights: pass --weights PATH or set EMONET_WEIGHTS (without weights, "
                              "`emonet run` runs the built-in demo on generated clips)")
-    result = run_demo(args.out, args.clips, args.seconds, args.epochs, args.seed, args.sampling, progress)
+    with progress_logs(progress):
+        result = run_demo(args.out, args.clips, args.seconds, args.epochs, args.seed, args.sampling, progress)
     return cli.EXIT_OK if result["results"] else cli.EXIT_NOTHING_PROCESSED
