@@ -8,6 +8,9 @@ Formats (`detect_format` names them; the layout table is in `emonet_tf.weights.m
   caffemodel     BVLC `bvlc_alexnet.caffemodel` (ImageNet, NetParameter protobuf, BGR conv1)
   keras          this library's own .keras files
 
+Each format is one record of `emonet_tf.weights.registry` (a sniff and a reader; built-ins in weights/builtin.py):
+`register(WeightFormat(...))` adds one, and FORMATS lists the registered names in detection order.
+
 No reader runs code from a file (pickles are read by allow-listed unpicklers) and none needs torch or Caffe.
 
     weights = read_weights("emonet.pth")                  # -> WeightSet in Keras layout
@@ -17,9 +20,11 @@ No reader runs code from a file (pickles are read by allow-listed unpicklers) an
 from emonet_tf.weights.api import apply_weights, build_classifier, convert, describe, detect_format, read_weights
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 from emonet_tf.weights.mapping import from_torch_state_dict
+from emonet_tf.weights.registry import WeightFormat, register, unregister
 from emonet_tf.weights.weightset import FORMATS, WeightSet
 
 __all__ = [
-    "FORMATS", "WeightFormatError", "WeightMismatchError", "WeightSet", "apply_weights", "build_classifier",
-    "convert", "describe", "detect_format", "from_torch_state_dict", "read_weights",
+    "FORMATS", "WeightFormat", "WeightFormatError", "WeightMismatchError", "WeightSet", "apply_weights",
+    "build_classifier", "convert", "describe", "detect_format", "from_torch_state_dict", "read_weights", "register",
+    "unregister",
 ]

@@ -4,15 +4,15 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-import zipfile
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from emonet_tf.backbone import IMAGENET_RGB_MEAN, AlexNetBackbone
 from emonet_tf.categories import EMONET_CATEGORIES
-from emonet_tf.weights import bvlc, limits, mapping, matlab_text, torch_pickle
+from emonet_tf.weights import builtin, bvlc, registry  # noqa: F401  (importing builtin registers the formats)
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
+from emonet_tf.weights.keras_file import MAX_KERAS_JSON_BYTES, read_keras  # noqa: F401  (importable from here)
 from emonet_tf.weights.weightset import FORMATS, LAYERS, WeightSet, check_mean, make_weightset
 
 HEADS = ("load", "skip")
@@ -42,50 +42,20 @@ def check_weight_path(path: str) -> None:
     raise WeightFormatError(f"{path}: {kind}, not a regular file; refused before opening")
 
 
-def _is_keras_zip(path: str) -> bool:
-    if torch_pickle._declared_zip_entries(path) > limits.MAX_ZIP_ENTRIES:
-        return False  # never a .keras file; the .pth reader refuses it before reading the directory
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return "config.json" in names and any(n.startswith("model.weights") for n in names)
-
-
 def detect_format(path) -> str:
     """Names the format of a weight file or folder from its content (extension only for .caffemodel/.keras).
 
-    Raises WeightFormatError naming the path for a missing path, an unrecognised file, or a `.pth` whose
-    pickle is refused (it is read with the same restricted machine as `read_weights`, without its storages).
+    Asks the sniff of every registered format in turn (`emonet_tf.weights.registry`, built-ins in
+    `weights/builtin.py`). Raises WeightFormatError naming the path for a missing path, an unrecognised file,
+    or a `.pth` whose pickle is refused (it is read with the same restricted machine as `read_weights`,
+    without its storages).
     """
     path = os.fspath(path)
     check_weight_path(path)
-    if os.path.isdir(path):
-        if matlab_text.is_matlab_text_dir(path):
-            return "matlab_text"
-        raise WeightFormatError(f"{path}: a folder, but not a MATLAB text dump (no conv1.weights.txt[.bz2])")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head.startswith(bvlc.NPY_MAGIC):
-        return "bvlc_npy"
-    if path.endswith(".binaryproto"):
-        raise WeightFormatError(f"{path}: a Caffe mean file, not weights; pass it as the mean (--mean)")
-    if path.endswith(".caffemodel"):
-        return "caffemodel"
-    if head.startswith(b"PK\x03\x04") and _is_keras_zip(path):
-        return "keras"
-    if path.endswith(".keras"):
-        raise WeightFormatError(f"{path}: not a readable .keras archive (truncated?)")
-    if head.startswith(b"PK\x03\x04") or head.startswith(torch_pickle.LEGACY_PREFIX[:4]) or \
-            path.endswith((".pth", ".pt")):
-        obj = torch_pickle.load_torch_file(path, lazy=True)
-        layout = mapping.detect_layout(mapping.unwrap_state_dict(obj, path), path)
-        return "emonet_py_pth" if layout == "emonet_py" else "ecco_pth"
-    raise WeightFormatError(f"{path}: unrecognised weight file; expected one of {', '.join(FORMATS)}")
+    return registry.detect(path)
 
 
-def _weights_from_model(model, source: str) -> WeightSet:
+def weights_from_model(model, source: str) -> WeightSet:
     """The WeightSet of an EmoNetClassifier or AlexNetBackbone (Keras layout already)."""
     layers = {}
     for name, layer in _weighted_layers(model).items():
@@ -98,56 +68,6 @@ def _weights_from_model(model, source: str) -> WeightSet:
     preprocessor = getattr(model, "preprocessor", None)  # the preprocessing the model was trained/saved with
     weight_set.preprocessing = preprocessor.get_config() if preprocessor is not None else None
     return weight_set
-
-
-#: Largest JSON entry (config.json, metadata.json) accepted in a .keras archive: 1 MiB (an EmoNetClassifier's
-#: config.json is about 3 KB).
-MAX_KERAS_JSON_BYTES = 2 ** 20
-
-
-def _check_keras_archive(path: str) -> None:
-    """Names and declared sizes of a .keras zip, checked before Keras reads it (Keras reads entries whole)."""
-    if torch_pickle._declared_zip_entries(path) > limits.MAX_ZIP_ENTRIES:
-        raise WeightFormatError(f"{path}: a .keras zip declaring more than {limits.MAX_ZIP_ENTRIES} entries")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise WeightFormatError(f"{path}: not a readable .keras archive ({err})") from None
-    names = [i.filename for i in infos]
-    if len(set(names)) != len(names):
-        raise WeightFormatError(f"{path}: the .keras zip holds duplicate entries; refusing an ambiguous archive")
-    total = 0
-    for info in infos:
-        parts = info.filename.split("/")
-        if info.filename.startswith("/") or "\\" in info.filename or ".." in parts:
-            raise WeightFormatError(f"{path}: the .keras entry {info.filename[:80]!r} has an absolute or parent "
-                                    "(..) path")
-        if info.filename.endswith(".json") and info.file_size > MAX_KERAS_JSON_BYTES:
-            raise WeightFormatError(f"{path}: {info.filename} declares {info.file_size} bytes (at most "
-                                    f"{MAX_KERAS_JSON_BYTES}); refused before decompressing")
-        total += info.file_size
-    if total > limits.MAX_LOAD_BYTES:
-        raise WeightFormatError(f"{path}: the .keras entries declare {total} bytes, more than {limits.MAX_LOAD_BYTES} "
-                                "(emonet_tf.weights.limits.MAX_LOAD_BYTES); refused before decompressing")
-
-
-def read_keras(path: str) -> WeightSet:
-    """A .keras file saved by this library -> WeightSet.
-
-    The archive's names and declared sizes are checked first (`_check_keras_archive`); then Keras loads it in
-    safe mode (no lambdas or arbitrary code from the config). Raises WeightFormatError naming the file.
-    """
-    import keras
-
-    import emonet_tf.classifier  # noqa: F401  (registers the serializable classes)
-
-    _check_keras_archive(path)
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as err:  # noqa: BLE001 - Keras raises many types for a bad archive
-        raise WeightFormatError(f"{path}: cannot load the .keras file ({type(err).__name__}: {err})") from None
-    return _weights_from_model(model, path)
 
 
 def read_weights(path, format: str = "auto", *, mean=None, fc6_order: str = "hwc") -> WeightSet:
@@ -166,23 +86,13 @@ def read_weights(path, format: str = "auto", *, mean=None, fc6_order: str = "hwc
     """
     path = os.fspath(path)
     check_weight_path(path)  # missing, FIFO, device: refused before any reader opens it
-    fmt = detect_format(path) if format == "auto" else format
-    if fmt not in FORMATS:
+    name = detect_format(path) if format == "auto" else format
+    if name not in FORMATS:
         raise ValueError(f"Unknown format {format!r}; choose auto or one of {', '.join(FORMATS)}")
-    if fmt == "matlab_text":
-        ws = matlab_text.read_matlab_text(path)
-    elif fmt in ("emonet_py_pth", "ecco_pth"):
-        layout = "auto" if format == "auto" else {"emonet_py_pth": "emonet_py", "ecco_pth": "auto"}[fmt]
-        ws = mapping.from_torch_state_dict(torch_pickle.load_torch_file(path), layout=layout, source=path)
-        if format != "auto" and ws.format != fmt:
-            raise WeightFormatError(f"{path}: asked for {fmt} but the file is in the {ws.format} layout")
-    elif fmt == "bvlc_npy":
-        return bvlc.read_bvlc_npy(path, mean=mean, fc6_order=fc6_order)
-    elif fmt == "caffemodel":
-        return bvlc.read_caffemodel(path, mean=mean)
-    else:
-        ws = read_keras(path)
-    if mean is not None:
+    fmt = registry.get(name)
+    options = {"mean": mean, "fc6_order": fc6_order}
+    ws = fmt.read(path, **{key: value for key, value in options.items() if key in fmt.options})
+    if mean is not None and "mean" not in fmt.options:
         arr, note = bvlc.read_mean(mean)
         ws.mean = check_mean(arr, os.fspath(mean) if isinstance(mean, (str, os.PathLike)) else "mean")
         ws.notes = ws.notes + (note,)
@@ -220,7 +130,7 @@ def apply_weights(model, weights: WeightSet, head: str = "load") -> None:
     """Copies a WeightSet into an EmoNetClassifier or AlexNetBackbone, all or nothing.
 
     Every layer of the model with weights must be in the set (fc8 too, unless head='skip', which leaves
-    a fresh fc8 for transfer learning); names and shapes of all of them (and of the mean) are checked
+    a new head for transfer learning); names and shapes of all of them (and of the mean) are checked
     before the first assignment, so a mismatch raises WeightMismatchError with the model untouched.
     Layers the model lacks (fc8 on a bare backbone, fc6/fc7 on one cut at pool5) are ignored.
     """
@@ -232,13 +142,13 @@ def apply_weights(model, weights: WeightSet, head: str = "load") -> None:
     missing = [name for name in targets if name not in weights.layers]
     if missing:
         raise WeightFormatError(f"{weights.source}: has no weights for layers {missing} of the model"
-                                + ("; use head='skip' (a fresh fc8)" if missing == ["fc8"] else ""))
+                                + ("; use head='skip' (a new head)" if missing == ["fc8"] else ""))
     plan = []
     for name, layer in targets.items():
         kernel, bias = weights.layers[name]
         for what, var, value in (("kernel", layer.kernel, kernel), ("bias", layer.bias, bias)):
             if tuple(var.shape) != tuple(value.shape):
-                hint = "use head='skip' or new_head=True for a fresh head" if name == "fc8" else ""
+                hint = "use head='skip' or new_head=True for a new head" if name == "fc8" else ""
                 raise WeightMismatchError(f"{name} {what}", tuple(var.shape), value.shape, weights.source, hint)
             plan.append((var, value))
     mean_layer = _mean_layer(model)
@@ -260,8 +170,8 @@ def build_classifier(weights: WeightSet, num_classes: Optional[int] = None, clas
     """A ready EmoNetClassifier holding `weights`.
 
     new_head=False: fc8 comes from the file (its size gives num_classes; a different num_classes is refused).
-    new_head=True: fc8 is fresh with num_classes outputs (20 EmoNet categories by default) - transfer
-    learning from the ImageNet AlexNet or re-training EmoNet's head.
+    new_head=True: a new head, a freshly initialised fc8 with num_classes outputs (20 EmoNet categories by
+    default) - transfer learning from the ImageNet AlexNet or re-training EmoNet's head.
     """
     from emonet_tf.classifier import EmoNetClassifier
     from emonet_tf.preprocessor import EmoNetPreprocessor
@@ -271,11 +181,11 @@ def build_classifier(weights: WeightSet, num_classes: Optional[int] = None, clas
             class_names = EMONET_CATEGORIES
     else:
         if "fc8" not in weights.layers:
-            raise WeightFormatError(f"{weights.source}: has no fc8; use new_head=True for a fresh head")
+            raise WeightFormatError(f"{weights.source}: has no fc8; use new_head=True for a new head")
         file_classes = weights.num_classes
         if num_classes is not None and num_classes != file_classes:
             raise WeightMismatchError("fc8 kernel", (4096, num_classes), weights.layers["fc8"][0].shape,
-                                      weights.source, "use new_head=True for a fresh head")
+                                      weights.source, "use new_head=True for a new head")
         num_classes = file_classes
         if class_names is None:
             class_names = weights.class_names
@@ -331,8 +241,8 @@ def convert(src, dst, format: str = "auto", new_head_classes: Optional[int] = No
             fc6_order: str = "hwc") -> str:
     """Reads `src`, builds the classifier (refusing any mismatch) and writes `dst` (.keras, mean included).
 
-    new_head_classes: a fresh fc8 with that many outputs instead of the file's head (e.g. 20 on top of the
-    1000-way ImageNet AlexNet). Returns the summary of what was loaded and written.
+    new_head_classes: a new head (a freshly initialised fc8) with that many outputs instead of the file's one
+    (e.g. 20 on top of the 1000-way ImageNet AlexNet). Returns the summary of what was loaded and written.
     """
     dst = os.fspath(dst)
     if not dst.endswith(".keras"):

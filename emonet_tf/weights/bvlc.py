@@ -2,7 +2,7 @@
 
 Both weight files hold Caffe's BVLC AlexNet, trained on **BGR** input: conv1's input channels are
 reversed here so that the Keras model takes RGB like every other emonet_tf model. fc8 is the 1000-way
-ImageNet classifier; `build_classifier(..., new_head=True)` puts a fresh 20-way head on top.
+ImageNet classifier; `build_classifier(..., new_head=True)` puts a new 20-way head on top.
 
 bvlc_alexnet.npy (the file of Guerzhoy's "myalexnet" TensorFlow port, made with caffe-tensorflow) is a
 pickled dict {layer: [weights, biases]}. `np.load(allow_pickle=True)` would run any code in it, so it is
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ast
 import math
-import mmap
 import os
 import re
 import struct
@@ -32,6 +31,7 @@ import numpy as np
 from emonet_tf.backbone import IMAGE_SIZE, IMAGENET_RGB_MEAN, WEIGHT_SHAPES
 from emonet_tf.weights import limits, mapping, safe_pickle
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
+from emonet_tf.weights.registry import read_head
 from emonet_tf.weights.weightset import FC8_INPUTS, LAYERS, WeightSet, make_weightset
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -43,6 +43,11 @@ NO_MEAN_NOTE = ("no mean in the file: Caffe's per-channel ImageNet mean (R, G, B
 
 # --------------------------------------------------------------------------------------------------
 # bvlc_alexnet.npy
+
+def looks_like_npy(path: str) -> bool:
+    """A file starting with numpy's .npy magic number (the `bvlc_npy` format)."""
+    return read_head(path).startswith(NPY_MAGIC)
+
 
 _NPY_DTYPE_CODE = re.compile(r"[a-zA-Z?][0-9]{0,2}")
 _ARRAY_KINDS = "biufc?O"
@@ -436,6 +441,13 @@ def _squeeze_to(arr: np.ndarray, ndim: int) -> np.ndarray:
     return arr
 
 
+def looks_like_caffemodel(path: str) -> bool:
+    """A `.caffemodel` file (a protobuf has no magic number); a Caffe `.binaryproto` mean file is refused."""
+    if path.endswith(".binaryproto"):
+        raise WeightFormatError(f"{path}: a Caffe mean file, not weights; pass it as the mean (--mean)")
+    return path.endswith(".caffemodel")
+
+
 def read_caffemodel(path: str, mean=None) -> WeightSet:
     """A BVLC AlexNet .caffemodel -> WeightSet (RGB conv1, NHWC fc6 rows, 1000-way fc8).
 
@@ -485,8 +497,9 @@ def read_binaryproto_mean(path: str) -> np.ndarray:
     except WeightFormatError as err:
         raise WeightFormatError(f"{path}: corrupt or truncated binaryproto ({err})") from None
     shape = blob.shape[-3:] if blob.ndim >= 3 else blob.shape
-    if blob.ndim < 3 or shape[0] != 3 or shape[1] < 227 or shape[2] < 227 or blob.size != int(np.prod(shape)):
-        raise WeightMismatchError("mean blob", "(1, 3, H>=227, W>=227)", blob.shape, path)
+    if blob.ndim < 3 or shape[0] != 3 or shape[1] < IMAGE_SIZE or shape[2] < IMAGE_SIZE \
+            or blob.size != int(np.prod(shape)):
+        raise WeightMismatchError("mean blob", f"(1, 3, H>={IMAGE_SIZE}, W>={IMAGE_SIZE})", blob.shape, path)
     return mapping.mean_from_caffe_blob(blob)
 
 

@@ -45,8 +45,6 @@ from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 from emonet_tf.weights.weightset import FC8_INPUTS, POOL5_SHAPE, WeightSet, make_weightset
 
 CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
-#: Caffe's ILSVRC-2012 mean is 256x256; test-time centre crop offset as in Caffe's data transformer.
-CAFFE_MEAN_SIZE = 256
 
 
 def conv_from_torch(weight: np.ndarray) -> np.ndarray:

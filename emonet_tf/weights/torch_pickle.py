@@ -22,8 +22,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from emonet_tf.weights import limits, safe_pickle
+from emonet_tf.weights import limits, mapping, safe_pickle
 from emonet_tf.weights.errors import WeightFormatError
+from emonet_tf.weights.registry import read_head
+from emonet_tf.weights.weightset import WeightSet
 
 #: torch.save's legacy magic number, pickled as the first object of a legacy file.
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -418,3 +420,51 @@ def load_torch_file(path: str, lazy: bool = False) -> Any:
         return _load_legacy(path, lazy)
     raise WeightFormatError(f"{path}: neither a PyTorch zip checkpoint nor a legacy torch.save stream "
                             "(a truncated zip loses its directory and looks like this too)")
+
+
+# --------------------------------------------------------------------------------------------------
+# The emonet_py_pth and ecco_pth formats: one container, two layouts of the state_dict (weights/mapping.py)
+
+#: Format name -> the layout `mapping.from_torch_state_dict` reads it with.
+_FORMAT_LAYOUT = {"emonet_py_pth": "emonet_py", "ecco_pth": "auto"}
+
+
+def _looks_like_torch(path: str) -> bool:
+    head = read_head(path)
+    return head.startswith(b"PK\x03\x04") or head.startswith(LEGACY_PREFIX[:4]) or path.endswith((".pth", ".pt"))
+
+
+def torch_layout(path: str) -> str:
+    """The state_dict layout of a torch file (emonet_py, ecco or onnx2torch), read without its storages.
+
+    Raises WeightFormatError naming the file for a refused pickle or a state_dict of no known layout.
+    """
+    obj = load_torch_file(path, lazy=True)
+    return mapping.detect_layout(mapping.unwrap_state_dict(obj, path), path)
+
+
+def looks_like_emonet_py_pth(path: str) -> bool:
+    """A torch zip or legacy stream (or a .pth/.pt file) holding emonet-py's AlexNetBigEmoNet state_dict."""
+    return _looks_like_torch(path) and torch_layout(path) == "emonet_py"
+
+
+def looks_like_ecco_pth(path: str) -> bool:
+    """A torch zip or legacy stream (or a .pth/.pt file) holding the ecco lab's (or onnx2torch's) state_dict."""
+    return _looks_like_torch(path) and torch_layout(path) != "emonet_py"
+
+
+def _read_torch_format(path: str, fmt: str) -> WeightSet:
+    ws = mapping.from_torch_state_dict(load_torch_file(path), layout=_FORMAT_LAYOUT[fmt], source=path)
+    if ws.format != fmt:
+        raise WeightFormatError(f"{path}: asked for {fmt} but the file is in the {ws.format} layout")
+    return ws
+
+
+def read_emonet_py_pth(path: str) -> WeightSet:
+    """emonet-py's emonet.pth -> WeightSet (Keras layout)."""
+    return _read_torch_format(path, "emonet_py_pth")
+
+
+def read_ecco_pth(path: str) -> WeightSet:
+    """The ecco lab's EmoNetPythonic.pt (or a raw onnx2torch state_dict) -> WeightSet (Keras layout)."""
+    return _read_torch_format(path, "ecco_pth")

@@ -7,6 +7,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from emonet_tf.backbone import IMAGE_SIZE, WEIGHT_SHAPES
+from emonet_tf.weights import registry
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 
 #: Layer names a WeightSet may hold, in network order.
@@ -16,7 +17,8 @@ FC8_INPUTS = 4096
 #: pool5 grid: fc6 sees POOL5_SHAPE = (h, w, c) flattened.
 POOL5_SHAPE = (6, 6, 256)
 
-FORMATS: tuple[str, ...] = ("matlab_text", "emonet_py_pth", "ecco_pth", "bvlc_npy", "caffemodel", "keras")
+#: Names of the registered weight formats, in detection order (a live view of `emonet_tf.weights.registry`).
+FORMATS = registry.FORMATS
 
 
 @dataclasses.dataclass
