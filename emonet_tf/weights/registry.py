@@ -10,12 +10,13 @@ Detection asks the formats in registration order (a folder only the `folder=True
 the first sniff that answers True names the format. A sniff may raise WeightFormatError naming the file when
 the file claims the format (its magic number or suffix) but cannot be read as it; detection ends there with
 that message. `FORMATS` is a live, read-only sequence of the registered names. This module imports no reader
-and no TensorFlow.
+and no TensorFlow itself; the built-in formats are loaded on the first use of the registry.
 """
 from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import importlib
 import os
 from typing import Any, Callable, Iterator, Optional
 
@@ -50,10 +51,25 @@ class WeightFormat:
 
 
 _REGISTRY: dict[str, WeightFormat] = {}  # insertion order is detection order
+_builtin_loaded = False
+
+
+def _load_builtin() -> None:
+    """Registers the built-in formats once, before anything else reads or extends the registry."""
+    global _builtin_loaded
+    if _builtin_loaded:
+        return
+    _builtin_loaded = True  # set first: builtin's own register() calls come back here
+    try:
+        importlib.import_module("emonet_tf.weights.builtin")
+    except BaseException:
+        _builtin_loaded = False
+        raise
 
 
 def register(fmt: WeightFormat, *, before: Optional[str] = None) -> WeightFormat:
     """Adds `fmt` (last, or just before the format named `before`); returns it. A taken name is refused."""
+    _load_builtin()
     if not isinstance(fmt, WeightFormat):
         raise TypeError(f"register() takes a WeightFormat, got {type(fmt).__name__}")
     if not fmt.name or fmt.name == "auto":
@@ -72,16 +88,19 @@ def register(fmt: WeightFormat, *, before: Optional[str] = None) -> WeightFormat
 
 def unregister(name: str) -> WeightFormat:
     """Removes the format `name` and returns its record (KeyError when it is not registered)."""
+    _load_builtin()
     return _REGISTRY.pop(name)
 
 
 def get(name: str) -> WeightFormat:
     """The record of the format `name` (KeyError when it is not registered)."""
+    _load_builtin()
     return _REGISTRY[name]
 
 
 def formats() -> tuple[WeightFormat, ...]:
     """Every registered format, in detection order."""
+    _load_builtin()
     return tuple(_REGISTRY.values())
 
 
@@ -89,16 +108,16 @@ class _FormatNames(collections.abc.Sequence):
     """The registered format names, in detection order, read live (a later `register` shows up)."""
 
     def __getitem__(self, index):
-        return tuple(_REGISTRY)[index]
+        return tuple(f.name for f in formats())[index]
 
     def __len__(self) -> int:
-        return len(_REGISTRY)
+        return len(formats())
 
     def __iter__(self) -> Iterator[str]:
-        return iter(tuple(_REGISTRY))
+        return iter(tuple(f.name for f in formats()))
 
     def __contains__(self, name) -> bool:
-        return name in _REGISTRY
+        return any(f.name == name for f in formats())
 
     def __add__(self, other) -> tuple:
         return tuple(self) + tuple(other)
@@ -132,7 +151,7 @@ def detect(path: str) -> str:
     Raises WeightFormatError naming the path when none does (or when a sniff refuses the file).
     """
     if os.path.isdir(path):
-        folder_formats = [f for f in _REGISTRY.values() if f.folder]
+        folder_formats = [f for f in formats() if f.folder]
         for fmt in folder_formats:
             if fmt.sniff(path):
                 return fmt.name
@@ -141,7 +160,7 @@ def detect(path: str) -> str:
         kinds = " or ".join(f"{f.description} (no {f.signature})" if f.signature else f.description
                             for f in folder_formats)
         raise WeightFormatError(f"{path}: a folder, but not {kinds}")
-    for fmt in _REGISTRY.values():
+    for fmt in formats():
         if not fmt.folder and fmt.sniff(path):
             return fmt.name
     raise WeightFormatError(f"{path}: unrecognised weight file; expected one of {', '.join(FORMATS)}")
