@@ -32,12 +32,15 @@ def make_files(folder: str, count: int) -> dict[str, list[str]]:
     import matplotlib
     from PIL import Image
 
+    from emonet_tf.image_spec import IMAGE_SIZE
+
+    side = f"{IMAGE_SIZE}x{IMAGE_SIZE}"
     photo = cv2.imread(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))[..., ::-1]
-    files: dict[str, list[str]] = {"640x480": [], "227x227": []}
+    files: dict[str, list[str]] = {"640x480": [], side: []}
     for i in range(count):
         crop = photo[i % 40:, (i * 3) % 60:]
         crop = crop[:, ::-1] if i % 2 else crop
-        for size, (w, h) in (("640x480", (640, 480)), ("227x227", (227, 227))):
+        for size, (w, h) in (("640x480", (640, 480)), (side, (IMAGE_SIZE, IMAGE_SIZE))):
             path = os.path.join(folder, f"{size}_{i}.jpg")
             Image.fromarray(np.ascontiguousarray(cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA))).save(
                 path, "JPEG", quality=90)

@@ -52,6 +52,7 @@ def best_of_rounds(jobs: dict, repeats: int) -> dict:
 
 def measure(frames, variants: dict, repeats: int) -> dict:
     import numpy as np
+
     from emonet_tf import preprocessing
 
     encoded = {name: [encode(f) for f in frames] for name, encode in variants.items()}

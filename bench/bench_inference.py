@@ -39,10 +39,12 @@ def run_torch(net, batch_sizes, seconds):
     import numpy as np
     import torch
 
+    from emonet_tf.image_spec import IMAGE_SIZE
+
     out = {}
     with torch.no_grad():
         for b in batch_sizes:
-            x = torch.from_numpy(np.random.default_rng(0).uniform(-120, 120, (b, 3, 227, 227)).astype("float32"))
+            x = torch.from_numpy(np.random.default_rng(0).uniform(-120, 120, (b, 3, IMAGE_SIZE, IMAGE_SIZE)).astype("float32"))
             out[b] = common.throughput(lambda: net(x), b, seconds)
     return out
 
@@ -52,15 +54,15 @@ def child(state_dict_path: str, batch_sizes, seconds, jit: bool) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from emonet_tf import EmoNet, weights
+    from emonet_tf import weights
+    from emonet_tf.image_spec import IMAGE_SIZE
 
     model = weights.build_classifier(weights.read_weights(state_dict_path))
-    emonet = EmoNet(model)
     logits_model = __import__("keras").Model(model.input, model.head.output)
     fn = tf.function(lambda x: logits_model(x, training=False), jit_compile=jit)
     out = {}
     for b in batch_sizes:
-        x = tf.constant(np.random.default_rng(0).uniform(0, 255, (b, 227, 227, 3)).astype("float32"))
+        x = tf.constant(np.random.default_rng(0).uniform(0, 255, (b, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32"))
         out[b] = common.throughput(lambda: fn(x).numpy(), b, seconds)
     return out
 
@@ -98,7 +100,7 @@ def main() -> None:
             continue
         results[name] = {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
     torch_name = next(iter(results))
-    print(f"\n| implementation | " + " | ".join(f"batch {b}" for b in args.batch_sizes) + " |")
+    print("\n| implementation | " + " | ".join(f"batch {b}" for b in args.batch_sizes) + " |")
     print("|---|" + "---|" * len(args.batch_sizes))
     for name, row in results.items():
         cells = []

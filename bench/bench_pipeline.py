@@ -132,6 +132,7 @@ def main() -> None:
     import tensorflow_datasets as tfds
 
     from emonet_tf import EmoNetClassifier, data
+    from emonet_tf.image_spec import IMAGE_SIZE
 
     common.header(f"tf.data pipeline images/s versus training-step images/s at batch {args.batch}")
     print(f"load average at start: {os.getloadavg()}")
@@ -151,7 +152,7 @@ def main() -> None:
             results[f"pipeline, resize {method}"] = common.throughput(lambda: next(it), args.batch, args.seconds)
 
         rng = np.random.default_rng(0)
-        x = tf.constant(rng.uniform(0, 255, (args.batch, 227, 227, 3)).astype("float32"))
+        x = tf.constant(rng.uniform(0, 255, (args.batch, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32"))
         y = tf.constant(rng.integers(0, info.num_classes, args.batch).astype("int32"))
         model = EmoNetClassifier(num_classes=info.num_classes, activation=None)
         steps = {}
@@ -177,7 +178,7 @@ def main() -> None:
 
         head = results["train step, head only (constant batch)"]
         full = results["train step, full (constant batch)"]
-        print(f"\n| measurement | images/s | / head-only step | / full step | target |\n|---|---|---|---|---|")
+        print("\n| measurement | images/s | / head-only step | / full step | target |\n|---|---|---|---|---|")
         for name, value in results.items():
             target = ("met" if value / head >= 3 else "missed") + " (>= 3x head-only)" \
                 if name.startswith("pipeline, ") else ""

@@ -63,10 +63,11 @@ def main() -> None:
     from emonet_py.alexnet_big import AlexNetBigEmoNet
 
     from emonet_tf import EmoNetClassifier
+    from emonet_tf.image_spec import IMAGE_SIZE
 
     common.header(f"Training step, images/s at batch {args.batch} (higher is better)")
     rng = np.random.default_rng(0)
-    images = rng.uniform(0, 255, (args.batch, 227, 227, 3)).astype("float32")
+    images = rng.uniform(0, 255, (args.batch, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
     labels = rng.integers(0, 20, args.batch)
 
     model = EmoNetClassifier(activation=None)

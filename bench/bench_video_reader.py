@@ -20,7 +20,6 @@ The issue's target: the reader's `all` >= 0.9x of plain decoding (the faster of 
 from __future__ import annotations
 
 import argparse
-import fractions
 import os
 import sys
 import tempfile

@@ -5,9 +5,8 @@ from typing import Callable, Optional, Sequence
 
 import keras
 
+from emonet_tf.image_spec import IMAGE_SIZE
 from emonet_tf.layers import PACKAGE, GroupedConv2D, LocalResponseNormalization, MeanImageSubtraction
-
-IMAGE_SIZE = 227
 
 #: Caffe's ILSVRC-2012 per-channel mean in RGB order; used only when no mean image is given.
 IMAGENET_RGB_MEAN = (122.6789143406786, 116.66876761696767, 104.0069879317889)

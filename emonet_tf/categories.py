@@ -25,13 +25,8 @@ COWEN_KELTNER_CATEGORIES: tuple[str, ...] = (
     "Sexual Desire", "Surprise",
 )
 
-#: The 7 Cowen & Keltner categories that EmoNet does not predict.
-DROPPED_CATEGORIES: tuple[str, ...] = tuple(c for c in COWEN_KELTNER_CATEGORIES if c not in EMONET_CATEGORIES)
-
 #: Labels of the 34-option rating task that occur in the released label files but are not among the 27.
 EXTRA_CORPUS_LABELS: tuple[str, ...] = ("Pride", "Sympathy", "Triumph")
-
-NUM_EMONET_CATEGORIES = len(EMONET_CATEGORIES)
 
 _ALIASES = {"empathetic pain": "Empathic Pain", "aesthetic appreciation": "Aesthetic Appreciation"}
 _KNOWN = {c.lower(): c for c in COWEN_KELTNER_CATEGORIES + EXTRA_CORPUS_LABELS}
@@ -47,22 +42,3 @@ def canonical_name(name: str) -> Optional[str]:
         return _ALIASES[key]
     return _KNOWN.get(key)
 
-
-def emonet_index(name: str) -> Optional[int]:
-    """Index of a label among the 20 EmoNet outputs, or None if EmoNet has no such output."""
-    canon = canonical_name(name)
-    return EMONET_CATEGORIES.index(canon) if canon in EMONET_CATEGORIES else None
-
-
-def cowen_keltner_index(name: str) -> Optional[int]:
-    """Index of a label among the 27 Cowen & Keltner categories, or None if it is not one of them."""
-    canon = canonical_name(name)
-    return COWEN_KELTNER_CATEGORIES.index(canon) if canon in COWEN_KELTNER_CATEGORIES else None
-
-
-#: EMONET_TO_COWEN_KELTNER[i] is the index among the 27 of EmoNet output i.
-EMONET_TO_COWEN_KELTNER: tuple[int, ...] = tuple(COWEN_KELTNER_CATEGORIES.index(c) for c in EMONET_CATEGORIES)
-
-#: COWEN_KELTNER_TO_EMONET[j] is the EmoNet output index of Cowen & Keltner category j, or -1 if dropped.
-COWEN_KELTNER_TO_EMONET: tuple[int, ...] = tuple(
-    EMONET_CATEGORIES.index(c) if c in EMONET_CATEGORIES else -1 for c in COWEN_KELTNER_CATEGORIES)

@@ -4,11 +4,13 @@ Both are registered Keras serializables, so `.keras` files and SavedModels carry
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from emonet_tf.image_spec import IMAGE_SIZE
 
 PACKAGE = "emonet_tf"
 
@@ -55,8 +57,8 @@ class GroupedConv2D(keras.layers.Layer):
     The kernel has Keras' grouped layout (kh, kw, in_channels // groups, filters), which is also
     MATLAB's, and output filters [g * filters/groups, (g+1) * filters/groups) see input channels
     [g * cin/groups, (g+1) * cin/groups). Keras 3's `Conv2D(groups>1)` forces XLA on the TF
-    backend and trains about 2x slower on CPU; split/concat runs everywhere (CPU, GPU, TFLite,
-    SavedModel) with identical results.
+    backend and trains about 10x slower on CPU (`bench/bench_grouped_conv.py`); split/concat runs
+    everywhere (CPU, GPU, TFLite, SavedModel) with identical results.
     """
 
     def __init__(self, filters: int, kernel_size, groups: int = 2, strides=1, padding: str = "valid",
@@ -120,7 +122,7 @@ class MeanImageSubtraction(keras.layers.Layer):
     (.keras, SavedModel, presets). A per-channel mean (3 values) is broadcast to the full image.
     """
 
-    def __init__(self, image_size: Sequence[int] = (227, 227), mean=None, dtype=None, **kwargs):
+    def __init__(self, image_size: Sequence[int] = (IMAGE_SIZE, IMAGE_SIZE), mean=None, dtype=None, **kwargs):
         # float32 also under mixed precision: 0-255 pixels minus the mean lose precision in float16.
         super().__init__(dtype=dtype if dtype is not None else "float32", **kwargs)
         self.image_size = tuple(int(s) for s in image_size)
@@ -133,7 +135,7 @@ class MeanImageSubtraction(keras.layers.Layer):
                                     initializer=keras.initializers.Constant(initial), trainable=False)
 
     @staticmethod
-    def broadcast_mean(mean, image_size: Sequence[int] = (227, 227)) -> np.ndarray:
+    def broadcast_mean(mean, image_size: Sequence[int] = (IMAGE_SIZE, IMAGE_SIZE)) -> np.ndarray:
         """Returns `mean` as an H x W x 3 float32 array; accepts (3,), (1, 1, 3) or (H, W, 3)."""
         arr = np.asarray(mean, dtype="float32")
         target = tuple(image_size) + (3,)

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from emonet_tf import AlexNetBackbone, EmoNetClassifier, EMONET_CATEGORIES
+from emonet_tf import EMONET_CATEGORIES, AlexNetBackbone, EmoNetClassifier
 from emonet_tf.backbone import WEIGHT_SHAPES
 
 EXPECTED_SHAPES = {

@@ -10,8 +10,17 @@ import pytest
 from emonet_tf.backbone import AlexNetBackbone
 from emonet_tf.categories import EMONET_CATEGORIES
 from emonet_tf.classifier import EmoNetClassifier
-from emonet_tf.weights import (WeightFormatError, WeightMismatchError, WeightSet, apply_weights, build_classifier,
-                               convert, detect_format, from_torch_state_dict, read_weights)
+from emonet_tf.weights import (
+    WeightFormatError,
+    WeightMismatchError,
+    WeightSet,
+    apply_weights,
+    build_classifier,
+    convert,
+    detect_format,
+    from_torch_state_dict,
+    read_weights,
+)
 from emonet_tf.weights.weightset import expected_shapes, make_weightset
 
 

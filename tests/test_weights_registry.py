@@ -7,8 +7,17 @@ import keras
 import numpy as np
 import pytest
 
-from emonet_tf.weights import (FORMATS, WeightFormat, WeightFormatError, convert, detect_format, read_weights,
-                               register, registry, unregister)
+from emonet_tf.weights import (
+    FORMATS,
+    WeightFormat,
+    WeightFormatError,
+    convert,
+    detect_format,
+    read_weights,
+    register,
+    registry,
+    unregister,
+)
 from emonet_tf.weights.weightset import LAYERS, expected_shapes, make_weightset
 
 TOY_MAGIC = b"TOYWEIGHTS\n"

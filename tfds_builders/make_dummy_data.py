@@ -127,7 +127,7 @@ def write_csv(path: pathlib.Path, header: Sequence[str], rows: Sequence[Sequence
 
 def write_cowen_keltner(root: pathlib.Path, ratings: bool = True, split_files: bool = True) -> pathlib.Path:
     """The dummy Cowen & Keltner manual dir: videos, both split files and the ratings table."""
-    for k, (video_id, ext, fps, n, split, label, folder) in enumerate(COWEN_KELTNER_VIDEOS):
+    for k, (video_id, ext, fps, n, _split, _label, folder) in enumerate(COWEN_KELTNER_VIDEOS):
         path = root / folder / f"{video_id}.{ext}"
         if n > 0:
             write_coded_video(path, fps, n, blue=20 * k)

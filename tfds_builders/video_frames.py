@@ -38,7 +38,6 @@ how they find videos and labels (their `_collect`). Everything else lives here:
 from __future__ import annotations
 
 import abc
-
 import collections
 import dataclasses
 import functools
@@ -213,7 +212,7 @@ def hash_split(labels: Mapping[str, str], test_fraction: float = TEST_FRACTION) 
     for video_id, label in labels.items():
         by_label[label].append(video_id)
     split = {}
-    for label, ids in by_label.items():
+    for ids in by_label.values():
         ids = sorted(ids, key=lambda v: (stable_hash(v), v))
         n_test = int(len(ids) * test_fraction + 0.5)
         if n_test >= len(ids):

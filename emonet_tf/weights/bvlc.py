@@ -28,7 +28,8 @@ from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
-from emonet_tf.backbone import IMAGE_SIZE, IMAGENET_RGB_MEAN, WEIGHT_SHAPES
+from emonet_tf.backbone import IMAGENET_RGB_MEAN, WEIGHT_SHAPES
+from emonet_tf.image_spec import IMAGE_SIZE
 from emonet_tf.weights import limits, mapping, safe_pickle
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 from emonet_tf.weights.registry import read_head

@@ -40,7 +40,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from emonet_tf.backbone import IMAGE_SIZE, WEIGHT_SHAPES
+from emonet_tf.backbone import WEIGHT_SHAPES
+from emonet_tf.image_spec import IMAGE_SIZE
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 from emonet_tf.weights.weightset import FC8_INPUTS, POOL5_SHAPE, WeightSet, make_weightset
 

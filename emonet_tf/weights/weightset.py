@@ -6,7 +6,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from emonet_tf.backbone import IMAGE_SIZE, WEIGHT_SHAPES
+from emonet_tf.backbone import WEIGHT_SHAPES
+from emonet_tf.image_spec import IMAGE_SIZE
 from emonet_tf.weights import registry
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 
