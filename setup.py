@@ -20,8 +20,11 @@ EXTRAS = {
     # property-based fuzzing, and two independent pickle scanners as a second opinion on weight files.
     "oracles": ["imageio-ffmpeg", "hypothesis", "fickling", "picklescan"],
 }
-EXTRAS["test"] = sorted({"pytest", "pytest-timeout", *EXTRAS["tfds"], *EXTRAS["beam"], *EXTRAS["tensorboard"],
-                         *EXTRAS["plot"], *EXTRAS["parquet"], *EXTRAS["reference"], *EXTRAS["oracles"]})
+# ruff: the linter and formatter .ci/run checks with (settings in pyproject.toml); pinned, because each
+# ruff release may format differently.
+EXTRAS["test"] = sorted({"pytest", "pytest-timeout", "ruff==0.17.6", *EXTRAS["tfds"], *EXTRAS["beam"],
+                         *EXTRAS["tensorboard"], *EXTRAS["plot"], *EXTRAS["parquet"], *EXTRAS["reference"],
+                         *EXTRAS["oracles"]})
 EXTRAS["all"] = sorted({p for k, v in EXTRAS.items() if k not in ("test", "reference", "oracles") for p in v})
 
 setup(
