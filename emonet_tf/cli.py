@@ -325,7 +325,7 @@ def _matlab_text_progress(args):
 
 
 def _check_image(args, emonet):
-    """The image of the TFLite check (227 x 227 x 3): --check-image, or a smooth synthetic one that reaches every layer."""
+    """The image of the TFLite check (227 x 227 x 3): --check-image, or a smooth synthetic one (every layer)."""
     if not args.check_image:
         yy, xx = np.mgrid[0:227, 0:227].astype(np.float32)
         return np.stack([xx * 255 / 226, yy * 255 / 226, (xx + yy) * 255 / 452], axis=-1)

@@ -17,14 +17,35 @@ No reader runs code from a file (pickles are read by allow-listed unpicklers) an
     model = build_classifier(weights)                      # ready EmoNetClassifier
     print(convert("data/", "emonet.keras"))                # or: python -m emonet_tf.weights data/ emonet.keras
 """
-from emonet_tf.weights.api import apply_weights, build_classifier, convert, describe, detect_format, read_weights
+import importlib
+
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
-from emonet_tf.weights.mapping import from_torch_state_dict
-from emonet_tf.weights.registry import WeightFormat, register, unregister
-from emonet_tf.weights.weightset import FORMATS, WeightSet
+
+# The other names are imported on first use: they need TensorFlow, and `python -m emonet_tf.weights --help`
+# (this package is imported before its __main__) must answer without it, as `emonet convert --help` does.
+_LAZY = {
+    "apply_weights": "api", "build_classifier": "api", "convert": "api", "describe": "api", "detect_format": "api",
+    "read_weights": "api", "from_torch_state_dict": "mapping", "WeightFormat": "registry", "register": "registry",
+    "unregister": "registry", "FORMATS": "weightset", "WeightSet": "weightset",
+}
 
 __all__ = [
     "FORMATS", "WeightFormat", "WeightFormatError", "WeightMismatchError", "WeightSet", "apply_weights",
     "build_classifier", "convert", "describe", "detect_format", "from_torch_state_dict", "read_weights", "register",
     "unregister",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        importlib.import_module("emonet_tf.weights.api")  # registers the built-in formats (weights/builtin.py)
+        value = getattr(importlib.import_module(f"emonet_tf.weights.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_"):  # a submodule (weights.limits, weights.api, ...), loaded eagerly before
+        try:
+            return importlib.import_module(f"emonet_tf.weights.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"emonet_tf.weights.{name}":
+                raise
+    raise AttributeError(f"module 'emonet_tf.weights' has no attribute {name!r}")
