@@ -21,6 +21,7 @@ uses the frames that decoded and marks every output row of the video (status "da
 `--weights` defaults to the EMONET_WEIGHTS environment variable. argparse (not absl) because
 this is a user-facing tool with subcommands; absl flags belong to the training script.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,22 @@ import numpy as np
 # The input handling lives in emonet_tf.media (importable without TensorFlow); these names stay reachable
 # here for scripts written against earlier versions of the command.
 from emonet_tf.media import (  # noqa: F401
-    IMAGE_EXTENSIONS, InputFile, InputResult, RowWriter, collect_inputs, damaged_error, frames_note, is_media_name,
-    iter_results, kind_of, kept_note, prediction_rows, rows_sidecar_path, unknown_type_error, write_rows_sidecar)
+    IMAGE_EXTENSIONS,
+    InputFile,
+    InputResult,
+    RowWriter,
+    collect_inputs,
+    damaged_error,
+    frames_note,
+    is_media_name,
+    iter_results,
+    kept_note,
+    kind_of,
+    prediction_rows,
+    rows_sidecar_path,
+    unknown_type_error,
+    write_rows_sidecar,
+)
 
 EXIT_OK = 0
 EXIT_NOTHING_PROCESSED = 1
@@ -63,8 +78,14 @@ def _progress(total: Optional[int], args, unit: str = "frame", **kwargs):
     """A tqdm bar on stderr counted in `unit`; off with --no-progress, and when stderr is not a terminal."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True,
-                disable=True if getattr(args, "no_progress", False) else None, **kwargs)
+    return tqdm(
+        total=total,
+        unit=unit,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=True if getattr(args, "no_progress", False) else None,
+        **kwargs,
+    )
 
 
 def _frames_bar(inputs: Sequence[InputFile], args):
@@ -110,6 +131,7 @@ def _weights_path(args) -> Optional[str]:
 # ------------------------------------------------------------------------------------------------
 # Checks of output paths, before any model is loaded
 
+
 def _check_output_file(path: Optional[str], flag: str, suffixes: Sequence[str] = ()) -> None:
     """A file the command will write: not a folder, a parent that is not a file, one of `suffixes` if given."""
     if not path:
@@ -135,6 +157,7 @@ def _check_output_folder(path: Optional[str], flag: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # Model loading
 
+
 def load_emonet(args):
     """EmoNet from --weights (any format EmoNet.from_weights reads), or a UsageError that says why not.
 
@@ -145,8 +168,10 @@ def load_emonet(args):
 
     path = _weights_path(args)
     if not path:
-        raise UsageError("no weights: pass --weights PATH (a .keras file, a MATLAB text dump folder, a .pth, ...) "
-                         "or set EMONET_WEIGHTS")
+        raise UsageError(
+            "no weights: pass --weights PATH (a .keras file, a MATLAB text dump folder, a .pth, ...) "
+            "or set EMONET_WEIGHTS"
+        )
     options = {"resize_method": args.resize_method} if getattr(args, "resize_method", None) else {}
     try:
         return EmoNet.from_weights(path, mean=getattr(args, "mean", None), **options)
@@ -156,6 +181,7 @@ def load_emonet(args):
 
 # ------------------------------------------------------------------------------------------------
 # predict
+
 
 def cmd_predict(args) -> int:
     _check_output_file(args.csv, "--csv")
@@ -168,9 +194,19 @@ def cmd_predict(args) -> int:
         print(f"emonet predict: no image or video files found in {', '.join(args.inputs)}", file=sys.stderr)
         return EXIT_NOTHING_PROCESSED
     columns = ["source", "kind", "status", "frame_index", "timestamp_ms", "n_frames", "top1", "error", "damage"] + names
-    writer = RowWriter(columns, args.csv, args.json, {
-        "weights": _weights_path(args), "sampling": args.sampling, "damaged": args.damaged,
-        "resize_method": emonet.resize_method, "exif_orientation": _exif(args), "class_names": names})
+    writer = RowWriter(
+        columns,
+        args.csv,
+        args.json,
+        {
+            "weights": _weights_path(args),
+            "sampling": args.sampling,
+            "damaged": args.damaged,
+            "resize_method": emonet.resize_method,
+            "exif_orientation": _exif(args),
+            "class_names": names,
+        },
+    )
     counts = {"ok": 0, "failed": 0}
     damaged: list[str] = []
     plot_names: set = set()
@@ -201,16 +237,23 @@ def _report_prediction(result: InputResult, names, args, counts: dict, damaged: 
     if result.damage is not None:
         damaged.append(result.source)
         extra += " DAMAGED, kept (--damaged keep)"
-        _say(f"emonet predict: {result.source}: damaged video, {kept_note(result)} were used "
-             f"(--damaged keep): {result.damage}", sys.stderr)
+        _say(
+            f"emonet predict: {result.source}: damaged video, {kept_note(result)} were used "
+            f"(--damaged keep): {result.damage}",
+            sys.stderr,
+        )
     _say(f"{_short(result.source):<48}  {result.kind:<5}  {top}{extra}")
     if args.plot_dir and result.kind == "video":
         from emonet_tf import plots
 
         path = os.path.join(args.plot_dir, _plot_name(result.source, plot_names))
-        plots.plot_emotion_timecourse([f.timestamp_ms for f in result.frames],
-                                      np.stack([f.probabilities for f in result.frames]), names, path,
-                                      title=f"{os.path.basename(result.source)} ({args.sampling})")
+        plots.plot_emotion_timecourse(
+            [f.timestamp_ms for f in result.frames],
+            np.stack([f.probabilities for f in result.frames]),
+            names,
+            path,
+            title=f"{os.path.basename(result.source)} ({args.sampling})",
+        )
         _say(f"plot: {path}", sys.stderr)
 
 
@@ -223,6 +266,7 @@ def _damaged_note(sources: Sequence[str]) -> str:
 
 # ------------------------------------------------------------------------------------------------
 # evaluate
+
 
 def _check_evaluate_args(args) -> None:
     if bool(args.dataset) == bool(args.folder):
@@ -237,8 +281,9 @@ def _check_evaluate_args(args) -> None:
         try:
             import pyarrow.parquet  # noqa: F401
         except ImportError:
-            raise UsageError(f"{args.predictions}: Parquet needs pyarrow (pip install 'emonet_tf[parquet]'); "
-                             "or write .csv") from None
+            raise UsageError(
+                f"{args.predictions}: Parquet needs pyarrow (pip install 'emonet_tf[parquet]'); or write .csv"
+            ) from None
 
 
 def cmd_evaluate(args) -> int:
@@ -253,13 +298,21 @@ def cmd_evaluate(args) -> int:
             log = _logger("evaluate")
             inputs, labels = evaluation.labelled_inputs(args.folder, emonet.class_names, log)
             with _frames_bar(inputs, args) as bar:
-                data = evaluation.evaluate_inputs(emonet, inputs, labels, source=args.folder, sampling=args.sampling,
-                                                  batch_size=args.batch_size, damaged=args.damaged,
-                                                  exif_orientation=_exif(args), progress=bar, log=log)
+                data = evaluation.evaluate_inputs(
+                    emonet,
+                    inputs,
+                    labels,
+                    source=args.folder,
+                    sampling=args.sampling,
+                    batch_size=args.batch_size,
+                    damaged=args.damaged,
+                    exif_orientation=_exif(args),
+                    progress=bar,
+                    log=log,
+                )
     except evaluation.EvaluationInputError as err:
         raise UsageError(str(err)) from None
-    metrics = evaluation.metrics_from_predictions(data.probabilities, data.labels, emonet.class_names,
-                                                  data.video_ids)
+    metrics = evaluation.metrics_from_predictions(data.probabilities, data.labels, emonet.class_names, data.video_ids)
     metrics["source"] = args.dataset or args.folder
     if data.inputs is not None:
         # Which files are not in the metrics (failed) and which videos count with part of their frames.
@@ -280,13 +333,23 @@ def _evaluate_tfds(emonet, args):
 
     info, mapping = evaluation.inspect_labelled_dataset(args.dataset, args.data_dir, args.split, emonet.class_names)
     with _progress(info.num_examples(args.split), args) as bar:
-        return evaluation.evaluate_dataset(emonet, info, mapping, args.split, batch_size=args.batch_size,
-                                           predictions_path=args.predictions, fc7=args.fc7, logits=args.logits,
-                                           progress=bar, log=_logger("evaluate"))
+        return evaluation.evaluate_dataset(
+            emonet,
+            info,
+            mapping,
+            args.split,
+            batch_size=args.batch_size,
+            predictions_path=args.predictions,
+            fc7=args.fc7,
+            logits=args.logits,
+            progress=bar,
+            log=_logger("evaluate"),
+        )
 
 
 # ------------------------------------------------------------------------------------------------
 # convert, export
+
 
 def cmd_convert(args) -> int:
     if not os.path.exists(args.src):
@@ -297,12 +360,19 @@ def cmd_convert(args) -> int:
     from emonet_tf import weights
 
     if args.format != "auto" and args.format not in weights.FORMATS:  # the registry: known only after importing
-        raise UsageError(f"--format {args.format}: not a weight format; choose auto or one of "
-                         f"{', '.join(weights.FORMATS)}")
+        raise UsageError(
+            f"--format {args.format}: not a weight format; choose auto or one of {', '.join(weights.FORMATS)}"
+        )
     try:
         with _matlab_text_progress(args):
-            summary = weights.convert(args.src, args.dst, format=args.format, new_head_classes=args.new_head_classes,
-                                      mean=args.mean, fc6_order=args.fc6_order)
+            summary = weights.convert(
+                args.src,
+                args.dst,
+                format=args.format,
+                new_head_classes=args.new_head_classes,
+                mean=args.mean,
+                fc6_order=args.fc6_order,
+            )
     except (weights.WeightFormatError, OSError, ValueError) as err:  # OSError: e.g. DST cannot be written
         raise UsageError(str(err)) from None
     print(summary)
@@ -318,8 +388,11 @@ def _matlab_text_progress(args):
     if args.format not in ("auto", "matlab_text") or not matlab_text.is_matlab_text_dir(args.src):
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
-    bar = stack.enter_context(_progress(matlab_text.expected_values(args.src), args, unit="value", unit_scale=True,
-                                        desc="reading MATLAB text dump"))
+    bar = stack.enter_context(
+        _progress(
+            matlab_text.expected_values(args.src), args, unit="value", unit_scale=True, desc="reading MATLAB text dump"
+        )
+    )
     stack.enter_context(matlab_text.report_progress(bar))
     return stack
 
@@ -376,6 +449,7 @@ def cmd_export(args) -> int:
 # ------------------------------------------------------------------------------------------------
 # affect
 
+
 def cmd_affect(args) -> int:
     from emonet_tf import affect
 
@@ -400,10 +474,19 @@ def cmd_affect(args) -> int:
         return EXIT_NOTHING_PROCESSED
     targets = list(readouts)
     columns = ["source", "kind", "status", "frame_index", "timestamp_ms", "n_frames", "error", "damage"] + targets
-    writer = RowWriter(columns, args.csv, args.json, {
-        "weights": _weights_path(args), "sampling": args.sampling, "damaged": args.damaged,
-        "exif_orientation": _exif(args), "coefficients": args.coefficients or "emonet-py 1.0.8 (published)",
-        "input": affect.INPUT_SPACE})
+    writer = RowWriter(
+        columns,
+        args.csv,
+        args.json,
+        {
+            "weights": _weights_path(args),
+            "sampling": args.sampling,
+            "damaged": args.damaged,
+            "exif_orientation": _exif(args),
+            "coefficients": args.coefficients or "emonet-py 1.0.8 (published)",
+            "input": affect.INPUT_SPACE,
+        },
+    )
     ok = 0
     _say(f"{'file':<48}  {'kind':<5}  " + "  ".join(f"{t:>9}" for t in targets))
     with _frames_bar(inputs, args) as bar:
@@ -418,14 +501,27 @@ def cmd_affect(args) -> int:
 
 def _affect_rows(result: InputResult, readouts) -> list[dict]:
     """The rows of one input (each frame's read-outs, then the image's or video mean's), and its table line."""
-    base = {"source": result.source, "kind": result.kind, "status": result.status, "error": result.error,
-            "damage": result.damage}
+    base = {
+        "source": result.source,
+        "kind": result.kind,
+        "status": result.status,
+        "error": result.error,
+        "damage": result.damage,
+    }
     if not result.ok:
         _say(f"{_short(result.source):<48}  {result.kind:<5}  ERROR: {result.error}")
         _say(f"emonet affect: {result.error}", sys.stderr)
         return [base]
-    rows = [dict(base, kind="frame", frame_index=f.index, timestamp_ms=round(f.timestamp_ms, 3),
-                 **{t: float(r.predict(f.logits)) for t, r in readouts.items()}) for f in result.frames]
+    rows = [
+        dict(
+            base,
+            kind="frame",
+            frame_index=f.index,
+            timestamp_ms=round(f.timestamp_ms, 3),
+            **{t: float(r.predict(f.logits)) for t, r in readouts.items()},
+        )
+        for f in result.frames
+    ]
     mean = {t: float(r.predict(result.logits)) for t, r in readouts.items()}
     kind = "video_mean" if result.kind == "video" else "image"
     rows.append(dict(base, kind=kind, n_frames=len(result.frames) or None, **mean))
@@ -451,49 +547,81 @@ def _affect_fit(args) -> int:
     try:
         with _frames_bar(inputs, args) as bar:
             fit = affect.fit_readouts_from_files(
-                emonet, paths, ratings, method=args.method, n_components=args.components, alpha=args.alpha,
-                folds=args.folds, seed=args.seed, sampling=args.sampling, batch_size=args.batch_size,
-                damaged=args.damaged, exif_orientation=_exif(args), progress=bar, log=_logger("affect"))
+                emonet,
+                paths,
+                ratings,
+                method=args.method,
+                n_components=args.components,
+                alpha=args.alpha,
+                folds=args.folds,
+                seed=args.seed,
+                sampling=args.sampling,
+                batch_size=args.batch_size,
+                damaged=args.damaged,
+                exif_orientation=_exif(args),
+                progress=bar,
+                log=_logger("affect"),
+            )
     except affect.NotEnoughRatingsError as err:
         print(f"emonet affect: {err}", file=sys.stderr)
         return EXIT_NOTHING_PROCESSED
     for target, readout in fit.readouts.items():
         _print_readout(target, readout, args)
-    affect.save_readouts(fit.readouts, args.out, ratings_file=os.path.abspath(args.fit), weights=_weights_path(args),
-                         sampling=args.sampling, left_out=fit.left_out)
+    affect.save_readouts(
+        fit.readouts,
+        args.out,
+        ratings_file=os.path.abspath(args.fit),
+        weights=_weights_path(args),
+        sampling=args.sampling,
+        left_out=fit.left_out,
+    )
     print(f"coefficients: {args.out} ({fit.used} files used, {len(fit.left_out)} unreadable)")
     return EXIT_OK
 
 
 def _print_readout(target: str, readout, args) -> None:
     cv = readout.cv
-    print(f"{target}: {readout.params}, {args.folds}-fold CV r = {cv['r']:.4f}, RMSE = {cv['rmse']:.4f} "
-          f"(n = {cv['n']}{', nested selection' if cv['nested'] else ''})")
+    print(
+        f"{target}: {readout.params}, {args.folds}-fold CV r = {cv['r']:.4f}, RMSE = {cv['rmse']:.4f} "
+        f"(n = {cv['n']}{', nested selection' if cv['nested'] else ''})"
+    )
     if args.plot_dir:
         from emonet_tf import plots
 
-        path = plots.plot_readout_fit(cv["ratings"], cv["predictions"], os.path.join(args.plot_dir, f"{target}_cv.png"),
-                                      target, cv["r"], cv["rmse"])
+        path = plots.plot_readout_fit(
+            cv["ratings"],
+            cv["predictions"],
+            os.path.join(args.plot_dir, f"{target}_cv.png"),
+            target,
+            cv["r"],
+            cv["rmse"],
+        )
         print(f"plot: {path}")
 
 
 # ------------------------------------------------------------------------------------------------
 # activations
 
+
 def _report_activation_event(item) -> None:
     if item.error is not None:
         _say(f"emonet activations: {item.error}", sys.stderr)
     else:
-        _say(f"emonet activations: {item.source}: damaged video, its {item.frames} are kept and marked "
-             f"(--damaged keep): {item.damage}", sys.stderr)
+        _say(
+            f"emonet activations: {item.source}: damaged video, its {item.frames} are kept and marked "
+            f"(--damaged keep): {item.damage}",
+            sys.stderr,
+        )
 
 
 def cmd_activations(args) -> int:
     from emonet_tf import media
 
     if os.path.splitext(args.out)[1].lower() not in media.ACTIVATION_SUFFIXES:
-        raise UsageError(f"{args.out}: --out must end in .npy (one array, plus a .rows.csv sidecar) or .npz "
-                         f"(array + sources + frames + status)")
+        raise UsageError(
+            f"{args.out}: --out must end in .npy (one array, plus a .rows.csv sidecar) or .npz "
+            f"(array + sources + frames + status)"
+        )
     _check_output_file(args.out, "--out")
     emonet = load_emonet(args)
     try:
@@ -507,16 +635,19 @@ def cmd_activations(args) -> int:
     if not result.kept().any():
         print("emonet activations: nothing could be read", file=sys.stderr)
         return EXIT_NOTHING_PROCESSED
-    acts, rows, sidecar = media.save_activations(args.out, result, layer=args.layer, class_names=emonet.class_names,
-                                                 damaged_policy=args.damaged)
+    acts, rows, sidecar = media.save_activations(
+        args.out, result, layer=args.layer, class_names=emonet.class_names, damaged_policy=args.damaged
+    )
     if sidecar:
         print(f"rows: {sidecar}")
     errors = result.errors()
     notes = [f"{len(errors)} file(s) failed"] if errors else []
     if result.damaged:
         notes.append(f"{len(result.damaged)} damaged video(s) kept, rows marked")
-    print(f"{args.layer}: {acts.shape[0]} rows of shape {acts.shape[1:]} from {len({r.source for r in rows})} files "
-          f"-> {args.out}" + (f" ({'; '.join(notes)})" if notes else ""))
+    print(
+        f"{args.layer}: {acts.shape[0]} rows of shape {acts.shape[1:]} from {len({r.source for r in rows})} files "
+        f"-> {args.out}" + (f" ({'; '.join(notes)})" if notes else "")
+    )
     return EXIT_OK
 
 
@@ -529,49 +660,80 @@ def cmd_run(args) -> int:
 # ------------------------------------------------------------------------------------------------
 # Parser
 
+
 def build_parser() -> argparse.ArgumentParser:
     # Light modules only: --help and usage errors must not wait for TensorFlow (issue 12).
     from emonet_tf.image_spec import RESIZE_METHODS
     from emonet_tf.video import DAMAGED_POLICIES, DEFAULT_DAMAGED_POLICY
 
     parser = argparse.ArgumentParser(
-        prog="emonet", description="EmoNet (Kragel et al. 2019): emotion categories of images and videos.",
-        epilog="Exit status: 0 if anything was processed, 1 if nothing could be, 2 for usage errors.")
+        prog="emonet",
+        description="EmoNet (Kragel et al. 2019): emotion categories of images and videos.",
+        epilog="Exit status: 0 if anything was processed, 1 if nothing could be, 2 for usage errors.",
+    )
+
     def model_options() -> argparse.ArgumentParser:
         # A fresh parent per command: argparse shares parent actions, so set_defaults would leak across commands.
         parent = argparse.ArgumentParser(add_help=False)
-        parent.add_argument("--weights", help="weights: .keras, MATLAB text dump folder, emonet-py .pth, ecco .pt "
-                                              "(default: $EMONET_WEIGHTS)")
-        parent.add_argument("--mean", help="mean image for weight files without one (emonet-py/ecco .pth): "
-                                           "img_mean.txt, .binaryproto or .npy")
-        parent.add_argument("--resize-method", "--resize_method", dest="resize_method", default=None,
-                            choices=RESIZE_METHODS, help="image resize (default: the model's saved preprocessing; "
-                                                         "MATLAB's imresize for weights that record none)")
+        parent.add_argument(
+            "--weights",
+            help="weights: .keras, MATLAB text dump folder, emonet-py .pth, ecco .pt (default: $EMONET_WEIGHTS)",
+        )
+        parent.add_argument(
+            "--mean",
+            help="mean image for weight files without one (emonet-py/ecco .pth): img_mean.txt, .binaryproto or .npy",
+        )
+        parent.add_argument(
+            "--resize-method",
+            "--resize_method",
+            dest="resize_method",
+            default=None,
+            choices=RESIZE_METHODS,
+            help="image resize (default: the model's saved preprocessing; "
+            "MATLAB's imresize for weights that record none)",
+        )
         parent.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32)
-        parent.add_argument(*NO_PROGRESS, dest="no_progress", action="store_true",
-                            help="no progress bar on stderr (there is none either when stderr is not a terminal)")
+        parent.add_argument(
+            *NO_PROGRESS,
+            dest="no_progress",
+            action="store_true",
+            help="no progress bar on stderr (there is none either when stderr is not a terminal)",
+        )
         return parent
 
     model = model_options()
     frames = argparse.ArgumentParser(add_help=False)
-    frames.add_argument("--sampling", default="every5",
-                        help="video frames: every5 (the lab's MATLAB scripts), fps10 (its PyTorch pipeline: "
-                             "ffmpeg's fps=10 filter, frames never repeated), all, everyN, fpsR (default every5)")
-    frames.add_argument("--damaged", default=DEFAULT_DAMAGED_POLICY, choices=DAMAGED_POLICIES,
-                        help="a damaged video (decoder error, or the stream ends before its own duration): skip "
-                             "(default) reports it as failed and writes no row of it; keep uses the frames that "
-                             "decoded and marks its rows (status 'damaged' in CSV/JSON, 'damaged' in .npz, "
-                             ".rows.csv next to a .npy)")
-    frames.add_argument("--exif-orientation", "--exif_orientation", dest="exif_orientation", action="store_true",
-                        help="rotate/flip image files by their EXIF Orientation tag before resizing (default off, "
-                             "as MATLAB's imread and the published EmoNet; videos and TFDS frames are unaffected)")
+    frames.add_argument(
+        "--sampling",
+        default="every5",
+        help="video frames: every5 (the lab's MATLAB scripts), fps10 (its PyTorch pipeline: "
+        "ffmpeg's fps=10 filter, frames never repeated), all, everyN, fpsR (default every5)",
+    )
+    frames.add_argument(
+        "--damaged",
+        default=DEFAULT_DAMAGED_POLICY,
+        choices=DAMAGED_POLICIES,
+        help="a damaged video (decoder error, or the stream ends before its own duration): skip "
+        "(default) reports it as failed and writes no row of it; keep uses the frames that "
+        "decoded and marks its rows (status 'damaged' in CSV/JSON, 'damaged' in .npz, "
+        ".rows.csv next to a .npy)",
+    )
+    frames.add_argument(
+        "--exif-orientation",
+        "--exif_orientation",
+        dest="exif_orientation",
+        action="store_true",
+        help="rotate/flip image files by their EXIF Orientation tag before resizing (default off, "
+        "as MATLAB's imread and the published EmoNet; videos and TFDS frames are unaffected)",
+    )
     outputs = argparse.ArgumentParser(add_help=False)
     outputs.add_argument("--csv", help="write one row per image / sampled frame / video mean to this CSV")
     outputs.add_argument("--json", help="the same rows as JSON")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("predict", parents=[model, frames, outputs],
-                       help="emotion categories of images, folders, videos")
+    p = sub.add_parser(
+        "predict", parents=[model, frames, outputs], help="emotion categories of images, folders, videos"
+    )
     p.add_argument("inputs", nargs="+", help="image or video files, or folders (searched recursively)")
     p.add_argument("--top", type=int, default=3, help="categories shown per file (default 3)")
     p.add_argument("--plot-dir", "--plot_dir", dest="plot_dir", help="write an emotion time-course PNG per video")
@@ -583,10 +745,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--folder", help="labelled folder root/<category>/<image or video>")
     p.add_argument("--out-dir", "--out_dir", dest="out_dir", required=True, help="metrics JSON and plots go here")
-    p.add_argument("--predictions", metavar="PATH", help="with --dataset: one row per example (video_id, frame_index, "
-                                                          "timestamp_ms, label, probabilities) to .csv or .parquet")
-    p.add_argument("--fc7", choices=("columns", "npy"), help="with --predictions: the fc7 features as 4096 columns "
-                                                             "or as PATH-stem.fc7.npy (row i = table row i)")
+    p.add_argument(
+        "--predictions",
+        metavar="PATH",
+        help="with --dataset: one row per example (video_id, frame_index, "
+        "timestamp_ms, label, probabilities) to .csv or .parquet",
+    )
+    p.add_argument(
+        "--fc7",
+        choices=("columns", "npy"),
+        help="with --predictions: the fc7 features as 4096 columns or as PATH-stem.fc7.npy (row i = table row i)",
+    )
     p.add_argument("--logits", action="store_true", help="with --predictions: also the fc8 logits (logit_<class>)")
     p.set_defaults(func=cmd_evaluate, subparser=p)
 
@@ -594,21 +763,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", parents=[model_options()], help="SavedModel for TF Serving (+ .keras, TFLite)")
     p.add_argument("--out", required=True, help="SavedModel folder (e.g. models/emonet/1 for TF Serving)")
-    p.add_argument("--include-features", "--include_features", dest="include_features", action="store_true",
-                   help="also output fc7, relu7 and fc8")
+    p.add_argument(
+        "--include-features",
+        "--include_features",
+        dest="include_features",
+        action="store_true",
+        help="also output fc7, relu7 and fc8",
+    )
     p.add_argument("--tflite", nargs="?", const=True, help="also write TFLite (default path: OUT.tflite)")
     p.add_argument("--keras", nargs="?", const=True, help="also write a .keras file (default path: OUT.keras)")
     p.add_argument("--check-image", dest="check_image", help="image for the TFLite-vs-TF check (default synthetic)")
     p.set_defaults(func=cmd_export, subparser=p)
 
-    p = sub.add_parser("affect", parents=[model, frames, outputs],
-                       help="valence/arousal from the fc8 logits; or fit new read-outs with --fit")
+    p = sub.add_parser(
+        "affect",
+        parents=[model, frames, outputs],
+        help="valence/arousal from the fc8 logits; or fit new read-outs with --fit",
+    )
     p.add_argument("inputs", nargs="*", help="image or video files, or folders")
     p.add_argument("--coefficients", help="read-out JSON written by --fit (default: emonet-py's published ones)")
     p.add_argument("--fit", metavar="RATINGS_CSV", help="fit read-outs: CSV with a file column and rating columns")
     p.add_argument("--out", help="with --fit: the coefficient JSON to write")
-    p.add_argument("--image-root", "--image_root", dest="image_root",
-                   help="folder the CSV's file names are relative to (default: the CSV's folder)")
+    p.add_argument(
+        "--image-root",
+        "--image_root",
+        dest="image_root",
+        help="folder the CSV's file names are relative to (default: the CSV's folder)",
+    )
     p.add_argument("--path-column", dest="path_column", help="file column of the CSV (default: detected)")
     p.add_argument("--targets", help="comma-separated rating columns (default: every numeric column)")
     p.add_argument("--method", default="auto", choices=("auto", "pls", "ridge"))
@@ -621,17 +802,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("activations", parents=[model, frames], help="a layer's outputs as .npy/.npz")
     p.add_argument("inputs", nargs="+", help="image or video files, or folders")
-    p.add_argument("--layer", default="fc7", help="conv1..conv5, relu*, norm*, pool*, fc6, relu6, fc7, relu7, fc8, "
-                                                 "softmax (default fc7)")
-    p.add_argument("--out", required=True, help=".npy (activations only, plus OUT.rows.csv: source, frame, "
-                                                "timestamp and status of each row, and the failed inputs) or .npz "
-                                                "(+ sources, frame indices, timestamps, damaged flags, errors)")
+    p.add_argument(
+        "--layer",
+        default="fc7",
+        help="conv1..conv5, relu*, norm*, pool*, fc6, relu6, fc7, relu7, fc8, softmax (default fc7)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help=".npy (activations only, plus OUT.rows.csv: source, frame, "
+        "timestamp and status of each row, and the failed inputs) or .npz "
+        "(+ sources, frame indices, timestamps, damaged flags, errors)",
+    )
     p.set_defaults(func=cmd_activations, subparser=p)
 
     from emonet_tf import run  # its top level is TensorFlow-free
 
-    p = sub.add_parser("run", help="the main job: predict with --weights; without weights, generated clips -> "
-                                   "records -> training -> evaluation -> SavedModel -> predictions")
+    p = sub.add_parser(
+        "run",
+        help="the main job: predict with --weights; without weights, generated clips -> "
+        "records -> training -> evaluation -> SavedModel -> predictions",
+    )
     run.add_arguments(p)
     p.set_defaults(func=cmd_run, subparser=p)
     return parser
@@ -639,21 +830,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_convert_parser(sub) -> argparse.ArgumentParser:
     """`emonet convert` (also `python -m emonet_tf.weights`): one parser, one set of flags and exit codes."""
-    p = sub.add_parser("convert", help="convert published weights to a .keras file",
-                       description="Convert a published EmoNet/AlexNet weight file or MATLAB text dump to .keras.")
+    p = sub.add_parser(
+        "convert",
+        help="convert published weights to a .keras file",
+        description="Convert a published EmoNet/AlexNet weight file or MATLAB text dump to .keras.",
+    )
     p.add_argument("src", help="weight file or folder (MATLAB text dump, .pth, .pt, .npy, .caffemodel, .keras)")
     p.add_argument("dst", help="output .keras file")
-    p.add_argument("--format", default="auto", help="the source's layout, one of emonet_tf.weights.FORMATS "
-                                                    "(matlab_text, emonet_py_pth, ecco_pth, bvlc_npy, caffemodel, "
-                                                    "keras, and any registered; default: auto, detected)")
-    p.add_argument("--new-head-classes", "--new_head_classes", "--new-head", dest="new_head_classes", type=int,
-                   metavar="N",
-                   help="fresh fc8 with this many outputs instead of the file's head")
+    p.add_argument(
+        "--format",
+        default="auto",
+        help="the source's layout, one of emonet_tf.weights.FORMATS "
+        "(matlab_text, emonet_py_pth, ecco_pth, bvlc_npy, caffemodel, "
+        "keras, and any registered; default: auto, detected)",
+    )
+    p.add_argument(
+        "--new-head-classes",
+        "--new_head_classes",
+        "--new-head",
+        dest="new_head_classes",
+        type=int,
+        metavar="N",
+        help="fresh fc8 with this many outputs instead of the file's head",
+    )
     p.add_argument("--mean", help="mean image file for sources without one (img_mean.txt, Caffe .binaryproto, .npy)")
-    p.add_argument(*NO_PROGRESS, dest="no_progress", action="store_true",
-                   help="no progress bar on stderr while a MATLAB text dump is read")
-    p.add_argument("--fc6-order", "--fc6_order", dest="fc6_order", default="hwc", choices=("hwc", "chw"),
-                   help="row order of fc6 in a bvlc_alexnet.npy (hwc: as published; chw: raw Caffe order)")
+    p.add_argument(
+        *NO_PROGRESS,
+        dest="no_progress",
+        action="store_true",
+        help="no progress bar on stderr while a MATLAB text dump is read",
+    )
+    p.add_argument(
+        "--fc6-order",
+        "--fc6_order",
+        dest="fc6_order",
+        default="hwc",
+        choices=("hwc", "chw"),
+        help="row order of fc6 in a bvlc_alexnet.npy (hwc: as published; chw: raw Caffe order)",
+    )
     p.set_defaults(func=cmd_convert, subparser=p)
     return p
 

@@ -16,6 +16,7 @@ follow one policy, `damaged` = "skip" (the video is reported as failed and has n
 
 Importing this module does not import TensorFlow or PyAV; the functions that need them import them.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,6 +41,7 @@ def video_extensions() -> frozenset:
 # ------------------------------------------------------------------------------------------------
 # Collecting inputs
 
+
 @dataclasses.dataclass(frozen=True)
 class InputFile:
     """One input: its path, "image" or "video", and an error when it is known to fail before reading."""
@@ -50,7 +52,7 @@ class InputFile:
 
 
 def kind_of(path: str) -> str:
-    """"video" for a video extension, else "image" (an unreadable file is then reported by the decoder)."""
+    """ "video" for a video extension, else "image" (an unreadable file is then reported by the decoder)."""
     return "video" if os.path.splitext(path)[1].lower() in video_extensions() else "image"
 
 
@@ -71,13 +73,19 @@ def collect_inputs(paths: Sequence[str]) -> list[InputFile]:
     found: list[InputFile] = []
     for path in paths:
         if os.path.isdir(path) and is_media_name(os.path.normpath(path)):
-            found.append(InputFile(path, kind_of(os.path.normpath(path)),
-                                   error=f"{path}: not a regular file (a folder named like an image or video)"))
+            found.append(
+                InputFile(
+                    path,
+                    kind_of(os.path.normpath(path)),
+                    error=f"{path}: not a regular file (a folder named like an image or video)",
+                )
+            )
         elif os.path.isdir(path):
             for root, dirs, files in os.walk(path):
                 dirs.sort()
-                found.extend(InputFile(os.path.join(root, name), kind_of(name))
-                             for name in sorted(files) if is_media_name(name))
+                found.extend(
+                    InputFile(os.path.join(root, name), kind_of(name)) for name in sorted(files) if is_media_name(name)
+                )
         elif os.path.exists(path) and not os.path.isfile(path):
             # A FIFO or device would block or stream forever in a decoder: reported, never read.
             found.append(InputFile(path, kind_of(path), error=f"{path}: not a regular file"))
@@ -92,7 +100,7 @@ def unknown_type_error(path: str, image_error: str) -> str:
     from emonet_tf import video
 
     prefix = f"{path}: "
-    image_said = image_error[len(prefix):] if image_error.startswith(prefix) else image_error
+    image_said = image_error[len(prefix) :] if image_error.startswith(prefix) else image_error
     try:
         video.probe_video(path)
     except video.VideoReadError as err:
@@ -100,11 +108,12 @@ def unknown_type_error(path: str, image_error: str) -> str:
     except Exception as err:  # noqa: BLE001 -- only used to word the error
         video_said = f"{type(err).__name__}: {err}"
     else:
-        video_said = ("it reads as a video, but its extension is not a video extension: rename it with one of "
-                      + " ".join(sorted(video_extensions())))
+        video_said = (
+            "it reads as a video, but its extension is not a video extension: rename it with one of "
+            + " ".join(sorted(video_extensions()))
+        )
     ext = os.path.splitext(path)[1] or "(none)"
-    return (f"{path}: unknown file type (extension {ext}): image decoder: {image_said}; "
-            f"video reader: {video_said}")
+    return f"{path}: unknown file type (extension {ext}): image decoder: {image_said}; video reader: {video_said}"
 
 
 def image_error(path: str, error: Optional[str]) -> Optional[str]:
@@ -116,6 +125,7 @@ def image_error(path: str, error: Optional[str]) -> Optional[str]:
 
 # ------------------------------------------------------------------------------------------------
 # Progress in frames
+
 
 def estimated_video_frames(path: str) -> Optional[int]:
     """Decoded frames a video should have: its stream's duration (s) x average rate (frames/s), rounded.
@@ -185,6 +195,7 @@ class _FrameTicks:
 # ------------------------------------------------------------------------------------------------
 # Predictions of mixed inputs
 
+
 @dataclasses.dataclass
 class InputResult:
     """What one input file gave: an image's or a video's mean outputs, the video's frames, or an error.
@@ -209,7 +220,7 @@ class InputResult:
 
     @property
     def status(self) -> str:
-        """"ok", "damaged" (a damaged video whose decoded frames were used) or "failed"."""
+        """ "ok", "damaged" (a damaged video whose decoded frames were used) or "failed"."""
         if not self.ok:
             return "failed"
         return "damaged" if self.damage is not None else "ok"
@@ -231,8 +242,10 @@ def damaged_error(err, policy: str, sampled: Optional[int] = None) -> str:
 
     if isinstance(err, video.VideoDamagedError) and policy == "skip":
         if sampled is None:
-            return (f"{err} [damaged video skipped; --damaged keep uses its sampled frames "
-                    f"(of {err.frames_decoded} decoded)]")
+            return (
+                f"{err} [damaged video skipped; --damaged keep uses its sampled frames "
+                f"(of {err.frames_decoded} decoded)]"
+            )
         return f"{err} [damaged video skipped; --damaged keep uses its {frames_note(sampled, err.frames_decoded)}]"
     return str(err)
 
@@ -272,8 +285,15 @@ def _image_run(inputs: Sequence[InputFile], start: int) -> int:
     return end
 
 
-def iter_results(emonet, inputs: Sequence[InputFile], sampling: str, batch_size: int, progress=None,
-                 damaged: str = "skip", exif_orientation: bool = False) -> Iterator[InputResult]:
+def iter_results(
+    emonet,
+    inputs: Sequence[InputFile],
+    sampling: str,
+    batch_size: int,
+    progress=None,
+    damaged: str = "skip",
+    exif_orientation: bool = False,
+) -> Iterator[InputResult]:
     """Predicts every input in order, one `InputResult` each; never raises for a bad input (it has ``error``).
 
     Runs of images go through `EmoNet.iter_predict_images` (threaded decoding, batches of `batch_size`);
@@ -293,12 +313,14 @@ def iter_results(emonet, inputs: Sequence[InputFile], sampling: str, batch_size:
             i += 1
         else:
             j = _image_run(inputs, i)
-            preds = emonet.iter_predict_images([x.path for x in inputs[i:j]], batch_size=batch_size,
-                                               exif_orientation=exif_orientation)
+            preds = emonet.iter_predict_images(
+                [x.path for x in inputs[i:j]], batch_size=batch_size, exif_orientation=exif_orientation
+            )
             for run_item, pred in zip(inputs[i:j], preds):
                 _FrameTicks(progress, run_item).finish(1)
-                yield InputResult(pred.source, "image", pred.probabilities, pred.logits,
-                                  error=image_error(run_item.path, pred.error))
+                yield InputResult(
+                    pred.source, "image", pred.probabilities, pred.logits, error=image_error(run_item.path, pred.error)
+                )
             i = j
 
 
@@ -309,10 +331,19 @@ def prediction_rows(result: InputResult, class_names: Sequence[str]) -> list[dic
     timestamp_ms (rounded to 1 us), n_frames, top1, error, damage and one probability per class, so
     that no row of a damaged or failed input can be mistaken for a healthy one.
     """
+
     def row(kind, probs, index=None, ts=None, n_frames=None, error=None):
-        r: dict[str, Any] = {"source": result.source, "kind": kind, "status": result.status, "frame_index": index,
-                             "timestamp_ms": ts, "n_frames": n_frames, "top1": None, "error": error,
-                             "damage": result.damage}
+        r: dict[str, Any] = {
+            "source": result.source,
+            "kind": kind,
+            "status": result.status,
+            "frame_index": index,
+            "timestamp_ms": ts,
+            "n_frames": n_frames,
+            "top1": None,
+            "error": error,
+            "damage": result.damage,
+        }
         if probs is not None:
             r["top1"] = class_names[int(np.argmax(probs))]
             r.update({name: float(p) for name, p in zip(class_names, probs)})
@@ -334,8 +365,9 @@ class RowWriter:
     values are empty in the CSV and null in the JSON. Raises OSError when a file cannot be written.
     """
 
-    def __init__(self, columns: Sequence[str], csv_path: Optional[str], json_path: Optional[str],
-                 metadata: dict[str, Any]):
+    def __init__(
+        self, columns: Sequence[str], csv_path: Optional[str], json_path: Optional[str], metadata: dict[str, Any]
+    ):
         self.columns = list(columns)
         self.json_path = json_path
         self.metadata = metadata
@@ -369,6 +401,7 @@ class RowWriter:
 # ------------------------------------------------------------------------------------------------
 # Preprocessed rows and activations
 
+
 @dataclasses.dataclass
 class Preprocessed:
     """One event of `iter_preprocessed`: a row (``image`` set: 227 x 227 x 3 float32, 0-255), a failed
@@ -387,8 +420,9 @@ class Preprocessed:
     frames: str = ""  # with damage: `15 sampled frames (of 45 decoded)`
 
 
-def _preprocessed_video(emonet, position: int, item: InputFile, sampling: str, progress,
-                        damaged: str) -> Iterator[Preprocessed]:
+def _preprocessed_video(
+    emonet, position: int, item: InputFile, sampling: str, progress, damaged: str
+) -> Iterator[Preprocessed]:
     from emonet_tf import video
 
     ticks = _FrameTicks(progress, item)
@@ -402,15 +436,23 @@ def _preprocessed_video(emonet, position: int, item: InputFile, sampling: str, p
             ticks.to(frame.index + 1)
             yield Preprocessed(position, item.path, frame.index, frame.timestamp_ms, image)
         if frames.damage is not None:
-            yield Preprocessed(position, item.path, damage=frames.damage,
-                               frames=frames_note(sampled, frames.frames_decoded))
+            yield Preprocessed(
+                position, item.path, damage=frames.damage, frames=frames_note(sampled, frames.frames_decoded)
+            )
     except video.VideoReadError as err:
         yield Preprocessed(position, item.path, error=damaged_error(err, damaged, sampled=sampled))
     ticks.finish(getattr(frames, "frames_decoded", None))
 
 
-def iter_preprocessed(emonet, inputs: Sequence[InputFile], sampling: str, batch_size: int, progress=None,
-                      damaged: str = "skip", exif_orientation: bool = False) -> Iterator[Preprocessed]:
+def iter_preprocessed(
+    emonet,
+    inputs: Sequence[InputFile],
+    sampling: str,
+    batch_size: int,
+    progress=None,
+    damaged: str = "skip",
+    exif_orientation: bool = False,
+) -> Iterator[Preprocessed]:
     """Rows of preprocessed images and video frames, in input order, with failures and damage as events.
 
     Preprocessing is `emonet.preprocessor`'s. Frames stream one at a time (memory does not
@@ -429,8 +471,9 @@ def iter_preprocessed(emonet, inputs: Sequence[InputFile], sampling: str, batch_
             i += 1
         else:
             j = _image_run(inputs, i)
-            loaded = emonet._iter_loaded([x.path for x in inputs[i:j]], lookahead=2 * batch_size, workers=None,
-                                         exif_orientation=exif_orientation)
+            loaded = emonet._iter_loaded(
+                [x.path for x in inputs[i:j]], lookahead=2 * batch_size, workers=None, exif_orientation=exif_orientation
+            )
             for position, run_item, (source, image, error) in zip(range(i, j), inputs[i:j], loaded):
                 _FrameTicks(progress, run_item).finish(1)
                 yield Preprocessed(position, source, image=image, error=image_error(run_item.path, error))
@@ -456,7 +499,7 @@ class ActivationRows:
         return np.array([r.position not in self.failed for r in self.rows], bool)
 
     def status(self, row: Preprocessed) -> str:
-        """"damaged" for a row of a kept damaged video, else "ok"."""
+        """ "damaged" for a row of a kept damaged video, else "ok"."""
         return "damaged" if row.position in self.damaged else "ok"
 
     def kept_rows(self) -> tuple[np.ndarray, list]:
@@ -471,8 +514,13 @@ class ActivationRows:
         return [self.failed[p].error for p in sorted(self.failed)]
 
 
-def collect_activations(emonet, items: Iterable[Preprocessed], layer: str, batch_size: int,
-                        on_event: Optional[Callable[[Preprocessed], None]] = None) -> ActivationRows:
+def collect_activations(
+    emonet,
+    items: Iterable[Preprocessed],
+    layer: str,
+    batch_size: int,
+    on_event: Optional[Callable[[Preprocessed], None]] = None,
+) -> ActivationRows:
     """Runs `emonet.activations(images, layer)` over the rows of `items` in batches of `batch_size`.
 
     ``on_event`` is called with each failure and damage event as it comes (to report it). Raises
@@ -524,8 +572,9 @@ def write_rows_sidecar(path: str, result: ActivationRows, rows: Sequence[Preproc
 ACTIVATION_SUFFIXES = (".npy", ".npz")
 
 
-def save_activations(path: str, result: ActivationRows, *, layer: str, class_names: Sequence[str],
-                     damaged_policy: str) -> tuple[np.ndarray, list, Optional[str]]:
+def save_activations(
+    path: str, result: ActivationRows, *, layer: str, class_names: Sequence[str], damaged_policy: str
+) -> tuple[np.ndarray, list, Optional[str]]:
     """Writes the kept rows of `result` to `path`; returns (activations, their rows, the sidecar path or None).
 
     ``.npy``: the activations only (N x layer shape, float32) plus `rows_sidecar_path(path)`. ``.npz``:
@@ -545,13 +594,18 @@ def save_activations(path: str, result: ActivationRows, *, layer: str, class_nam
         write_rows_sidecar(sidecar, result, rows)
         return acts, rows, sidecar
     failed = [result.failed[p] for p in sorted(result.failed)]
-    np.savez(path, activations=acts, sources=np.asarray([r.source for r in rows]),
-             frame_index=np.asarray([r.frame_index for r in rows], np.int64),
-             timestamp_ms=np.asarray([r.timestamp_ms for r in rows], np.float64),
-             damaged=np.asarray([r.position in result.damaged for r in rows], bool),
-             damage=np.asarray([result.damaged.get(r.position, "") for r in rows], dtype=str),
-             layer=np.asarray(layer), class_names=np.asarray(class_names),
-             errors=np.asarray([f.error for f in failed], dtype=str),
-             failed_sources=np.asarray([f.source for f in failed], dtype=str),
-             damaged_policy=np.asarray(damaged_policy))
+    np.savez(
+        path,
+        activations=acts,
+        sources=np.asarray([r.source for r in rows]),
+        frame_index=np.asarray([r.frame_index for r in rows], np.int64),
+        timestamp_ms=np.asarray([r.timestamp_ms for r in rows], np.float64),
+        damaged=np.asarray([r.position in result.damaged for r in rows], bool),
+        damage=np.asarray([result.damaged.get(r.position, "") for r in rows], dtype=str),
+        layer=np.asarray(layer),
+        class_names=np.asarray(class_names),
+        errors=np.asarray([f.error for f in failed], dtype=str),
+        failed_sources=np.asarray([f.source for f in failed], dtype=str),
+        damaged_policy=np.asarray(damaged_policy),
+    )
     return acts, rows, None

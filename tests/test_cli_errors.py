@@ -1,6 +1,7 @@
 """The `emonet` command's contract beyond the happy path: every subcommand's bad input exits 2 with its usage and
 `emonet <cmd>: error: ...` naming the file, a runtime failure exits 1 in one line, never a traceback; progress
 bars counted in frames and values; `evaluate --dataset --predictions`; `python -m emonet_tf.weights`."""
+
 from __future__ import annotations
 
 import csv
@@ -76,9 +77,12 @@ def test_predict_bad_inputs(weights, files, tmp_path, capsys, loaded):
 def test_unloadable_weights_are_a_usage_error(tmp_path, files, capsys):
     bogus = tmp_path / "bogus.pth"
     bogus.write_bytes(b"not a weight file")
-    for command, extra in (("predict", [str(files["photo"])]), ("export", ["--out", str(tmp_path / "m")]),
-                           ("activations", [str(files["photo"]), "--out", str(tmp_path / "a.npy")]),
-                           ("evaluate", ["--folder", str(tmp_path), "--out-dir", str(tmp_path / "e")])):
+    for command, extra in (
+        ("predict", [str(files["photo"])]),
+        ("export", ["--out", str(tmp_path / "m")]),
+        ("activations", [str(files["photo"]), "--out", str(tmp_path / "a.npy")]),
+        ("evaluate", ["--folder", str(tmp_path), "--out-dir", str(tmp_path / "e")]),
+    ):
         usage_error(capsys, command, ["--weights", str(bogus), *extra], "bogus.pth")
 
 
@@ -86,46 +90,91 @@ def test_evaluate_bad_inputs(files, tmp_path, capsys, loaded):
     out = ["--out-dir", str(tmp_path / "eval")]
     usage_error(capsys, "evaluate", out, "exactly one of --dataset")
     usage_error(capsys, "evaluate", ["--folder", str(tmp_path / "missing"), *out], "missing: not a folder")
-    usage_error(capsys, "evaluate", ["--dataset", "d", "--predictions", str(tmp_path / "p.txt"), *out],
-                "p.txt: --predictions must end in .csv or .parquet or .pq")
+    usage_error(
+        capsys,
+        "evaluate",
+        ["--dataset", "d", "--predictions", str(tmp_path / "p.txt"), *out],
+        "p.txt: --predictions must end in .csv or .parquet or .pq",
+    )
     usage_error(capsys, "evaluate", ["--dataset", "d", "--fc7", "npy", *out], "add columns to --predictions")
-    usage_error(capsys, "evaluate", ["--folder", str(tmp_path), "--predictions", str(tmp_path / "p.csv"), *out],
-                "need --dataset")
+    usage_error(
+        capsys,
+        "evaluate",
+        ["--folder", str(tmp_path), "--predictions", str(tmp_path / "p.csv"), *out],
+        "need --dataset",
+    )
     usage_error(capsys, "evaluate", ["--dataset", str(tmp_path / "nothing_here"), *out], "nothing_here")
 
 
 def test_convert_bad_inputs_and_the_python_dash_m_alias(weights, tmp_path, capsys):
-    usage_error(capsys, "convert", [str(tmp_path / "missing.pth"), str(tmp_path / "x.keras")],
-                "missing.pth: no such file or folder")
+    usage_error(
+        capsys,
+        "convert",
+        [str(tmp_path / "missing.pth"), str(tmp_path / "x.keras")],
+        "missing.pth: no such file or folder",
+    )
     usage_error(capsys, "convert", [weights, str(tmp_path / "x.h5")], "x.h5: the destination must end in .keras")
     bogus = tmp_path / "bogus.pth"
     bogus.write_bytes(b"not a weight file")
     usage_error(capsys, "convert", [str(bogus), str(tmp_path / "x.keras")], "bogus.pth")
-    usage_error(capsys, "convert", [weights, str(tmp_path / "x.keras"), "--format", "gguf"],
-                "--format gguf: not a weight format", "matlab_text")
+    usage_error(
+        capsys,
+        "convert",
+        [weights, str(tmp_path / "x.keras"), "--format", "gguf"],
+        "--format gguf: not a weight format",
+        "matlab_text",
+    )
     assert not (tmp_path / "x.keras").exists()
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", "emonet_tf.weights", str(tmp_path / "missing.pth"),
-                           str(tmp_path / "x.keras"), "--new-head", "5", "--noprogress"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    env = dict(
+        os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emonet_tf.weights",
+            str(tmp_path / "missing.pth"),
+            str(tmp_path / "x.keras"),
+            "--new-head",
+            "5",
+            "--noprogress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == cli.EXIT_USAGE and "usage: emonet convert" in proc.stderr, proc.stderr[-2000:]
     assert "missing.pth: no such file or folder" in proc.stderr and "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "emonet_tf.weights", weights, str(tmp_path / "y.keras"),
-                           "--new-head", "5"], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "emonet_tf.weights", weights, str(tmp_path / "y.keras"), "--new-head", "5"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == cli.EXIT_OK and f"written: {tmp_path / 'y.keras'}" in proc.stdout, proc.stderr[-2000:]
     assert EmoNet.from_weights(tmp_path / "y.keras").model.head.units == 5
 
 
 def test_export_bad_inputs_and_a_failed_tflite_check(files, tmp_path, capsys, loaded, monkeypatch):
     out = tmp_path / "serving" / "1"
-    usage_error(capsys, "export", ["--out", str(out), "--tflite", "--check-image", str(files["broken"])],
-                "broken.jpg: --check-image cannot be read as an image")
-    usage_error(capsys, "export", ["--out", str(out), "--tflite", "--check-image", str(tmp_path / "none.jpg")],
-                "none.jpg: --check-image is not a file")
+    usage_error(
+        capsys,
+        "export",
+        ["--out", str(out), "--tflite", "--check-image", str(files["broken"])],
+        "broken.jpg: --check-image cannot be read as an image",
+    )
+    usage_error(
+        capsys,
+        "export",
+        ["--out", str(out), "--tflite", "--check-image", str(tmp_path / "none.jpg")],
+        "none.jpg: --check-image is not a file",
+    )
     usage_error(capsys, "export", ["--out", str(out), "--check-image", str(files["photo"])], "needs --tflite")
-    usage_error(capsys, "export", ["--out", str(out), "--keras", str(tmp_path / "m.h5")],
-                "m.h5: --keras must end in .keras")
+    usage_error(
+        capsys, "export", ["--out", str(out), "--keras", str(tmp_path / "m.h5")], "m.h5: --keras must end in .keras"
+    )
     usage_error(capsys, "export", ["--out", str(files["photo"])], "a.jpg: --out is a file")
     assert not out.exists()
 
@@ -145,15 +194,21 @@ def test_affect_bad_inputs(files, tmp_path, capsys, loaded):
     usage_error(capsys, "affect", [], "affect needs input files")
     usage_error(capsys, "affect", ["--coefficients", str(tmp_path / "c.json"), str(files["photo"])], "c.json")
     usage_error(capsys, "affect", ["--fit", str(tmp_path / "ratings.csv")], "--fit needs --out")
-    usage_error(capsys, "affect", ["--fit", str(tmp_path / "ratings.csv"), "--out", str(tmp_path / "o.json")],
-                "ratings.csv: cannot read the ratings table")
+    usage_error(
+        capsys,
+        "affect",
+        ["--fit", str(tmp_path / "ratings.csv"), "--out", str(tmp_path / "o.json")],
+        "ratings.csv: cannot read the ratings table",
+    )
 
 
 def test_activations_bad_inputs(files, tmp_path, capsys, loaded):
-    usage_error(capsys, "activations", [str(files["photo"]), "--out", str(tmp_path / "a.txt")],
-                "a.txt: --out must end in .npy")
-    usage_error(capsys, "activations", [str(files["photo"]), "--layer", "conv9", "--out", str(tmp_path / "a.npy")],
-                "conv9")
+    usage_error(
+        capsys, "activations", [str(files["photo"]), "--out", str(tmp_path / "a.txt")], "a.txt: --out must end in .npy"
+    )
+    usage_error(
+        capsys, "activations", [str(files["photo"]), "--layer", "conv9", "--out", str(tmp_path / "a.npy")], "conv9"
+    )
     (tmp_path / "dir.npy").mkdir()
     usage_error(capsys, "activations", [str(files["photo"]), "--out", str(tmp_path / "dir.npy")], "is a folder")
 
@@ -183,8 +238,9 @@ def test_convert_progress_counts_values_of_a_matlab_text_dump(tmp_path, capsys, 
     dump.mkdir()
     np.savetxt(dump / "conv1.weights.txt", np.ones((11, 11 * 3 * 96)), delimiter=",", fmt="%.1f")
     np.savetxt(dump / "conv1.bias.txt", np.ones((1, 96)), delimiter=",", fmt="%.1f")
-    for stem in [f"conv{i}.{k}.txt" for i in range(2, 6) for k in ("weights", "bias")] + \
-            [f"fc{i}.{k}.txt" for i in range(1, 4) for k in ("weights", "bias")]:
+    for stem in [f"conv{i}.{k}.txt" for i in range(2, 6) for k in ("weights", "bias")] + [
+        f"fc{i}.{k}.txt" for i in range(1, 4) for k in ("weights", "bias")
+    ]:
         (dump / stem).write_text("1,2,3\n")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     err = usage_error(capsys, "convert", [str(dump), str(tmp_path / "x.keras")], "conv2")
@@ -197,11 +253,34 @@ def test_convert_progress_counts_values_of_a_matlab_text_dump(tmp_path, capsys, 
 def test_evaluate_dataset_writes_predictions_csv_parquet_and_fc7(weights, emonet, tmp_path, capsys, loaded):
     from _training_helpers import make_dataset
 
-    builder = make_dataset(str(tmp_path / "tfds"), name="cli_predictions", videos_per_class=(1, 2),
-                           frames_per_video=2, class_names=["Awe", "sexual_desire", "Nostalgia"])
+    builder = make_dataset(
+        str(tmp_path / "tfds"),
+        name="cli_predictions",
+        videos_per_class=(1, 2),
+        frames_per_video=2,
+        class_names=["Awe", "sexual_desire", "Nostalgia"],
+    )
     table = tmp_path / "preds" / "test.csv"
-    assert cli.main(["evaluate", "--dataset", builder.data_dir, "--split", "test", "--out-dir", str(tmp_path / "e"),
-                     "--predictions", str(table), "--fc7", "npy", "--logits", "--no-progress"]) == cli.EXIT_OK
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--dataset",
+                builder.data_dir,
+                "--split",
+                "test",
+                "--out-dir",
+                str(tmp_path / "e"),
+                "--predictions",
+                str(table),
+                "--fc7",
+                "npy",
+                "--logits",
+                "--no-progress",
+            ]
+        )
+        == cli.EXIT_OK
+    )
     captured = capsys.readouterr()
     assert f"predictions: {table}" in captured.out and "fc7: " in captured.out
     with open(table, newline="") as f:
@@ -222,8 +301,25 @@ def test_evaluate_dataset_writes_predictions_csv_parquet_and_fc7(weights, emonet
     import pyarrow.parquet as pq
 
     parquet = tmp_path / "preds" / "test.parquet"
-    assert cli.main(["evaluate", "--dataset", builder.data_dir, "--split", "test", "--out-dir", str(tmp_path / "e2"),
-                     "--predictions", str(parquet), "--fc7", "columns", "--no-progress"]) == cli.EXIT_OK
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--dataset",
+                builder.data_dir,
+                "--split",
+                "test",
+                "--out-dir",
+                str(tmp_path / "e2"),
+                "--predictions",
+                str(parquet),
+                "--fc7",
+                "columns",
+                "--no-progress",
+            ]
+        )
+        == cli.EXIT_OK
+    )
     read = pq.read_table(parquet)
     assert read.num_rows == 12 and "fc7_4095" in read.column_names and "video_id" in read.column_names
     np.testing.assert_allclose(read.column("Awe").to_numpy(), probs[:, 4], atol=1e-6)

@@ -1,6 +1,7 @@
 """The library functions the `emonet` command is built on, called directly: emonet_tf.media (mixed inputs,
 progress in frames, activation rows), evaluation.evaluate_folder / label_map, affect.fit_readouts_from_files,
 and the MATLAB text dump reader's progress."""
+
 from __future__ import annotations
 
 import csv
@@ -74,8 +75,9 @@ def test_estimate_and_progress_count_frames_for_a_mix_of_images_and_videos(emone
     video = results[1]
     assert [f.index for f in video.frames] == [0, 5, 10] and video.frames_decoded == 12
     np.testing.assert_allclose(video.probabilities, np.mean([f.probabilities for f in video.frames], axis=0))
-    np.testing.assert_allclose(results[0].probabilities, emonet.predict_images([files["photo"]])[0].probabilities,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        results[0].probabilities, emonet.predict_images([files["photo"]])[0].probabilities, atol=1e-6
+    )
     unknown = Bar(None)  # no total (a stream without duration): frames are still counted
     list(media.iter_results(emonet, inputs[:2], "every5", 4, progress=unknown))
     assert unknown.n == 13 and unknown.total is None
@@ -102,8 +104,9 @@ def test_prediction_rows_mark_status_and_row_writer_streams_csv_and_json(emonet,
     rows = [r for res in results for r in media.prediction_rows(res, names)]
     assert [r["kind"] for r in rows] == ["frame"] * 3 + ["video_mean", "image"]
     assert [r["status"] for r in rows] == ["ok"] * 4 + ["failed"] and "c_broken.jpg" in rows[-1]["error"]
-    writer = media.RowWriter(["source", "kind", "status", "top1"], str(tmp_path / "r.csv"), str(tmp_path / "r.json"),
-                             {"sampling": "every5"})
+    writer = media.RowWriter(
+        ["source", "kind", "status", "top1"], str(tmp_path / "r.csv"), str(tmp_path / "r.json"), {"sampling": "every5"}
+    )
     writer.write(rows)
     writer.close()
     with open(tmp_path / "r.csv", newline="") as f:
@@ -117,22 +120,26 @@ def test_activation_rows_npy_sidecar_and_npz(emonet, files, tmp_path):
     items = media.iter_preprocessed(emonet, inputs, "every5", 4)
     result = media.collect_activations(emonet, items, "fc8", 2, on_event=events.append)
     assert len(events) == 1 and "c_broken.jpg" in events[0].error
-    acts, rows, sidecar = media.save_activations(str(tmp_path / "fc8.npy"), result, layer="fc8",
-                                                 class_names=emonet.class_names, damaged_policy="skip")
+    acts, rows, sidecar = media.save_activations(
+        str(tmp_path / "fc8.npy"), result, layer="fc8", class_names=emonet.class_names, damaged_policy="skip"
+    )
     assert acts.shape == (4, 20) and acts.dtype == np.float32
     assert [r.frame_index for r in rows] == [-1, 0, 5, 10]
-    np.testing.assert_allclose(np.load(tmp_path / "fc8.npy")[0], emonet.predict_images([files["photo"]])[0].logits,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "fc8.npy")[0], emonet.predict_images([files["photo"]])[0].logits, atol=1e-4
+    )
     assert sidecar == str(tmp_path / "fc8.rows.csv") == media.rows_sidecar_path(str(tmp_path / "fc8.npy"))
     with open(sidecar, newline="") as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["ok"] * 4 + ["failed"]
-    media.save_activations(str(tmp_path / "fc8.npz"), result, layer="fc8", class_names=emonet.class_names,
-                           damaged_policy="skip")
+    media.save_activations(
+        str(tmp_path / "fc8.npz"), result, layer="fc8", class_names=emonet.class_names, damaged_policy="skip"
+    )
     with np.load(tmp_path / "fc8.npz") as z:
         assert list(z["frame_index"]) == [-1, 0, 5, 10] and list(z["failed_sources"]) == [str(files["broken"])]
     with pytest.raises(ValueError, match="must end in .npy or .npz"):
-        media.save_activations(str(tmp_path / "x.txt"), result, layer="fc8", class_names=emonet.class_names,
-                               damaged_policy="skip")
+        media.save_activations(
+            str(tmp_path / "x.txt"), result, layer="fc8", class_names=emonet.class_names, damaged_policy="skip"
+        )
     with pytest.raises(ValueError, match="no row"):
         media.ActivationRows().kept_rows()
 
@@ -166,7 +173,7 @@ def test_fit_readouts_from_files(emonet, photos, files, tmp_path):
     rng = np.random.default_rng(0)
     names = []
     for i in range(8):
-        crop = photos["hopper"][rng.integers(0, 200):, rng.integers(0, 200):]
+        crop = photos["hopper"][rng.integers(0, 200) :, rng.integers(0, 200) :]
         names.append(f"img{i}.png")
         cv2.imwrite(str(tmp_path / names[-1]), cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2BGR))
     paths = affect.rated_paths(names + [str(files["broken"])], str(tmp_path / "ratings.csv"))
@@ -175,8 +182,9 @@ def test_fit_readouts_from_files(emonet, photos, files, tmp_path):
     arousal = valence.copy()
     arousal[0] = np.nan
     notes = []
-    fit = affect.fit_readouts_from_files(emonet, paths, {"valence": valence, "arousal": arousal}, folds=4,
-                                         log=notes.append)
+    fit = affect.fit_readouts_from_files(
+        emonet, paths, {"valence": valence, "arousal": arousal}, folds=4, log=notes.append
+    )
     assert set(fit.readouts) == {"valence", "arousal"} and fit.used == 8 and fit.left_out == [str(files["broken"])]
     assert fit.readouts["valence"].cv["n"] == 8 and fit.readouts["arousal"].cv["n"] == 7
     assert any("c_broken.jpg" in n for n in notes) and any("without a arousal rating" in n for n in notes)
@@ -192,8 +200,9 @@ def _mini_dump(folder: pathlib.Path) -> pathlib.Path:
     rng = np.random.default_rng(0)
     np.savetxt(folder / "conv1.weights.txt", rng.normal(size=(11, 11 * 3 * 96)), delimiter=",", fmt="%.4f")
     np.savetxt(folder / "conv1.bias.txt", rng.normal(size=(1, 96)), delimiter=",", fmt="%.4f")
-    for stem in [f"conv{i}.{k}.txt" for i in range(2, 6) for k in ("weights", "bias")] + \
-            [f"fc{i}.{k}.txt" for i in range(1, 4) for k in ("weights", "bias")]:
+    for stem in [f"conv{i}.{k}.txt" for i in range(2, 6) for k in ("weights", "bias")] + [
+        f"fc{i}.{k}.txt" for i in range(1, 4) for k in ("weights", "bias")
+    ]:
         (folder / stem).write_text("1,2,3\n")
     return folder
 

@@ -4,6 +4,7 @@ One parser, one set of flags (--format, --new-head-classes/--new-head, --mean, -
 --no-progress) and one set of exit codes (0 converted, 2 usage error or refused file, 1 other failure):
 this calls `emonet_tf.cli.main(["convert", ...])`. TensorFlow is imported only after parsing.
 """
+
 from __future__ import annotations
 
 import sys
