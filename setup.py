@@ -19,12 +19,16 @@ EXTRAS = {
     # Test-only oracles and tools: a real ffmpeg binary for frame timing (imageio-ffmpeg ships one),
     # property-based fuzzing, and two independent pickle scanners as a second opinion on weight files.
     "oracles": ["imageio-ffmpeg", "hypothesis", "fickling", "picklescan"],
+    # EmoNet compared with the brain (emonet_tf.brain, docs/brain.md): nilearn for HRFs, maskers and glass
+    # brains (it brings pandas, read for BIDS events.tsv), nibabel for NIfTI, rsatoolbox for RDM export,
+    # matplotlib for the plots. Never imported by the core.
+    "brain": ["nilearn>=0.10", "nibabel>=5", "rsatoolbox", "matplotlib"],
 }
 # ruff: the linter and formatter .ci/run checks with (settings in pyproject.toml); pinned, because each
 # ruff release may format differently.
 EXTRAS["test"] = sorted({"pytest", "pytest-timeout", "ruff==0.17.6", *EXTRAS["tfds"], *EXTRAS["beam"],
                          *EXTRAS["tensorboard"], *EXTRAS["plot"], *EXTRAS["parquet"], *EXTRAS["reference"],
-                         *EXTRAS["oracles"]})
+                         *EXTRAS["oracles"], *EXTRAS["brain"]})
 EXTRAS["all"] = sorted({p for k, v in EXTRAS.items() if k not in ("test", "reference", "oracles") for p in v})
 
 setup(
