@@ -20,6 +20,7 @@ These are NOT EmoNet's published weights: the backbone is random and the head le
 motifs. Nothing is downloaded. The top level of this module imports no TensorFlow, so that
 `emonet --help` stays fast (tests/test_cli_light.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,28 +44,58 @@ FRAME_WIDTH, FRAME_HEIGHT, CLIP_FPS = 128, 96, 15
 DEFAULT_CLIPS_PER_CATEGORY, DEFAULT_SECONDS, DEFAULT_EPOCHS = 6, 4.0, 8
 #: Frames of a clip are every5-sampled: 15 fps -> 3 frames per second in the records and predictions.
 DEFAULT_SAMPLING = "every5"
-NOT_PUBLISHED = ("NOTE: no weights given, so these are NOT EmoNet's published weights: a seeded random AlexNet "
-                 "backbone with an fc8 head trained on generated clips. Nothing is downloaded. For real "
-                 "predictions: EMONET_WEIGHTS=emonet.keras emonet run photos/ clip.mp4 (docs/weights.md).")
+NOT_PUBLISHED = (
+    "NOTE: no weights given, so these are NOT EmoNet's published weights: a seeded random AlexNet "
+    "backbone with an fc8 head trained on generated clips. Nothing is downloaded. For real "
+    "predictions: EMONET_WEIGHTS=emonet.keras emonet run photos/ clip.mp4 (docs/weights.md)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Defines the options of `emonet run` on `parser` (no TensorFlow needed)."""
-    parser.add_argument("inputs", nargs="*", help="with weights: images, videos or folders to predict "
-                                                  "(default: generated clips)")
-    parser.add_argument("--weights", help="EmoNet weights (.keras, MATLAB text dump folder, .pth, ...; default: "
-                                          "$EMONET_WEIGHTS); without them the built-in demo trains its own head")
+    parser.add_argument(
+        "inputs", nargs="*", help="with weights: images, videos or folders to predict (default: generated clips)"
+    )
+    parser.add_argument(
+        "--weights",
+        help="EmoNet weights (.keras, MATLAB text dump folder, .pth, ...; default: "
+        "$EMONET_WEIGHTS); without them the built-in demo trains its own head",
+    )
     parser.add_argument("--mean", help="mean image for weight files without one (.pth): img_mean.txt, .npy")
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT}/)")
+    parser.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"output folder (default: {DEFAULT_OUT}/); a demo run replaces its clips/, tfds/, model/ and plots/",
+    )
     parser.add_argument("--sampling", default=DEFAULT_SAMPLING, help="video frames (default every5; see predict)")
-    parser.add_argument("--clips", type=int, default=DEFAULT_CLIPS_PER_CATEGORY,
-                        help=f"generated clips per category, >= 2 (default {DEFAULT_CLIPS_PER_CATEGORY})")
-    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
-                        help=f"length of a generated clip in seconds (default {DEFAULT_SECONDS:g})")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                        help=f"training epochs of the demo head (default {DEFAULT_EPOCHS})")
+    parser.add_argument(
+        "--clips",
+        type=int,
+        default=DEFAULT_CLIPS_PER_CATEGORY,
+        help=f"generated clips per category, >= 2 (default {DEFAULT_CLIPS_PER_CATEGORY})",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=DEFAULT_SECONDS,
+        help=f"length of a generated clip in seconds (default {DEFAULT_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=DEFAULT_EPOCHS,
+        help=f"training epochs of the demo head (default {DEFAULT_EPOCHS})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the clips, the backbone and the data order")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    # The spellings of the other commands and of train.py's absl flag.
+    parser.add_argument(
+        "--no-progress",
+        "--noprogress",
+        "--no_progress",
+        dest="no_progress",
+        action="store_true",
+        help="no progress bars on stderr",
+    )
     return parser
 
 
@@ -82,8 +113,12 @@ def check_arguments(args: argparse.Namespace) -> Optional[str]:
 # ------------------------------------------------------------------------------------------------
 # Steps: a short line each, with its wall time
 
+
 class Steps:
-    """Prints `[i/n] what ... done in 12.3 s` per step; `seconds` keeps each step's wall time."""
+    """Prints `[i/n] what ...` when a step starts and `[i/n] what: 12.3 s` (wall time) when it ends.
+
+    `seconds` keeps each step's wall time in seconds, by name.
+    """
 
     def __init__(self, total: int, stream=None):
         self.total, self.done, self.seconds = total, 0, {}
@@ -131,6 +166,7 @@ def progress_logs(enabled: bool) -> Iterator[None]:
 # ------------------------------------------------------------------------------------------------
 # Generated clips
 
+
 @dataclasses.dataclass(frozen=True)
 class Clip:
     path: str  # the mp4 file
@@ -138,8 +174,14 @@ class Clip:
     split: str  # "train" or "test" (held out: evaluation and predictions)
 
 
-def motif_frame(category: int, t: float, rng: np.random.Generator, phase: float,
-                width: int = FRAME_WIDTH, height: int = FRAME_HEIGHT) -> np.ndarray:
+def motif_frame(
+    category: int,
+    t: float,
+    rng: np.random.Generator,
+    phase: float,
+    width: int = FRAME_WIDTH,
+    height: int = FRAME_HEIGHT,
+) -> np.ndarray:
     """One RGB uint8 frame (height x width x 3) of category `category`'s motif at time `t` seconds.
 
     Motifs differ in colour and structure so that even a random backbone's relu7 separates them:
@@ -169,8 +211,9 @@ def motif_frame(category: int, t: float, rng: np.random.Generator, phase: float,
         fall = np.sin(y / 3.0 - 8.0 * t + x * 0.37) > 0.6
         light = (drops & fall).astype(np.float32)
         grad = y / height
-        img = np.stack([70 + 30 * grad + 150 * light, 85 + 30 * grad + 150 * light, 130 + 40 * grad + 110 * light],
-                       axis=-1)
+        img = np.stack(
+            [70 + 30 * grad + 150 * light, 85 + 30 * grad + 150 * light, 130 + 40 * grad + 110 * light], axis=-1
+        )
     img = img + rng.normal(0.0, 12.0, img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
@@ -181,9 +224,14 @@ def clip_splits(clips_per_category: int) -> list[str]:
     return ["train"] * (clips_per_category - held_out) + ["test"] * held_out
 
 
-def generate_clips(root: str, categories: Sequence[str] = DEFAULT_CATEGORIES,
-                   clips_per_category: int = DEFAULT_CLIPS_PER_CATEGORY, seconds: float = DEFAULT_SECONDS,
-                   seed: int = 0, progress=None) -> list[Clip]:
+def generate_clips(
+    root: str,
+    categories: Sequence[str] = DEFAULT_CATEGORIES,
+    clips_per_category: int = DEFAULT_CLIPS_PER_CATEGORY,
+    seconds: float = DEFAULT_SECONDS,
+    seed: int = 0,
+    progress=None,
+) -> list[Clip]:
     """Writes `root/<label>/<label>_NN.mp4` (15 fps, 128x96, mp4v) and `root/labels.csv` (video,label,split).
 
     Deterministic in `seed`. This is the layout of the video_folder builder (docs/datasets.md); the
@@ -213,20 +261,22 @@ def generate_clips(root: str, categories: Sequence[str] = DEFAULT_CATEGORIES,
 # ------------------------------------------------------------------------------------------------
 # Records, training, SavedModel predictions
 
+
 def build_records(root: str, data_dir: str, categories: Sequence[str], sampling: str = DEFAULT_SAMPLING):
     """Builds the video_folder TFDS records of the clips under `root` into `data_dir`; returns the builder."""
     import tensorflow_datasets as tfds
+
     from tfds_builders.video_folder import video_folder_dataset_builder as video_folder
 
-    config = video_folder.VideoFolderConfig(name=f"emonet_run_{sampling}", sampling=sampling,
-                                            labels=list(categories))
+    config = video_folder.VideoFolderConfig(name=f"emonet_run_{sampling}", sampling=sampling, labels=list(categories))
     builder = video_folder.Builder(root=root, config=config, data_dir=data_dir)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig())
     return builder
 
 
-def train_head(dataset_dir: str, model_dir: str, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
-               progress: bool = True) -> dict:
+def train_head(
+    dataset_dir: str, model_dir: str, epochs: int = DEFAULT_EPOCHS, seed: int = 0, progress: bool = True
+) -> dict:
     """Trains fc8 on the fc7 feature cache of a seeded random backbone; evaluates on "test"; exports.
 
     The learning rate is 10x the paper's 1e-4 because the demo has only tens of steps; 1e-2 overshoots
@@ -235,20 +285,33 @@ def train_head(dataset_dir: str, model_dir: str, epochs: int = DEFAULT_EPOCHS, s
     """
     from emonet_tf.training import TrainConfig, train_and_evaluate
 
-    config = TrainConfig(dataset=dataset_dir, model_dir=model_dir, init="scratch", train_layers="fc8",
-                         learning_rate=1e-3, global_batch_size=16, epochs=epochs, seed=seed, feature_cache=True,
-                         checkpoint_every=10_000, log_every=10_000, progress=progress)
+    config = TrainConfig(
+        dataset=dataset_dir,
+        model_dir=model_dir,
+        init="scratch",
+        train_layers="fc8",
+        learning_rate=1e-3,
+        global_batch_size=16,
+        epochs=epochs,
+        seed=seed,
+        feature_cache=True,
+        checkpoint_every=10_000,
+        log_every=10_000,
+        progress=progress,
+    )
     return train_and_evaluate(config)
 
 
-def predict_clips_saved_model(saved_model_dir: str, paths: Sequence[str], sampling: str = DEFAULT_SAMPLING,
-                              batch_size: int = 32, progress=None) -> list:
+def predict_clips_saved_model(
+    saved_model_dir: str, paths: Sequence[str], sampling: str = DEFAULT_SAMPLING, batch_size: int = 32, progress=None
+) -> list:
     """Predicts every sampled frame of each video through the SavedModel's bytes signature.
 
     The frames are encoded as PNG (lossless), as a client of TF Serving would send them. Returns one
     `InputResult` per video (as `emonet predict` makes them), with per-frame predictions.
     """
     import tensorflow as tf
+
     from emonet_tf import cli, video
     from emonet_tf.inference import FramePrediction
     from tfds_builders.video_frames import encode_png
@@ -259,7 +322,7 @@ def predict_clips_saved_model(saved_model_dir: str, paths: Sequence[str], sampli
         frames = list(video.iter_frames(path, video.FrameSampling.parse(sampling)))
         result = cli.InputResult(path, "video")
         for start in range(0, len(frames), batch_size):
-            chunk = frames[start:start + batch_size]
+            chunk = frames[start : start + batch_size]
             out = serve(images_bytes=tf.constant([encode_png(f.image) for f in chunk]))
             for f, p, lg in zip(chunk, out["probabilities"].numpy(), out["logits"].numpy()):
                 result.frames.append(FramePrediction(f.index, f.timestamp_ms, p, lg))
@@ -271,8 +334,9 @@ def predict_clips_saved_model(saved_model_dir: str, paths: Sequence[str], sampli
     return results
 
 
-def write_predictions(results: Sequence, class_names: Sequence[str], csv_path: str, plot_dir: str,
-                      sampling: str) -> list[str]:
+def write_predictions(
+    results: Sequence, class_names: Sequence[str], csv_path: str, plot_dir: str, sampling: str
+) -> list[str]:
     """`emonet predict`'s CSV rows (one per sampled frame plus a video mean) and a time course per video.
 
     Returns the plot paths.
@@ -286,9 +350,13 @@ def write_predictions(results: Sequence, class_names: Sequence[str], csv_path: s
         for result in results:
             writer.write(cli.prediction_rows(result, class_names))
             path = os.path.join(plot_dir, cli._plot_name(result.source, used))
-            plots.plot_emotion_timecourse([f.timestamp_ms for f in result.frames],
-                                          np.stack([f.probabilities for f in result.frames]), class_names, path,
-                                          title=f"{os.path.basename(result.source)} ({sampling})")
+            plots.plot_emotion_timecourse(
+                [f.timestamp_ms for f in result.frames],
+                np.stack([f.probabilities for f in result.frames]),
+                class_names,
+                path,
+                title=f"{os.path.basename(result.source)} ({sampling})",
+            )
             plot_paths.append(path)
     finally:
         writer.close()
@@ -299,14 +367,15 @@ def read_prediction_summary(csv_path: str) -> tuple[list[str], list[str], np.nda
     """(sources, class names, probabilities N x C) of the image and video-mean rows of a predictions CSV."""
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        names = reader.fieldnames[reader.fieldnames.index("damage") + 1:]
+        names = reader.fieldnames[reader.fieldnames.index("damage") + 1 :]
         rows = [r for r in reader if r["kind"] in ("image", "video_mean") and r["status"] != "failed"]
     probs = np.array([[float(r[n]) for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
     return [r["source"] for r in rows], names, probs
 
 
-def plot_summary(sources: Sequence[str], probabilities: np.ndarray, class_names: Sequence[str], path: str,
-                 title: str) -> str:
+def plot_summary(
+    sources: Sequence[str], probabilities: np.ndarray, class_names: Sequence[str], path: str, title: str
+) -> str:
     """Heatmap of each input's probabilities (rows: images and video means; columns: categories) as PNG."""
     from emonet_tf import plots
 
@@ -333,17 +402,29 @@ def _frame_bar(total: int, desc: str, enabled: bool):
 # ------------------------------------------------------------------------------------------------
 # The two paths
 
-def run_demo(out: str, clips_per_category: int = DEFAULT_CLIPS_PER_CATEGORY, seconds: float = DEFAULT_SECONDS,
-             epochs: int = DEFAULT_EPOCHS, seed: int = 0, sampling: str = DEFAULT_SAMPLING,
-             progress: bool = True, categories: Sequence[str] = DEFAULT_CATEGORIES) -> dict:
+
+def run_demo(
+    out: str,
+    clips_per_category: int = DEFAULT_CLIPS_PER_CATEGORY,
+    seconds: float = DEFAULT_SECONDS,
+    epochs: int = DEFAULT_EPOCHS,
+    seed: int = 0,
+    sampling: str = DEFAULT_SAMPLING,
+    progress: bool = True,
+    categories: Sequence[str] = DEFAULT_CATEGORIES,
+) -> dict:
     """The whole path without weights (module docstring). Returns the paths written and the metrics."""
     import shutil
 
     _say(NOT_PUBLISHED)
     steps = Steps(5)
-    paths = {"clips": os.path.join(out, "clips"), "records": os.path.join(out, "tfds"),
-             "model_dir": os.path.join(out, "model"), "predictions_csv": os.path.join(out, "predictions.csv"),
-             "plot_dir": os.path.join(out, "plots")}
+    paths = {
+        "clips": os.path.join(out, "clips"),
+        "records": os.path.join(out, "tfds"),
+        "model_dir": os.path.join(out, "model"),
+        "predictions_csv": os.path.join(out, "predictions.csv"),
+        "plot_dir": os.path.join(out, "plots"),
+    }
     # A demo run starts clean: a resumed model_dir or a stale cache would not match the new clips.
     for key in ("clips", "records", "model_dir", "plot_dir"):
         shutil.rmtree(paths[key], ignore_errors=True)
@@ -351,8 +432,10 @@ def run_demo(out: str, clips_per_category: int = DEFAULT_CLIPS_PER_CATEGORY, sec
         total = len(categories) * clips_per_category * max(1, int(round(seconds * CLIP_FPS)))
         with _frame_bar(total, "generate clips", progress) as bar:
             clips = generate_clips(paths["clips"], categories, clips_per_category, seconds, seed, bar)
-        _say(f"    {len(clips)} clips ({sum(c.split == 'test' for c in clips)} held out) of "
-             f"{', '.join(categories)} -> {paths['clips']}")
+        _say(
+            f"    {len(clips)} clips ({sum(c.split == 'test' for c in clips)} held out) of "
+            f"{', '.join(categories)} -> {paths['clips']}"
+        )
     with steps.step("build TFDS records (video_folder builder)"):
         builder = build_records(paths["clips"], paths["records"], categories, sampling)
         counts = {s: builder.info.splits[s].num_examples for s in ("train", "test")}
@@ -360,8 +443,10 @@ def run_demo(out: str, clips_per_category: int = DEFAULT_CLIPS_PER_CATEGORY, sec
     with steps.step("train fc8 on a seeded random backbone's fc7 features, evaluate, export"):
         summary = train_head(os.fspath(builder.data_path), paths["model_dir"], epochs, seed, progress)
         metrics = summary["eval"]
-        _say(f"    top-1 {metrics['top1']:.3f} (chance {1 / len(categories):.3f}), mean AUC "
-             f"{metrics['mean_auc']:.3f} on {metrics['num_examples']} held-out frames")
+        _say(
+            f"    top-1 {metrics['top1']:.3f} (chance {1 / len(categories):.3f}), mean AUC "
+            f"{metrics['mean_auc']:.3f} on {metrics['num_examples']} held-out frames"
+        )
     saved_model = summary["export"]["saved_model"]
     held_out = [c.path for c in clips if c.split == "test"]
     with steps.step("predict the held-out clips through the exported SavedModel"):
@@ -374,19 +459,45 @@ def run_demo(out: str, clips_per_category: int = DEFAULT_CLIPS_PER_CATEGORY, sec
         names = list(metrics["class_names"])
         plots_written = write_predictions(results, names, paths["predictions_csv"], paths["plot_dir"], sampling)
         sources, _, probs = read_prediction_summary(paths["predictions_csv"])
-        summary_plot = plot_summary(sources, probs, names, os.path.join(out, "predictions.png"),
-                                    "held-out generated clips (mean of frames); NOT EmoNet's weights")
-    written = {"records": os.fspath(builder.data_path), "model_dir": paths["model_dir"],
-               "evaluation": summary["eval_files"]["json"], "confusion": summary["eval_files"]["confusion"],
-               "saved_model": saved_model, "keras": summary["export"]["keras"],
-               "predictions_csv": paths["predictions_csv"], "plot": summary_plot, "video_plots": plots_written}
+        summary_plot = plot_summary(
+            sources,
+            probs,
+            names,
+            os.path.join(out, "predictions.png"),
+            "held-out generated clips (mean of frames); NOT EmoNet's weights",
+        )
+    written = {
+        "records": os.fspath(builder.data_path),
+        "model_dir": paths["model_dir"],
+        "evaluation": summary["eval_files"]["json"],
+        "confusion": summary["eval_files"]["confusion"],
+        "saved_model": saved_model,
+        "keras": summary["export"]["keras"],
+        "predictions_csv": paths["predictions_csv"],
+        "plot": summary_plot,
+        "video_plots": plots_written,
+    }
     _report(written, steps)
-    return {"paths": written, "metrics": metrics, "records": counts, "clips": clips, "results": results,
-            "clips_correct": correct, "seconds": steps.seconds}
+    return {
+        "paths": written,
+        "metrics": metrics,
+        "records": counts,
+        "clips": clips,
+        "results": results,
+        "clips_correct": correct,
+        "seconds": steps.seconds,
+    }
 
 
-def run_with_weights(weights: str, inputs: Sequence[str], out: str, sampling: str = DEFAULT_SAMPLING,
-                     mean: Optional[str] = None, progress: bool = True, seed: int = 0) -> int:
+def run_with_weights(
+    weights: str,
+    inputs: Sequence[str],
+    out: str,
+    sampling: str = DEFAULT_SAMPLING,
+    mean: Optional[str] = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> int:
     """`emonet predict` with `weights` on `inputs` (generated clips when empty); CSV and plots into `out`.
 
     Returns predict's exit status (0: something was predicted; 1: nothing could be).
@@ -396,20 +507,27 @@ def run_with_weights(weights: str, inputs: Sequence[str], out: str, sampling: st
     steps = Steps(3 if inputs else 4)
     if not inputs:
         with steps.step("generate clips to predict (no inputs given)"):
-            clips = generate_clips(os.path.join(out, "clips"), clips_per_category=1, seconds=DEFAULT_SECONDS,
-                                   seed=seed)
+            clips = generate_clips(os.path.join(out, "clips"), clips_per_category=1, seconds=DEFAULT_SECONDS, seed=seed)
             inputs = [os.path.dirname(c.path) for c in clips]
     csv_path, plot_dir = os.path.join(out, "predictions.csv"), os.path.join(out, "plots")
-    argv = ["predict", "--weights", weights, *inputs, "--csv", csv_path, "--plot-dir", plot_dir,
-            "--sampling", sampling] + (["--mean", mean] if mean else []) + ([] if progress else ["--no-progress"])
+    argv = (
+        ["predict", "--weights", weights, *inputs, "--csv", csv_path, "--plot-dir", plot_dir, "--sampling", sampling]
+        + (["--mean", mean] if mean else [])
+        + ([] if progress else ["--no-progress"])
+    )
     with steps.step(f"predict {len(inputs)} input(s) with {weights}"):
         status = cli.main(argv)
     if status != cli.EXIT_OK:
         return status
     with steps.step("plot every input's probabilities"):
         sources, names, probs = read_prediction_summary(csv_path)
-        plot = plot_summary(sources, probs, names, os.path.join(out, "predictions.png"),
-                            f"EmoNet ({os.path.basename(os.path.normpath(weights))})")
+        plot = plot_summary(
+            sources,
+            probs,
+            names,
+            os.path.join(out, "predictions.png"),
+            f"EmoNet ({os.path.basename(os.path.normpath(weights))})",
+        )
     written = {"predictions_csv": csv_path, "plot": plot}
     if os.path.isdir(plot_dir):
         written["video_plots"] = sorted(os.path.join(plot_dir, n) for n in os.listdir(plot_dir))
@@ -442,8 +560,10 @@ def main(args: argparse.Namespace) -> int:
             raise cli.UsageError(f"weights not found: {weights} (from {origin})")
         return run_with_weights(weights, args.inputs, args.out, args.sampling, args.mean, progress, args.seed)
     if args.inputs:
-        raise cli.UsageError("inputs need weights: pass --weights PATH or set EMONET_WEIGHTS (without weights, "
-                             "`emonet run` runs the built-in demo on generated clips)")
+        raise cli.UsageError(
+            "inputs need weights: pass --weights PATH or set EMONET_WEIGHTS (without weights, "
+            "`emonet run` runs the built-in demo on generated clips)"
+        )
     with progress_logs(progress):
         result = run_demo(args.out, args.clips, args.seconds, args.epochs, args.seed, args.sampling, progress)
     return cli.EXIT_OK if result["results"] else cli.EXIT_NOTHING_PROCESSED
