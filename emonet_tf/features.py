@@ -175,6 +175,8 @@ def cached_train_dataset(cache_dir: str, *, global_batch_size: int, seed: int, e
         rows = np.asarray(indices)
         return np.asarray(features[rows], dtype=np.float32), labels[rows].astype(np.int32)
 
+    # Plain graph ops around a numpy call: nothing for AutoGraph to convert (it warned on every epoch).
+    @tf.autograph.experimental.do_not_convert
     def lookup(indices):
         x, y = tf.numpy_function(gather, [indices], (tf.float32, tf.int32), stateful=False)
         x.set_shape([None, dim])
