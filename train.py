@@ -8,6 +8,7 @@ documentation (`python train.py --help`; docs/training.md). `--flagfile=run.flag
 file (absl). Running the same command again resumes from the last checkpoint. A refused command
 (bad flags, data, weights or model_dir) writes nothing.
 """
+
 from __future__ import annotations
 
 import sys
@@ -34,8 +35,13 @@ def main(argv):
         result = training.train_and_evaluate(cli_flags.config_from_flags(FLAGS))
     except (DatasetError, training.TrainConfigError, WeightFormatError) as err:
         sys.exit(f"train.py: error: {err}")
-    logging.info("Done at step %d (%s, %d replica(s)); timing %s", result["step"], result["strategy"],
-                 result["replicas"], result["timing"])
+    logging.info(
+        "Done at step %d (%s, %d replica(s)); timing %s",
+        result["step"],
+        result["strategy"],
+        result["replicas"],
+        result["timing"],
+    )
     if "export" in result:
         logging.info("Exported %s", result["export"])
 

@@ -12,6 +12,7 @@ of the preprocessing alone (decode + resize, one thread).
 Decode-only rows time one call per image on one thread: PIL (`decode_bytes`), TF fast IDCT, TF accurate
 IDCT.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,12 +39,13 @@ def make_files(folder: str, count: int) -> dict[str, list[str]]:
     photo = cv2.imread(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))[..., ::-1]
     files: dict[str, list[str]] = {"640x480": [], side: []}
     for i in range(count):
-        crop = photo[i % 40:, (i * 3) % 60:]
+        crop = photo[i % 40 :, (i * 3) % 60 :]
         crop = crop[:, ::-1] if i % 2 else crop
         for size, (w, h) in (("640x480", (640, 480)), (side, (IMAGE_SIZE, IMAGE_SIZE))):
             path = os.path.join(folder, f"{size}_{i}.jpg")
             Image.fromarray(np.ascontiguousarray(cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA))).save(
-                path, "JPEG", quality=90)
+                path, "JPEG", quality=90
+            )
             files[size].append(path)
     return files
 
@@ -113,21 +115,27 @@ def main() -> None:
                         prep[name] = min(prep[name], (time.process_time() - start_cpu) / len(paths))
                 inference.preprocessing = current
                 key = f"{method} resize, {size}"
-                results["predict_images"][key] = {"images_per_s": best, "cpu_s_per_image": cpu,
-                                                  "preprocess_cpu_s_per_image": prep}
+                results["predict_images"][key] = {
+                    "images_per_s": best,
+                    "cpu_s_per_image": cpu,
+                    "preprocess_cpu_s_per_image": prep,
+                }
                 old, new = "previous (tf.io.decode_image)", "current (PIL)"
-                print(f"| predict_images, {key} | previous {best[old]:.1f} images/s, {cpu[old] * 1e3:.0f} ms CPU/image "
-                      f"(preprocess {prep[old] * 1e3:.1f} ms) | current {best[new]:.1f} images/s, "
-                      f"{cpu[new] * 1e3:.0f} ms CPU/image (preprocess {prep[new] * 1e3:.1f} ms) | "
-                      f"images/s ratio {best[new] / best[old]:.2f} |")
+                print(
+                    f"| predict_images, {key} | previous {best[old]:.1f} images/s, {cpu[old] * 1e3:.0f} ms CPU/image "
+                    f"(preprocess {prep[old] * 1e3:.1f} ms) | current {best[new]:.1f} images/s, "
+                    f"{cpu[new] * 1e3:.0f} ms CPU/image (preprocess {prep[new] * 1e3:.1f} ms) | "
+                    f"images/s ratio {best[new] / best[old]:.2f} |"
+                )
         for size, paths in files.items():
             blobs = [open(p, "rb").read() for p in paths]
-            it = iter(range(10 ** 9))
+            it = iter(range(10**9))
             rows = {
                 "PIL (decode_bytes)": lambda: preprocessing.decode_bytes(blobs[next(it) % len(blobs)]),
                 "TF decode_jpeg, fast IDCT": lambda: tf.io.decode_jpeg(blobs[next(it) % len(blobs)], channels=3),
                 "TF decode_jpeg, accurate IDCT": lambda: tf.io.decode_jpeg(
-                    blobs[next(it) % len(blobs)], channels=3, dct_method="INTEGER_ACCURATE"),
+                    blobs[next(it) % len(blobs)], channels=3, dct_method="INTEGER_ACCURATE"
+                ),
             }
             for name, fn in rows.items():
                 rate = common.throughput(fn, 1, min_seconds=3.0)

@@ -15,6 +15,7 @@ offline) and see the same examples in the same order, so they must reach the sam
 test accuracy. Timed: the whole `train_and_evaluate` call (model build, cache, training,
 evaluation; not the interpreter start), and its own timing breakdown.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,9 @@ def build_dataset(tmp: str, classes: int, videos_per_class: int, frames: int, wi
 
     labels = tuple(CLASS_CONTENT)[:classes]
     manual = os.path.join(tmp, "corpus")
-    write_corpus(manual, classes * videos_per_class, frames, width, height, labels=labels,
-                 content_by_label=CLASS_CONTENT)
+    write_corpus(
+        manual, classes * videos_per_class, frames, width, height, labels=labels, content_by_label=CLASS_CONTENT
+    )
     builder = vfb.Builder(config="every5", data_dir=os.path.join(tmp, "tfds"))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
     return str(builder.data_path)
@@ -68,9 +70,16 @@ def child(spec: dict) -> dict:
     seconds = time.perf_counter() - start
     kernel, bias = result["model"].head.get_weights()
     np.savez(spec["weights_out"], kernel=kernel, bias=bias)
-    return {"seconds": seconds, "timing": result["timing"], "feature_cache": result["feature_cache"],
-            "steps": result["step"], "train": result["train"], "top1": result["eval"]["top1"],
-            "mean_auc": result["eval"]["mean_auc"], "eval_examples": result["eval"]["num_examples"]}
+    return {
+        "seconds": seconds,
+        "timing": result["timing"],
+        "feature_cache": result["feature_cache"],
+        "steps": result["step"],
+        "train": result["train"],
+        "top1": result["eval"]["top1"],
+        "mean_auc": result["eval"]["mean_auc"],
+        "eval_examples": result["eval"]["num_examples"],
+    }
 
 
 def main() -> None:
@@ -103,13 +112,29 @@ def main() -> None:
         print(f"built {dataset} in {time.perf_counter() - t0:.1f} s")
         runs = {}
         for name, cache in (("fast path (feature cache)", True), ("full forward passes", False)):
-            config = dict(dataset=dataset, model_dir=os.path.join(tmp, "run_" + ("fast" if cache else "full")),
-                          init="scratch", train_layers="fc8", learning_rate=args.learning_rate, momentum=0.9,
-                          global_batch_size=args.batch, epochs=args.epochs, seed=0, feature_cache=cache,
-                          eval_split="test", export=False, log_every=1000, checkpoint_every=100000)
+            config = dict(
+                dataset=dataset,
+                model_dir=os.path.join(tmp, "run_" + ("fast" if cache else "full")),
+                init="scratch",
+                train_layers="fc8",
+                learning_rate=args.learning_rate,
+                momentum=0.9,
+                global_batch_size=args.batch,
+                epochs=args.epochs,
+                seed=0,
+                feature_cache=cache,
+                eval_split="test",
+                export=False,
+                log_every=1000,
+                checkpoint_every=100000,
+            )
             spec = {"config": config, "weights_out": os.path.join(tmp, f"fc8_{int(cache)}.npz")}
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
-                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
+                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode:
                 raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
             runs[name] = dict(json.loads(proc.stdout.strip().splitlines()[-1]), weights=spec["weights_out"])
@@ -117,24 +142,38 @@ def main() -> None:
         wf, wl = np.load(fast["weights"]), np.load(full["weights"])
         max_diff = max(float(np.max(np.abs(wf[k] - wl[k]))) for k in ("kernel", "bias"))
         scale = max(float(np.max(np.abs(wl[k]))) for k in ("kernel", "bias"))
-        print(f"\n{fast['steps']} steps of batch {args.batch} ({args.epochs} epochs), lr {args.learning_rate:g}, "
-              f"momentum 0.9; test split {fast['eval_examples']} frames\n")
+        print(
+            f"\n{fast['steps']} steps of batch {args.batch} ({args.epochs} epochs), lr {args.learning_rate:g}, "
+            f"momentum 0.9; test split {fast['eval_examples']} frames\n"
+        )
         print("| run | train_and_evaluate s | feature cache s | training s | eval s | test top1 | test mean AUC |")
         print("|---|---|---|---|---|---|---|")
         for name, r in runs.items():
             t = r["timing"]
-            print(f"| {name} | {r['seconds']:.1f} | {t.get('feature_cache_seconds', 0.0):.1f} | "
-                  f"{t['train_seconds']:.1f} | {t.get('eval_seconds', 0.0):.1f} | {r['top1']:.3f} | "
-                  f"{r['mean_auc']:.3f} |")
+            print(
+                f"| {name} | {r['seconds']:.1f} | {t.get('feature_cache_seconds', 0.0):.1f} | "
+                f"{t['train_seconds']:.1f} | {t.get('eval_seconds', 0.0):.1f} | {r['top1']:.3f} | "
+                f"{r['mean_auc']:.3f} |"
+            )
         ratio = full["seconds"] / fast["seconds"]
-        print(f"\nspeed-up (full / fast, whole call): {ratio:.2f}x; same test top1: {fast['top1'] == full['top1']}; "
-              f"max |fc8 fast - full| = {max_diff:.2e} (largest |weight| {scale:.3g})")
+        print(
+            f"\nspeed-up (full / fast, whole call): {ratio:.2f}x; same test top1: {fast['top1'] == full['top1']}; "
+            f"max |fc8 fast - full| = {max_diff:.2e} (largest |weight| {scale:.3g})"
+        )
         print(f"load average at end: {os.getloadavg()}")
-        common.write_json(args.out, {
-            "epochs": args.epochs, "learning_rate": args.learning_rate, "batch": args.batch,
-            "runs": {k: {kk: vv for kk, vv in v.items() if kk != "weights"} for k, v in runs.items()},
-            "speedup": ratio, "same_top1": fast["top1"] == full["top1"], "max_abs_fc8_difference": max_diff,
-            "load_average_end": os.getloadavg()})
+        common.write_json(
+            args.out,
+            {
+                "epochs": args.epochs,
+                "learning_rate": args.learning_rate,
+                "batch": args.batch,
+                "runs": {k: {kk: vv for kk, vv in v.items() if kk != "weights"} for k, v in runs.items()},
+                "speedup": ratio,
+                "same_top1": fast["top1"] == full["top1"],
+                "max_abs_fc8_difference": max_diff,
+                "load_average_end": os.getloadavg(),
+            },
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

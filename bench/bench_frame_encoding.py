@@ -15,6 +15,7 @@ other zlib levels for comparison) we measure, side by side:
 Variants are timed round-robin, `--repeats` rounds, best round kept; OpenCV runs on one thread
 (`cv2.setNumThreads(1)`), as a Beam worker would per core. Results as JSON in bench/results/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,11 +72,13 @@ def measure(frames, variants: dict, repeats: int) -> dict:
         (enc_wall, enc_cpu), (dec_wall, dec_cpu) = times[("encode", name)], times[("decode", name)]
         out[name] = {
             "bytes_per_frame": float(np.mean([len(b) for b in encoded[name]])),
-            "encode_cpu_ms_per_frame": 1000 * enc_cpu / n, "encode_frames_per_s": n / enc_wall,
-            "decode_cpu_ms_per_frame": 1000 * dec_cpu / n, "decode_frames_per_s": n / dec_wall,
+            "encode_cpu_ms_per_frame": 1000 * enc_cpu / n,
+            "encode_frames_per_s": n / enc_wall,
+            "decode_cpu_ms_per_frame": 1000 * dec_cpu / n,
+            "decode_frames_per_s": n / dec_wall,
             "max_abs_error": int(err.max()),
             "mean_abs_error": float(err.mean()),
-            "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(255 ** 2 / mse)),
+            "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse)),
         }
     return out
 
@@ -101,40 +104,70 @@ def main() -> None:
     common.header("Frame encoding of the video builders: PNG (lossless) vs JPEG q95")
     load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
     with tempfile.TemporaryDirectory() as tmp:
-        paths = [write_moving_video(os.path.join(tmp, f"clip_{k}.mp4"), args.frames, width, height, seed=k)
-                 for k in range(args.videos)]
+        paths = [
+            write_moving_video(os.path.join(tmp, f"clip_{k}.mp4"), args.frames, width, height, seed=k)
+            for k in range(args.videos)
+        ]
         frames = [f.image for p in paths for f in video.iter_frames(p)]
-        variants = {f"jpeg q{vf.JPEG_QUALITY} (default)": lambda f: vf.encode_frame(f, "jpeg"),
-                    f"png level {vf.PNG_COMPRESSION} (frame_encoding=png)": lambda f: vf.encode_frame(f, "png")}
+        variants = {
+            f"jpeg q{vf.JPEG_QUALITY} (default)": lambda f: vf.encode_frame(f, "jpeg"),
+            f"png level {vf.PNG_COMPRESSION} (frame_encoding=png)": lambda f: vf.encode_frame(f, "png"),
+        }
         for level in (3, 6):
             if level != vf.PNG_COMPRESSION:
                 variants[f"png level {level}"] = lambda f, level=level: vf.encode_png(f, level)
         results = measure(frames, variants, args.repeats)
-        entries = [vf.VideoEntry(video_id=f"clip_{k}", path=p, label="x", soft_label=(1.0,))
-                   for k, p in enumerate(paths)]
+        entries = [
+            vf.VideoEntry(video_id=f"clip_{k}", path=p, label="x", soft_label=(1.0,)) for k, p in enumerate(paths)
+        ]
         n_frames = len(frames)
         extract_times = best_of_rounds(
-            {enc: lambda enc=enc: [vf.extract_video(e, "all", frame_encoding=enc) for e in entries]
-             for enc in vf.FRAME_ENCODINGS}, args.repeats)
-        extract = {enc: {"frames_per_s": n_frames / wall, "cpu_ms_per_frame": 1000 * cpu / n_frames}
-                   for enc, (wall, cpu) in extract_times.items()}
+            {
+                enc: lambda enc=enc: [vf.extract_video(e, "all", frame_encoding=enc) for e in entries]
+                for enc in vf.FRAME_ENCODINGS
+            },
+            args.repeats,
+        )
+        extract = {
+            enc: {"frames_per_s": n_frames / wall, "cpu_ms_per_frame": 1000 * cpu / n_frames}
+            for enc, (wall, cpu) in extract_times.items()
+        }
     load_end = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
     jpeg = results[next(iter(results))]
-    print(f"\n{n_frames} frames of {width}x{height} (mp4v, moving photo); 1-minute load {load} at start, "
-          f"{load_end} at end\n")
-    print("| encoding | bytes/frame | vs JPEG | encode CPU ms/frame (frames/s) | decode CPU ms/frame (frames/s), "
-          "preprocessing.decode_image | max / mean abs error | PSNR dB |")
+    print(
+        f"\n{n_frames} frames of {width}x{height} (mp4v, moving photo); 1-minute load {load} at start, "
+        f"{load_end} at end\n"
+    )
+    print(
+        "| encoding | bytes/frame | vs JPEG | encode CPU ms/frame (frames/s) | decode CPU ms/frame (frames/s), "
+        "preprocessing.decode_image | max / mean abs error | PSNR dB |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['bytes_per_frame']:.0f} | {r['bytes_per_frame'] / jpeg['bytes_per_frame']:.2f}x | "
-              f"{r['encode_cpu_ms_per_frame']:.2f} ({r['encode_frames_per_s']:.0f}) | "
-              f"{r['decode_cpu_ms_per_frame']:.2f} ({r['decode_frames_per_s']:.0f}) | "
-              f"{r['max_abs_error']} / {r['mean_abs_error']:.2f} | {r['psnr_db']:.1f} |")
-    print("\nextract_video, sampling all (decode + encode): "
-          + ", ".join(f"{enc} {r['cpu_ms_per_frame']:.2f} CPU ms/frame ({r['frames_per_s']:.0f} frames/s)"
-                      for enc, r in extract.items()))
-    common.write_json(args.out, {"frames": n_frames, "size": [width, height], "load_at_start": load,
-                                 "load_at_end": load_end, "encodings": results, "extract_video_all": extract})
+        print(
+            f"| {name} | {r['bytes_per_frame']:.0f} | {r['bytes_per_frame'] / jpeg['bytes_per_frame']:.2f}x | "
+            f"{r['encode_cpu_ms_per_frame']:.2f} ({r['encode_frames_per_s']:.0f}) | "
+            f"{r['decode_cpu_ms_per_frame']:.2f} ({r['decode_frames_per_s']:.0f}) | "
+            f"{r['max_abs_error']} / {r['mean_abs_error']:.2f} | {r['psnr_db']:.1f} |"
+        )
+    print(
+        "\nextract_video, sampling all (decode + encode): "
+        + ", ".join(
+            f"{enc} {r['cpu_ms_per_frame']:.2f} CPU ms/frame ({r['frames_per_s']:.0f} frames/s)"
+            for enc, r in extract.items()
+        )
+    )
+    common.write_json(
+        args.out,
+        {
+            "frames": n_frames,
+            "size": [width, height],
+            "load_at_start": load,
+            "load_at_end": load_end,
+            "encodings": results,
+            "extract_video_all": extract,
+        },
+    )
     print(f"results: {args.out}")
 
 

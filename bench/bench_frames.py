@@ -20,6 +20,7 @@
     and 100 small generated videos (320x180, 2 s, sampling `all`), and the same 100-video corpus
     with TFDS's in-memory shuffle buffer lowered to 1 MB, to tell the builder's memory from TFDS's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,9 @@ def moving_frames(n: int, width: int, height: int, seed: int = 0, tint=(1.0, 1.0
         cx = pw / 2 + 0.15 * pw * np.sin(0.9 * t + phase)
         cy = ph / 2 + 0.1 * ph * np.cos(0.6 * t + phase)
         matrix = np.float32([[sx, 0, cx - sx * width / 2], [0, sy, cy - sy * height / 2]])
-        frame = cv2.warpAffine(photo, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REFLECT)
+        frame = cv2.warpAffine(
+            photo, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
+        )
         if stripes:
             offset = int(4 * t * stripes) % (2 * stripes)
             mask = ((np.arange(width) + offset) // stripes) % 2 == 0
@@ -103,15 +105,19 @@ def write_moving_video(path: str, n: int, width: int, height: int, seed: int = 0
     return path
 
 
-def write_corpus(root: str, n_videos: int, n_frames: int, width: int, height: int,
-                 labels=("calm", "busy"), content_by_label=None) -> list[str]:
+def write_corpus(
+    root: str, n_videos: int, n_frames: int, width: int, height: int, labels=("calm", "busy"), content_by_label=None
+) -> list[str]:
     """root/<label>/clip_<n>.mp4, labels assigned round-robin; returns the video paths."""
     paths = []
     for k in range(n_videos):
         label = labels[k % len(labels)]
         content = (content_by_label or {}).get(label, {})
-        paths.append(write_moving_video(os.path.join(root, label, f"clip_{k:03d}.mp4"), n_frames, width, height,
-                                        seed=k, **content))
+        paths.append(
+            write_moving_video(
+                os.path.join(root, label, f"clip_{k:03d}.mp4"), n_frames, width, height, seed=k, **content
+            )
+        )
     return paths
 
 
@@ -194,8 +200,15 @@ def breakdown(paths) -> dict:
 
     from tfds_builders import video_frames as vf
 
-    parts = dict.fromkeys(("decode (VideoCapture.read)", "BGR->RGB (iter_frames)",
-                           "RGB->BGR (encode_jpeg)", "imencode q%d" % vf.JPEG_QUALITY), 0.0)
+    parts = dict.fromkeys(
+        (
+            "decode (VideoCapture.read)",
+            "BGR->RGB (iter_frames)",
+            "RGB->BGR (encode_jpeg)",
+            "imencode q%d" % vf.JPEG_QUALITY,
+        ),
+        0.0,
+    )
     keys = list(parts)
     frames = 0
     quality = [cv2.IMWRITE_JPEG_QUALITY, vf.JPEG_QUALITY]
@@ -261,17 +274,27 @@ def build_child(spec: dict) -> dict:
     seconds = time.perf_counter() - start
     summary = vf.read_summary(builder.data_path)
     splits = summary["splits"].values()
-    record_bytes = sum(os.path.getsize(os.path.join(builder.data_path, f))
-                       for f in os.listdir(builder.data_path) if ".tfrecord" in f)
-    return {"seconds": seconds, "frames_written": sum(s["frames_written"] for s in splits),
-            "frames_decoded": sum(s["frames_decoded_in_written_videos"] for s in splits),
-            "videos_written": sum(s["videos_written"] for s in splits), "record_bytes": record_bytes,
-            "rss_before_build_mib": rss_before / 1024, "peak_rss_mib": _status_kib("VmHWM") / 1024}
+    record_bytes = sum(
+        os.path.getsize(os.path.join(builder.data_path, f)) for f in os.listdir(builder.data_path) if ".tfrecord" in f
+    )
+    return {
+        "seconds": seconds,
+        "frames_written": sum(s["frames_written"] for s in splits),
+        "frames_decoded": sum(s["frames_decoded_in_written_videos"] for s in splits),
+        "videos_written": sum(s["videos_written"] for s in splits),
+        "record_bytes": record_bytes,
+        "rss_before_build_mib": rss_before / 1024,
+        "peak_rss_mib": _status_kib("VmHWM") / 1024,
+    }
 
 
 def run_build_child(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--build-child", json.dumps(spec)],
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--build-child", json.dumps(spec)],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode:
         raise RuntimeError(f"build child failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -280,11 +303,16 @@ def run_build_child(spec: dict) -> dict:
 def run_tfds_cli(manual_dir: str, data_dir: str, config: str) -> float:
     """Wall seconds of the `tfds build` command (plain writer), interpreter start included."""
     tfds_bin = os.path.join(os.path.dirname(sys.executable), "tfds")
-    cmd = [tfds_bin, "build", os.path.join(ROOT, "tfds_builders", "video_folder"), f"--config={config}",
-           f"--manual_dir={manual_dir}", f"--data_dir={data_dir}"]
+    cmd = [
+        tfds_bin,
+        "build",
+        os.path.join(ROOT, "tfds_builders", "video_folder"),
+        f"--config={config}",
+        f"--manual_dir={manual_dir}",
+        f"--data_dir={data_dir}",
+    ]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True,
-                          text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -326,8 +354,10 @@ def main() -> None:
         corpus = os.path.join(tmp, "corpus")
         t0 = time.perf_counter()
         paths = write_corpus(corpus, args.videos, n_frames, width, height)
-        print(f"generated {len(paths)} videos {width}x{height} mp4v 30 fps x {n_frames} frames "
-              f"({sum(os.path.getsize(p) for p in paths) / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"generated {len(paths)} videos {width}x{height} mp4v 30 fps x {n_frames} frames "
+            f"({sum(os.path.getsize(p) for p in paths) / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s"
+        )
         entries = entries_for(paths)
 
         # Interleaved repeats: every method once per round, best round kept.
@@ -352,9 +382,12 @@ def main() -> None:
         # Whole builds (plain writer) of the same corpus, best of the repeats for each.
         builds = {}
         for config in ("every5", "all"):
-            runs = [run_build_child({"config": config, "manual_dir": corpus,
-                                     "data_dir": os.path.join(tmp, f"tfds_{config}_{r}")})
-                    for r in range(max(1, args.repeats - 1))]
+            runs = [
+                run_build_child(
+                    {"config": config, "manual_dir": corpus, "data_dir": os.path.join(tmp, f"tfds_{config}_{r}")}
+                )
+                for r in range(max(1, args.repeats - 1))
+            ]
             builds[config] = min(runs, key=lambda r: r["seconds"])
         cli_seconds = run_tfds_cli(corpus, os.path.join(tmp, "tfds_cli"), "every5")
         reference = best["cv2.VideoCapture.read loop (reference)"]
@@ -363,23 +396,42 @@ def main() -> None:
         for name in methods:
             rows.append((name, best[name], written_rate[name]))
         for config, r in builds.items():
-            rows.append((f"video_folder build {config} (download_and_prepare)",
-                         r["frames_decoded"] / r["seconds"], r["frames_written"] / r["seconds"]))
+            rows.append(
+                (
+                    f"video_folder build {config} (download_and_prepare)",
+                    r["frames_decoded"] / r["seconds"],
+                    r["frames_written"] / r["seconds"],
+                )
+            )
         total_decoded = builds["every5"]["frames_decoded"]
-        rows.append(("`tfds build` every5 command, whole wall time", total_decoded / cli_seconds,
-                     builds["every5"]["frames_written"] / cli_seconds))
+        rows.append(
+            (
+                "`tfds build` every5 command, whole wall time",
+                total_decoded / cli_seconds,
+                builds["every5"]["frames_written"] / cli_seconds,
+            )
+        )
 
         print(f"\n## (a) {len(paths)} videos x {n_frames} frames, {width}x{height}; best of {args.repeats}\n")
         print("| path | video frames/s | frames written/s | ratio to OpenCV read | target >= 0.8 |")
         print("|---|---|---|---|---|")
         for name, rate, wrate in rows:
             ratio = rate / reference
-            target = "reference" if name.startswith("cv2") else "n/a (prototype)" if name.startswith("prototype") \
-                else "met" if ratio >= 0.8 else "missed"
+            target = (
+                "reference"
+                if name.startswith("cv2")
+                else "n/a (prototype)"
+                if name.startswith("prototype")
+                else "met"
+                if ratio >= 0.8
+                else "missed"
+            )
             print(f"| {name} | {rate:.0f} | {wrate:.0f} | {ratio:.2f} | {target} |")
-        print(f"\n`tfds build` wall time {cli_seconds:.1f} s for {total_decoded} frames; the same build "
-              f"in-process took {builds['every5']['seconds']:.1f} s, so interpreter start and imports "
-              f"cost about {cli_seconds - builds['every5']['seconds']:.1f} s")
+        print(
+            f"\n`tfds build` wall time {cli_seconds:.1f} s for {total_decoded} frames; the same build "
+            f"in-process took {builds['every5']['seconds']:.1f} s, so interpreter start and imports "
+            f"cost about {cli_seconds - builds['every5']['seconds']:.1f} s"
+        )
         print(f"JPEG q{vf.JPEG_QUALITY}: {jpeg_bytes / 1e3:.1f} kB per {width}x{height} frame")
 
         parts = breakdown(paths)
@@ -411,34 +463,58 @@ def main() -> None:
                 label = ("calm", "busy")[k % 2]
                 name = f"clip_{k:03d}.mp4"
                 os.symlink(os.path.join(mem_corpus, label, name), os.path.join(root, label, name))
-            memory[f"{n} videos"] = run_build_child({"config": args.memory_sampling, "manual_dir": root,
-                                                     "data_dir": os.path.join(tmp, f"mem_tfds_{n}")})
+            memory[f"{n} videos"] = run_build_child(
+                {"config": args.memory_sampling, "manual_dir": root, "data_dir": os.path.join(tmp, f"mem_tfds_{n}")}
+            )
         memory[f"{largest} videos, TFDS shuffle buffer 1 MB"] = run_build_child(
-            {"config": args.memory_sampling, "manual_dir": os.path.join(tmp, f"mem_only_{largest}"),
-             "data_dir": os.path.join(tmp, f"mem_tfds_{largest}_spill"), "max_mem_buffer": 1 << 20})
-        print(f"\n## (b) peak RSS of a child running the plain build, {mw}x{mh} {mframes}-frame videos, "
-              f"sampling {args.memory_sampling}\n")
-        print("| corpus | frames written | records (MB) | RSS before build (MiB) | peak RSS (MiB) | "
-              "peak - before (MiB) | build s |")
+            {
+                "config": args.memory_sampling,
+                "manual_dir": os.path.join(tmp, f"mem_only_{largest}"),
+                "data_dir": os.path.join(tmp, f"mem_tfds_{largest}_spill"),
+                "max_mem_buffer": 1 << 20,
+            }
+        )
+        print(
+            f"\n## (b) peak RSS of a child running the plain build, {mw}x{mh} {mframes}-frame videos, "
+            f"sampling {args.memory_sampling}\n"
+        )
+        print(
+            "| corpus | frames written | records (MB) | RSS before build (MiB) | peak RSS (MiB) | "
+            "peak - before (MiB) | build s |"
+        )
         print("|---|---|---|---|---|---|---|")
         for name, r in memory.items():
-            print(f"| {name} | {r['frames_written']} | {r['record_bytes'] / 1e6:.1f} | {r['rss_before_build_mib']:.0f} "
-                  f"| {r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] - r['rss_before_build_mib']:.0f} "
-                  f"| {r['seconds']:.1f} |")
+            print(
+                f"| {name} | {r['frames_written']} | {r['record_bytes'] / 1e6:.1f} | {r['rss_before_build_mib']:.0f} "
+                f"| {r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] - r['rss_before_build_mib']:.0f} "
+                f"| {r['seconds']:.1f} |"
+            )
         small, big = (memory[f"{n} videos"] for n in (min(args.memory_videos), largest))
         growth = big["peak_rss_mib"] - small["peak_rss_mib"]
-        print(f"\npeak growth {min(args.memory_videos)} -> {largest} videos: {growth:+.0f} MiB "
-              f"({growth / small['peak_rss_mib']:+.1%}); records grew by "
-              f"{(big['record_bytes'] - small['record_bytes']) / 2 ** 20:.0f} MiB")
+        print(
+            f"\npeak growth {min(args.memory_videos)} -> {largest} videos: {growth:+.0f} MiB "
+            f"({growth / small['peak_rss_mib']:+.1%}); records grew by "
+            f"{(big['record_bytes'] - small['record_bytes']) / 2**20:.0f} MiB"
+        )
         print(f"load average at end: {os.getloadavg()}")
-        common.write_json(args.out, {
-            "videos": len(paths), "frames_per_video": n_frames, "size": [width, height],
-            "frames_per_second": {name: rate for name, rate, _ in rows},
-            "frames_written_per_second": {name: w for name, _, w in rows},
-            "ratio_to_opencv_read": {name: rate / reference for name, rate, _ in rows},
-            "builds": builds, "tfds_cli_seconds": cli_seconds, "breakdown_seconds_per_frame": parts,
-            "jpeg_bytes_per_frame": jpeg_bytes, "memory": memory, "profile": profile,
-            "load_average_end": os.getloadavg()})
+        common.write_json(
+            args.out,
+            {
+                "videos": len(paths),
+                "frames_per_video": n_frames,
+                "size": [width, height],
+                "frames_per_second": {name: rate for name, rate, _ in rows},
+                "frames_written_per_second": {name: w for name, _, w in rows},
+                "ratio_to_opencv_read": {name: rate / reference for name, rate, _ in rows},
+                "builds": builds,
+                "tfds_cli_seconds": cli_seconds,
+                "breakdown_seconds_per_frame": parts,
+                "jpeg_bytes_per_frame": jpeg_bytes,
+                "memory": memory,
+                "profile": profile,
+                "load_average_end": os.getloadavg(),
+            },
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -5,6 +5,7 @@
 Times forward and forward+backward of AlexNet's conv2 (27x27x96 -> 256, 5x5, 2 groups) at batch 16,
 checks that the two give the same outputs, and whether each can be saved as a SavedModel.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,10 @@ def main() -> None:
                 y = tf.reduce_sum(layer(x) ** 2)
             return tape.gradient(y, layer.trainable_weights)
 
-        rows[name] = (common.throughput(lambda: fwd().numpy(), 1, args.seconds),
-                      common.throughput(lambda: [g.numpy() for g in step()], 1, args.seconds))
+        rows[name] = (
+            common.throughput(lambda: fwd().numpy(), 1, args.seconds),
+            common.throughput(lambda: [g.numpy() for g in step()], 1, args.seconds),
+        )
         module = tf.Module()
         module.layer = layer
         module.f = tf.function(lambda t: layer(t), input_signature=[tf.TensorSpec([None, 27, 27, 96], tf.float32)])

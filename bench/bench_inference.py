@@ -7,6 +7,7 @@ The TF variants run in child processes, because oneDNN is chosen when TF is impo
 PyTorch reference runs in this process with torch's default threads. Weights are copied from
 the PyTorch model into Keras, and outputs are checked to agree before timing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,9 @@ def run_torch(net, batch_sizes, seconds):
     out = {}
     with torch.no_grad():
         for b in batch_sizes:
-            x = torch.from_numpy(np.random.default_rng(0).uniform(-120, 120, (b, 3, IMAGE_SIZE, IMAGE_SIZE)).astype("float32"))
+            x = torch.from_numpy(
+                np.random.default_rng(0).uniform(-120, 120, (b, 3, IMAGE_SIZE, IMAGE_SIZE)).astype("float32")
+            )
             out[b] = common.throughput(lambda: net(x), b, seconds)
     return out
 
@@ -87,14 +90,29 @@ def main() -> None:
     tmp = tempfile.mkdtemp()
     state_dict = os.path.join(tmp, "emonet_py.pth")
     net = reference_state_dict(state_dict)
-    results = {"pytorch emonet-py (torch %s, %d threads)" % (torch.__version__, torch.get_num_threads()):
-               run_torch(net, args.batch_sizes, args.seconds)}
+    results = {
+        "pytorch emonet-py (torch %s, %d threads)" % (torch.__version__, torch.get_num_threads()): run_torch(
+            net, args.batch_sizes, args.seconds
+        )
+    }
     for name, env in VARIANTS.items():
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", state_dict, "--jit", env["jit"], "--seconds", str(args.seconds),
-             "--batch-sizes", *map(str, args.batch_sizes)],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                state_dict,
+                "--jit",
+                env["jit"],
+                "--seconds",
+                str(args.seconds),
+                "--batch-sizes",
+                *map(str, args.batch_sizes),
+            ],
             env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS=env["TF_ENABLE_ONEDNN_OPTS"], TF_CPP_MIN_LOG_LEVEL="2"),
-            capture_output=True, text=True)
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             print(f"{name}: failed\n{proc.stderr[-2000:]}")
             continue

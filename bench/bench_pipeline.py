@@ -19,6 +19,7 @@ Then a per-image breakdown of the map function (decode, resize) on one stored fr
 epoch, the time to the first batch (records read and shuffle buffer filled) versus the rate within
 the epoch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,9 @@ def batches(info, batch: int, resize_method: str):
     from emonet_tf import data
 
     for epoch in itertools.count():
-        yield from data.train_dataset(info, "train", global_batch_size=batch, seed=0, epoch=epoch,
-                                      resize_method=resize_method)
+        yield from data.train_dataset(
+            info, "train", global_batch_size=batch, seed=0, epoch=epoch, resize_method=resize_method
+        )
 
 
 def make_step(model, trainable):
@@ -86,8 +88,9 @@ def epoch_profile(info, batch: int, resize_method: str, epochs: int = 3) -> dict
     startup, steady = [], []
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        it = iter(data.train_dataset(info, "train", global_batch_size=batch, seed=0, epoch=epoch,
-                                     resize_method=resize_method))
+        it = iter(
+            data.train_dataset(info, "train", global_batch_size=batch, seed=0, epoch=epoch, resize_method=resize_method)
+        )
         next(it)
         t1 = time.perf_counter()
         n = sum(1 for _ in it)
@@ -143,8 +146,10 @@ def main() -> None:
         builder_dir = build_dataset(tmp, args.videos, args.frames, width, height)
         info = data.inspect_dataset(builder_dir, splits=("train",))
         n_train = info.num_examples("train")
-        print(f"built {builder_dir}: {n_train} train frames ({width}x{height} JPEG q95) from {args.videos} "
-              f"videos in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"built {builder_dir}: {n_train} train frames ({width}x{height} JPEG q95) from {args.videos} "
+            f"videos in {time.perf_counter() - t0:.1f} s"
+        )
 
         results = {}
         for method in ("matlab", "bicubic"):
@@ -160,7 +165,8 @@ def main() -> None:
             model.backbone.trainable = mode == "full"
             steps[mode] = make_step(model, model.trainable_weights)
             results[f"train step, {mode} (constant batch)"] = common.throughput(
-                lambda: steps[mode](x, y).numpy(), args.batch, args.seconds)
+                lambda: steps[mode](x, y).numpy(), args.batch, args.seconds
+            )
         model.backbone.trainable = False
         feed = batches(info, args.batch, "matlab")
 
@@ -168,8 +174,7 @@ def main() -> None:
             images, labels = next(feed)
             return steps["head only"](images, labels).numpy()
 
-        results["pipeline (matlab) feeding the head-only step"] = common.throughput(fed_step, args.batch,
-                                                                                     args.seconds)
+        results["pipeline (matlab) feeding the head-only step"] = common.throughput(fed_step, args.batch, args.seconds)
 
         builder = info.builder
         sample = next(iter(builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()}).take(1)))
@@ -180,24 +185,37 @@ def main() -> None:
         full = results["train step, full (constant batch)"]
         print("\n| measurement | images/s | / head-only step | / full step | target |\n|---|---|---|---|---|")
         for name, value in results.items():
-            target = ("met" if value / head >= 3 else "missed") + " (>= 3x head-only)" \
-                if name.startswith("pipeline, ") else ""
+            target = (
+                ("met" if value / head >= 3 else "missed") + " (>= 3x head-only)"
+                if name.startswith("pipeline, ")
+                else ""
+            )
             print(f"| {name} | {value:.1f} | {value / head:.2f}x | {value / full:.2f}x | {target} |")
         print(f"\n### where one {width}x{height} frame's time goes in the pipeline map (single image, ms)\n")
         print("| op | ms/image |\n|---|---|")
         for name, value in parts.items():
             print(f"| {name} | {value:.1f} |")
-        print(f"\n### epoch start versus steady state ({n_train} train frames = {n_train // args.batch} batches "
-              f"per epoch; best of 3 epochs)\n")
+        print(
+            f"\n### epoch start versus steady state ({n_train} train frames = {n_train // args.batch} batches "
+            f"per epoch; best of 3 epochs)\n"
+        )
         print("| resize | epoch startup (s to first batch) | steady images/s within the epoch |\n|---|---|---|")
         for method, e in epochs.items():
             print(f"| {method} | {e['epoch startup s']:.2f} | {e['steady images/s']:.1f} |")
         print(f"\nload average at end: {os.getloadavg()}")
-        common.write_json(args.out, {"batch": args.batch, "train_examples": n_train, "frame_size": [width, height],
-                                     "images_per_second": results,
-                                     "ratio_to_head_only_step": {k: v / head for k, v in results.items()},
-                                     "per_image_ms": parts, "epoch_profile": epochs,
-                                     "load_average_end": os.getloadavg()})
+        common.write_json(
+            args.out,
+            {
+                "batch": args.batch,
+                "train_examples": n_train,
+                "frame_size": [width, height],
+                "images_per_second": results,
+                "ratio_to_head_only_step": {k: v / head for k, v in results.items()},
+                "per_image_ms": parts,
+                "epoch_profile": epochs,
+                "load_average_end": os.getloadavg(),
+            },
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -15,6 +15,7 @@ not depend on the values) is
     model-only ceiling (reference, ratio 1).
 The served probabilities are checked against `predict_images` (MATLAB resize) before timing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,9 @@ def jpeg_files(quality: int = 90) -> list[bytes]:
     for image in photo_arrays().values():
         for size in SIZES:
             resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(resized, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+            ok, buf = cv2.imencode(
+                ".jpg", cv2.cvtColor(resized, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+            )
             assert ok
             out.append(buf.tobytes())
     return out
@@ -65,8 +68,10 @@ def main() -> None:
     common.header("Serving images/s from JPEG bytes: SavedModel vs EmoNet.predict_images vs model-only ceiling")
     print(f"load average at start: {os.getloadavg()}")
     files = jpeg_files()
-    print(f"{len(files)} JPEGs, {min(map(len, files)) / 1e3:.0f}-{max(map(len, files)) / 1e3:.0f} kB, sizes "
-          + ", ".join(f"{w}x{h}" for w, h in SIZES))
+    print(
+        f"{len(files)} JPEGs, {min(map(len, files)) / 1e3:.0f}-{max(map(len, files)) / 1e3:.0f} kB, sizes "
+        + ", ".join(f"{w}x{h}" for w, h in SIZES)
+    )
     keras.utils.set_random_seed(0)
     model = EmoNetClassifier()
     emonet = EmoNet(model)
@@ -90,14 +95,17 @@ def main() -> None:
         for b in args.batch_sizes:
             batch = [files[i % len(files)] for i in range(b)]
             batch_t = tf.constant(batch)
-            arrays = tf.constant(np.stack([preprocessing.preprocess_image_bytes(tf.constant(d)).numpy()
-                                           for d in batch]))
+            arrays = tf.constant(
+                np.stack([preprocessing.preprocess_image_bytes(tf.constant(d)).numpy() for d in batch])
+            )
             measures = {
                 "Keras model on preprocessed arrays (ceiling, reference)": lambda: ceiling_fn(arrays).numpy(),
-                "SavedModel serving_default, resize matlab (export default)":
-                    lambda: served["matlab"](images_bytes=batch_t)["probabilities"].numpy(),
-                "SavedModel serving_default, resize bicubic":
-                    lambda: served["bicubic"](images_bytes=batch_t)["probabilities"].numpy(),
+                "SavedModel serving_default, resize matlab (export default)": lambda: served["matlab"](
+                    images_bytes=batch_t
+                )["probabilities"].numpy(),
+                "SavedModel serving_default, resize bicubic": lambda: served["bicubic"](images_bytes=batch_t)[
+                    "probabilities"
+                ].numpy(),
                 "EmoNet.predict_images(bytes), resize matlab": lambda: emonet.predict_images(batch, batch_size=b),
             }
             for name, fn in measures.items():
@@ -105,16 +113,23 @@ def main() -> None:
 
         ceiling = results["Keras model on preprocessed arrays (ceiling, reference)"]
         predict = results["EmoNet.predict_images(bytes), resize matlab"]
-        print("\n| path | " + " | ".join(f"batch {b}: img/s (/ceiling, /predict_images)" for b in args.batch_sizes)
-              + " |")
+        print(
+            "\n| path | " + " | ".join(f"batch {b}: img/s (/ceiling, /predict_images)" for b in args.batch_sizes) + " |"
+        )
         print("|---|" + "---|" * len(args.batch_sizes))
         for name, row in results.items():
             cells = [f"{row[b]:.1f} ({row[b] / ceiling[b]:.2f}x, {row[b] / predict[b]:.2f}x)" for b in args.batch_sizes]
             print(f"| {name} | " + " | ".join(cells) + " |")
         print(f"\nload average at end: {os.getloadavg()}")
-        common.write_json(args.out, {"images_per_second": results, "jpeg_count": len(files),
-                                     "savedmodel_vs_predict_images_max_prob_diff": diff,
-                                     "load_average_end": os.getloadavg()})
+        common.write_json(
+            args.out,
+            {
+                "images_per_second": results,
+                "jpeg_count": len(files),
+                "savedmodel_vs_predict_images_max_prob_diff": diff,
+                "load_average_end": os.getloadavg(),
+            },
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -6,6 +6,7 @@ Both take SGD steps (momentum 0.9, lr 1e-4, the paper's recipe) on the same rand
 softmax cross-entropy. "head only" trains fc8 with the rest frozen (the paper's setting); "full"
 trains every layer. The Keras step is one `tf.function` (no XLA: see bench_grouped_conv.py).
 """
+
 from __future__ import annotations
 
 import argparse

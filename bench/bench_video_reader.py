@@ -17,6 +17,7 @@ best of `--repeats`, in video frames per second:
 
 The issue's target: the reader's `all` >= 0.9x of plain decoding (the faster of the two references).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,9 +84,13 @@ def main() -> None:
     common.header("video reader vs plain decoding")
     root = tempfile.mkdtemp(prefix="bench_video_reader_")
     corpora = {
-        "h264": [write_h264(os.path.join(root, f"v{k}.mp4"), args.frames, width, height, k) for k in range(args.videos)],
-        "mp4v": [write_moving_video(os.path.join(root, f"m{k}.mp4"), args.frames, width, height, k)
-                 for k in range(args.videos)],
+        "h264": [
+            write_h264(os.path.join(root, f"v{k}.mp4"), args.frames, width, height, k) for k in range(args.videos)
+        ],
+        "mp4v": [
+            write_moving_video(os.path.join(root, f"m{k}.mp4"), args.frames, width, height, k)
+            for k in range(args.videos)
+        ],
     }
     methods = {
         "plain: cv2.VideoCapture.read loop": opencv_read,

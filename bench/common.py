@@ -1,4 +1,5 @@
 """What every benchmark prints: the command line, the machine, the library versions, and a timer."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ def machine() -> dict:
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     try:
         with open("/proc/meminfo") as f:
-            info["memory_gib"] = round(int(f.readline().split()[1]) / 2 ** 20, 1)
+            info["memory_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
     except OSError:
         pass
     for module in ("tensorflow", "keras", "torch", "cv2", "tensorflow_datasets"):

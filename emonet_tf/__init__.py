@@ -11,6 +11,7 @@ response normalization, 227x227 input with a mean image) with a 20-way emotion h
 Top-level names are imported lazily, so that `import emonet_tf.video` or `emonet_tf.categories`
 does not load TensorFlow.
 """
+
 import importlib
 
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ n components / alpha is made inside each outer training fold), so they are not i
 choice itself. Folds are stratified by rating, as in the paper: examples sorted by rating are dealt
 out to the folds in blocks (`StratifiedKFold` over rating-rank blocks, `RatingStratifiedKFold`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -47,17 +48,55 @@ INPUT_SPACE = "fc8_logits"  # pre-softmax fc8 values, the input of every read-ou
 #: emonet-py 1.0.8 emonet_valence.py: bias and 20 weights in EMONET_CATEGORIES order.
 EMONET_PY_VALENCE_BIAS = 3.2963
 EMONET_PY_VALENCE_WEIGHTS = (
-    0.5990, 0.4576, 0.3248, -0.0634, 0.0035, 0.0560, 0.1163, -0.1370, -0.7719, -0.1210,
-    -0.1862, 0.0214, -0.3015, -0.3680, 0.2467, -0.2335, 0.1096, -0.3858, 0.1538, 0.5741)
+    0.5990,
+    0.4576,
+    0.3248,
+    -0.0634,
+    0.0035,
+    0.0560,
+    0.1163,
+    -0.1370,
+    -0.7719,
+    -0.1210,
+    -0.1862,
+    0.0214,
+    -0.3015,
+    -0.3680,
+    0.2467,
+    -0.2335,
+    0.1096,
+    -0.3858,
+    0.1538,
+    0.5741,
+)
 #: emonet-py 1.0.8 emonet_arousal.py: bias and 20 weights in EMONET_CATEGORIES order.
 EMONET_PY_AROUSAL_BIAS = 6.5139
 EMONET_PY_AROUSAL_WEIGHTS = (
-    -0.0910, -0.0121, -0.3154, 0.0152, 0.3949, -0.2019, -0.1216, -0.1029, 0.0637, 0.0037,
-    -0.1700, 0.0736, 0.2145, 0.1670, -0.2425, -0.0555, 0.1480, 0.1390, 0.1877, -0.0824)
+    -0.0910,
+    -0.0121,
+    -0.3154,
+    0.0152,
+    0.3949,
+    -0.2019,
+    -0.1216,
+    -0.1029,
+    0.0637,
+    0.0037,
+    -0.1700,
+    0.0736,
+    0.2145,
+    0.1670,
+    -0.2425,
+    -0.0555,
+    0.1480,
+    0.1390,
+    0.1877,
+    -0.0824,
+)
 
 METHODS = ("auto", "pls", "ridge")
 #: Ridge penalties, as multiples of the mean diagonal of the centred X'X (so the grid is scale-free).
-RIDGE_ALPHAS = tuple(10.0 ** e for e in range(-6, 4))
+RIDGE_ALPHAS = tuple(10.0**e for e in range(-6, 4))
 
 
 class ReadoutError(ValueError):
@@ -81,8 +120,9 @@ class LinearReadout:
         self.weights = np.asarray(self.weights, dtype=np.float64).reshape(-1)
         self.class_names = tuple(self.class_names)
         if self.weights.size != len(self.class_names):
-            raise ReadoutError(f"read-out {self.name!r}: {self.weights.size} weights for "
-                               f"{len(self.class_names)} classes")
+            raise ReadoutError(
+                f"read-out {self.name!r}: {self.weights.size} weights for {len(self.class_names)} classes"
+            )
 
     def predict(self, logits: np.ndarray) -> np.ndarray:
         """Ratings of N x C pre-softmax fc8 values (or one C vector)."""
@@ -92,23 +132,32 @@ class LinearReadout:
         return self.bias + logits @ self.weights
 
     def to_json(self) -> dict[str, Any]:
-        return {"bias": float(self.bias), "weights": dict(zip(self.class_names, map(float, self.weights))),
-                "method": self.method, "params": self.params, "cv": json_safe(self.cv), "source": self.source}
+        return {
+            "bias": float(self.bias),
+            "weights": dict(zip(self.class_names, map(float, self.weights))),
+            "method": self.method,
+            "params": self.params,
+            "cv": json_safe(self.cv),
+            "source": self.source,
+        }
 
 
 def emonet_py_readouts() -> dict[str, LinearReadout]:
     """The valence and arousal read-outs shipped by emonet-py 1.0.8 (see the module docstring)."""
     source = "emonet-py 1.0.8 emonet_valence.py / emonet_arousal.py (ports of the original models)"
     return {
-        "valence": LinearReadout("valence", EMONET_PY_VALENCE_BIAS, EMONET_PY_VALENCE_WEIGHTS,
-                                 method="published", source=source),
-        "arousal": LinearReadout("arousal", EMONET_PY_AROUSAL_BIAS, EMONET_PY_AROUSAL_WEIGHTS,
-                                 method="published", source=source),
+        "valence": LinearReadout(
+            "valence", EMONET_PY_VALENCE_BIAS, EMONET_PY_VALENCE_WEIGHTS, method="published", source=source
+        ),
+        "arousal": LinearReadout(
+            "arousal", EMONET_PY_AROUSAL_BIAS, EMONET_PY_AROUSAL_WEIGHTS, method="published", source=source
+        ),
     }
 
 
 # ------------------------------------------------------------------------------------------------
 # Estimators (scikit-learn)
+
 
 class PLS1(RegressorMixin, BaseEstimator):
     """PLS1 regression with X and y centred, not scaled (MATLAB `plsregress`), on scikit-learn's NIPALS.
@@ -237,8 +286,9 @@ def rmse(a: np.ndarray, b: np.ndarray) -> float:
     return float(root_mean_squared_error(np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)))
 
 
-def candidates(method: str, n_examples: int, n_features: int,
-               max_components: Optional[int] = None) -> list[tuple[str, float]]:
+def candidates(
+    method: str, n_examples: int, n_features: int, max_components: Optional[int] = None
+) -> list[tuple[str, float]]:
     """The (method, parameter) pairs that cross-validation chooses among (PLS: 1 .. all components).
 
     Raises ValueError for a method not in METHODS.
@@ -264,10 +314,17 @@ def _search(options: Sequence[tuple[str, float]], k: int, seed: int) -> GridSear
     lowest mean squared error over the folds, refit on all the data it is given."""
     pls = [int(p) for m, p in options if m == "pls"]
     ridge = [float(p) for m, p in options if m == "ridge"]
-    grid = ([{"model": [PLS1()], "model__n_components": pls}] if pls else []) + \
-        ([{"model": [ScaleFreeRidge()], "model__alpha": ridge}] if ridge else [])
-    return GridSearchCV(Pipeline([("model", _estimator(*options[0]))]), grid, scoring="neg_mean_squared_error",
-                        cv=RatingStratifiedKFold(k, random_state=seed), refit=True, error_score="raise")
+    grid = ([{"model": [PLS1()], "model__n_components": pls}] if pls else []) + (
+        [{"model": [ScaleFreeRidge()], "model__alpha": ridge}] if ridge else []
+    )
+    return GridSearchCV(
+        Pipeline([("model", _estimator(*options[0]))]),
+        grid,
+        scoring="neg_mean_squared_error",
+        cv=RatingStratifiedKFold(k, random_state=seed),
+        refit=True,
+        error_score="raise",
+    )
 
 
 def _final_model(estimator):
@@ -280,10 +337,18 @@ def _choice(estimator) -> tuple[str, float]:
     return ("pls", float(model.n_components)) if isinstance(model, PLS1) else ("ridge", float(model.alpha))
 
 
-def fit_readout(x: np.ndarray, y: np.ndarray, name: str = "rating", method: str = "auto",
-                n_components: Optional[int] = None, alpha: Optional[float] = None, folds: int = 10,
-                seed: int = 0, class_names: Sequence[str] = EMONET_CATEGORIES,
-                max_components: Optional[int] = None) -> LinearReadout:
+def fit_readout(
+    x: np.ndarray,
+    y: np.ndarray,
+    name: str = "rating",
+    method: str = "auto",
+    n_components: Optional[int] = None,
+    alpha: Optional[float] = None,
+    folds: int = 10,
+    seed: int = 0,
+    class_names: Sequence[str] = EMONET_CATEGORIES,
+    max_components: Optional[int] = None,
+) -> LinearReadout:
     """Fits a rating y (N,) on fc8 logits x (N x C); method and parameter chosen by CV unless fixed.
 
     `n_components` fixes PLS, `alpha` fixes ridge; otherwise scikit-learn's GridSearchCV chooses among
@@ -331,26 +396,46 @@ def _nested_fit(x, y, name, options, folds, seed, class_names) -> LinearReadout:
     final = estimator(seed, y.size).fit(x, y)
     best_m, best_p = _choice(final)
     model = _final_model(final)
-    cv = {"r": correlation(pred, y), "rmse": rmse(pred, y), "folds": k, "n": int(y.size),
-          "nested": nested, "outer_fold_choices": chosen, "predictions": pred.tolist(),
-          "ratings": y.tolist()}
-    return LinearReadout(name, model.intercept_, model.coef_, class_names=tuple(class_names), method=best_m,
-                         params=_describe_choice(best_m, best_p), cv=cv, source="fit_readout")
+    cv = {
+        "r": correlation(pred, y),
+        "rmse": rmse(pred, y),
+        "folds": k,
+        "n": int(y.size),
+        "nested": nested,
+        "outer_fold_choices": chosen,
+        "predictions": pred.tolist(),
+        "ratings": y.tolist(),
+    }
+    return LinearReadout(
+        name,
+        model.intercept_,
+        model.coef_,
+        class_names=tuple(class_names),
+        method=best_m,
+        params=_describe_choice(best_m, best_p),
+        cv=cv,
+        source="fit_readout",
+    )
 
 
 def _describe_choice(method: str, param: float) -> dict[str, Any]:
-    return {"method": method, "n_components": int(param)} if method == "pls" else \
-        {"method": method, "alpha": float(param)}
+    return (
+        {"method": method, "n_components": int(param)} if method == "pls" else {"method": method, "alpha": float(param)}
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # Files
 
+
 def save_readouts(readouts: dict[str, LinearReadout], path: str, **metadata: Any) -> None:
     """Writes a coefficient file for `emonet affect --coefficients FILE` (weights keyed by category name)."""
-    doc = {"format": FORMAT, "input": INPUT_SPACE,
-           "class_names": list(next(iter(readouts.values())).class_names) if readouts else list(EMONET_CATEGORIES),
-           "readouts": {name: r.to_json() for name, r in readouts.items()}}
+    doc = {
+        "format": FORMAT,
+        "input": INPUT_SPACE,
+        "class_names": list(next(iter(readouts.values())).class_names) if readouts else list(EMONET_CATEGORIES),
+        "readouts": {name: r.to_json() for name, r in readouts.items()},
+    }
     doc.update(json_safe(metadata))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -366,7 +451,7 @@ def load_readouts(path: str) -> dict[str, LinearReadout]:
     except (OSError, json.JSONDecodeError) as err:
         raise ReadoutError(f"{path}: cannot read the coefficient file ({err})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("readouts"), dict):
-        raise ReadoutError(f"{path}: not an emonet_tf read-out file (expected \"format\": \"{FORMAT}\")")
+        raise ReadoutError(f'{path}: not an emonet_tf read-out file (expected "format": "{FORMAT}")')
     if doc.get("input", INPUT_SPACE) != INPUT_SPACE:
         raise ReadoutError(f"{path}: read-outs on {doc.get('input')!r}; only {INPUT_SPACE!r} is supported")
     names = tuple(doc.get("class_names") or EMONET_CATEGORIES)
@@ -378,9 +463,16 @@ def load_readouts(path: str) -> dict[str, LinearReadout]:
             if missing:
                 raise ReadoutError(f"{path}: read-out {key!r} has no weight for {', '.join(missing)}")
             weights = [weights[n] for n in names]
-        out[key] = LinearReadout(key, float(entry["bias"]), weights, class_names=names,
-                                 method=entry.get("method", "given"), params=entry.get("params", {}),
-                                 cv=entry.get("cv", {}), source=entry.get("source", path))
+        out[key] = LinearReadout(
+            key,
+            float(entry["bias"]),
+            weights,
+            class_names=names,
+            method=entry.get("method", "given"),
+            params=entry.get("params", {}),
+            cv=entry.get("cv", {}),
+            source=entry.get("source", path),
+        )
     if not out:
         raise ReadoutError(f"{path}: no read-outs in the file")
     return out
@@ -390,15 +482,18 @@ def check_class_names(readouts: dict[str, LinearReadout], class_names: Sequence[
     """Refuses read-outs made for a model with other outputs (a silent reorder would give wrong ratings)."""
     for r in readouts.values():
         if tuple(r.class_names) != tuple(class_names):
-            raise ReadoutError(f"read-out {r.name!r} expects the outputs {list(r.class_names)[:3]}..., "
-                               f"the model has {list(class_names)[:3]}... ({len(class_names)} outputs)")
+            raise ReadoutError(
+                f"read-out {r.name!r} expects the outputs {list(r.class_names)[:3]}..., "
+                f"the model has {list(class_names)[:3]}... ({len(class_names)} outputs)"
+            )
 
 
 PATH_COLUMNS = ("path", "filename", "file", "image", "video", "stimulus", "name")
 
 
-def read_ratings(path: str, path_column: Optional[str] = None,
-                 targets: Optional[Sequence[str]] = None) -> tuple[list[str], dict[str, np.ndarray]]:
+def read_ratings(
+    path: str, path_column: Optional[str] = None, targets: Optional[Sequence[str]] = None
+) -> tuple[list[str], dict[str, np.ndarray]]:
     """A ratings CSV -> (file names, {rating name: values}).
 
     The file column is `path_column` or the first of path/filename/file/image/video/stimulus/name
@@ -454,8 +549,10 @@ def read_ratings(path: str, path_column: Optional[str] = None,
     else:
         values = {c: v for c in columns if c != path_column for v in [numeric(c, strict=False)] if v is not None}
         if not values:
-            raise ReadoutError(f"{path}: no rating column besides {path_column!r} (a rating column holds numbers "
-                               "and empty cells only; name the columns with --targets to see which cell is wrong)")
+            raise ReadoutError(
+                f"{path}: no rating column besides {path_column!r} (a rating column holds numbers "
+                "and empty cells only; name the columns with --targets to see which cell is wrong)"
+            )
     return [r[path_column] for r in rows], values
 
 
@@ -485,10 +582,23 @@ def rated_paths(names: Sequence[str], table: str, root: Optional[str] = None) ->
     return [n if os.path.isabs(n) else os.path.join(base, n) for n in names]
 
 
-def fit_readouts_from_files(emonet, paths: Sequence[str], ratings: dict[str, np.ndarray], *, method: str = "auto",
-                            n_components: Optional[int] = None, alpha: Optional[float] = None, folds: int = 10,
-                            seed: int = 0, sampling: str = "every5", batch_size: int = 32, damaged: str = "skip",
-                            exif_orientation: bool = False, progress=None, log=None) -> ReadoutFit:
+def fit_readouts_from_files(
+    emonet,
+    paths: Sequence[str],
+    ratings: dict[str, np.ndarray],
+    *,
+    method: str = "auto",
+    n_components: Optional[int] = None,
+    alpha: Optional[float] = None,
+    folds: int = 10,
+    seed: int = 0,
+    sampling: str = "every5",
+    batch_size: int = 32,
+    damaged: str = "skip",
+    exif_orientation: bool = False,
+    progress=None,
+    log=None,
+) -> ReadoutFit:
     """Fits one read-out per rating on the fc8 logits of rated images and videos (`read_ratings`, `rated_paths`).
 
     `paths[i]` is rated `ratings[name][i]` (NaN: left out of that rating's fit only). A video's input is
@@ -506,13 +616,17 @@ def fit_readouts_from_files(emonet, paths: Sequence[str], ratings: dict[str, np.
         if not result.ok:
             _log(log, result.error)
         elif result.damage is not None:
-            _log(log, f"{result.source}: damaged video, {media.kept_note(result)} were used (--damaged keep): "
-                      f"{result.damage}")
+            _log(
+                log,
+                f"{result.source}: damaged video, {media.kept_note(result)} were used (--damaged keep): "
+                f"{result.damage}",
+            )
         results.append(result)
     keep = np.array([r.ok for r in results], bool)
     if keep.sum() < MIN_RATED:
-        raise NotEnoughRatingsError(f"only {int(keep.sum())} of {len(paths)} rated files could be read; "
-                                    f"need at least {MIN_RATED}")
+        raise NotEnoughRatingsError(
+            f"only {int(keep.sum())} of {len(paths)} rated files could be read; need at least {MIN_RATED}"
+        )
     x = np.stack([r.logits for r in results if r.ok])
     readouts = {}
     for target, values in ratings.items():
@@ -521,10 +635,20 @@ def fit_readouts_from_files(emonet, paths: Sequence[str], ratings: dict[str, np.
         if not rated.all():
             _log(log, f"{target}: {int((~rated).sum())} file(s) without a {target} rating left out of its fit")
         if rated.sum() < MIN_RATED:
-            raise NotEnoughRatingsError(f"only {int(rated.sum())} readable files have a {target} rating; "
-                                        f"need at least {MIN_RATED}")
-        readouts[target] = fit_readout(x[rated], y[rated], name=target, method=method, n_components=n_components,
-                                       alpha=alpha, folds=folds, seed=seed, class_names=emonet.class_names)
+            raise NotEnoughRatingsError(
+                f"only {int(rated.sum())} readable files have a {target} rating; need at least {MIN_RATED}"
+            )
+        readouts[target] = fit_readout(
+            x[rated],
+            y[rated],
+            name=target,
+            method=method,
+            n_components=n_components,
+            alpha=alpha,
+            folds=folds,
+            seed=seed,
+            class_names=emonet.class_names,
+        )
     return ReadoutFit(readouts, int(keep.sum()), [r.source for r in results if not r.ok])
 
 

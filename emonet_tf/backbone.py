@@ -1,4 +1,5 @@
 """The original 2012 AlexNet as MATLAB ships it (grouped convolutions, LRN), ending at any named layer."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
@@ -13,9 +14,30 @@ IMAGENET_RGB_MEAN = (122.6789143406786, 116.66876761696767, 104.0069879317889)
 
 #: Names of the layers in order, as MATLAB names them (MATLAB calls fc8 'fc').
 LAYER_NAMES: tuple[str, ...] = (
-    "zerocenter", "conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2",
-    "conv3", "relu3", "conv4", "relu4", "conv5", "relu5", "pool5", "flatten",
-    "fc6", "relu6", "drop6", "fc7", "relu7", "drop7")
+    "zerocenter",
+    "conv1",
+    "relu1",
+    "norm1",
+    "pool1",
+    "conv2",
+    "relu2",
+    "norm2",
+    "pool2",
+    "conv3",
+    "relu3",
+    "conv4",
+    "relu4",
+    "conv5",
+    "relu5",
+    "pool5",
+    "flatten",
+    "fc6",
+    "relu6",
+    "drop6",
+    "fc7",
+    "relu7",
+    "drop7",
+)
 
 #: Layers that hold weights, with their weight shapes (Keras layout) for the 20-way EmoNet.
 WEIGHT_SHAPES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -35,15 +57,20 @@ def _layer_factories(dropout: float) -> list[tuple[str, Callable[[], keras.layer
     lrn = lambda name: (name, lambda: LocalResponseNormalization(size=5, alpha=1e-4, beta=0.75, k=1.0, name=name))
     layers = [
         ("conv1", lambda: keras.layers.Conv2D(96, 11, strides=4, padding="valid", name="conv1")),
-        relu("relu1"), lrn("norm1"), pool("pool1"),
+        relu("relu1"),
+        lrn("norm1"),
+        pool("pool1"),
         ("conv2", lambda: GroupedConv2D(256, 5, groups=2, padding="same", name="conv2")),
-        relu("relu2"), lrn("norm2"), pool("pool2"),
+        relu("relu2"),
+        lrn("norm2"),
+        pool("pool2"),
         ("conv3", lambda: keras.layers.Conv2D(384, 3, padding="same", name="conv3")),
         relu("relu3"),
         ("conv4", lambda: GroupedConv2D(384, 3, groups=2, padding="same", name="conv4")),
         relu("relu4"),
         ("conv5", lambda: GroupedConv2D(256, 3, groups=2, padding="same", name="conv5")),
-        relu("relu5"), pool("pool5"),
+        relu("relu5"),
+        pool("pool5"),
         # NHWC flatten: fc6 rows are in (h, w, c) order; importers reorder MATLAB's (c, w, h) order.
         ("flatten", lambda: keras.layers.Flatten(name="flatten")),
         ("fc6", lambda: keras.layers.Dense(4096, name="fc6")),
@@ -69,8 +96,13 @@ class AlexNetBackbone(keras.Model):
       mean: initial mean image, (3,) or (227, 227, 3); importers overwrite it with the file's mean.
     """
 
-    def __init__(self, output_layer: str = "relu7", dropout: float = 0.0,
-                 mean: Optional[Sequence[float]] = IMAGENET_RGB_MEAN, **kwargs):
+    def __init__(
+        self,
+        output_layer: str = "relu7",
+        dropout: float = 0.0,
+        mean: Optional[Sequence[float]] = IMAGENET_RGB_MEAN,
+        **kwargs,
+    ):
         if output_layer not in LAYER_NAMES:
             raise ValueError(f"Unknown output_layer {output_layer!r}; choose one of {', '.join(LAYER_NAMES)}")
         images = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), name="images")
@@ -94,8 +126,13 @@ class AlexNetBackbone(keras.Model):
         self._mean_config = None if mean is None else [float(v) for v in mean] if len(mean) == 3 else None
 
     def get_config(self):
-        return {"output_layer": self.output_layer, "dropout": self.dropout, "mean": self._mean_config,
-                "name": self.name, "trainable": self.trainable}
+        return {
+            "output_layer": self.output_layer,
+            "dropout": self.dropout,
+            "mean": self._mean_config,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
 
     @classmethod
     def from_config(cls, config):

@@ -4,25 +4,63 @@ The EmoNet output order is MATLAB's categorical (alphabetical) order, identical 
 both PyTorch ports and the paper. Spellings are canonical ("Empathic Pain"); `canonical_name`
 accepts the variants found in the wild ("Empathetic Pain", "empathic_pain", "sexual desire").
 """
+
 from __future__ import annotations
 
 import re
 from typing import Optional
 
 EMONET_CATEGORIES: tuple[str, ...] = (
-    "Adoration", "Aesthetic Appreciation", "Amusement", "Anxiety", "Awe",
-    "Boredom", "Confusion", "Craving", "Disgust", "Empathic Pain",
-    "Entrancement", "Excitement", "Fear", "Horror", "Interest",
-    "Joy", "Romance", "Sadness", "Sexual Desire", "Surprise",
+    "Adoration",
+    "Aesthetic Appreciation",
+    "Amusement",
+    "Anxiety",
+    "Awe",
+    "Boredom",
+    "Confusion",
+    "Craving",
+    "Disgust",
+    "Empathic Pain",
+    "Entrancement",
+    "Excitement",
+    "Fear",
+    "Horror",
+    "Interest",
+    "Joy",
+    "Romance",
+    "Sadness",
+    "Sexual Desire",
+    "Surprise",
 )
 
 COWEN_KELTNER_CATEGORIES: tuple[str, ...] = (
-    "Admiration", "Adoration", "Aesthetic Appreciation", "Amusement", "Anger",
-    "Anxiety", "Awe", "Awkwardness", "Boredom", "Calmness",
-    "Confusion", "Craving", "Disgust", "Empathic Pain", "Entrancement",
-    "Excitement", "Fear", "Horror", "Interest", "Joy",
-    "Nostalgia", "Relief", "Romance", "Sadness", "Satisfaction",
-    "Sexual Desire", "Surprise",
+    "Admiration",
+    "Adoration",
+    "Aesthetic Appreciation",
+    "Amusement",
+    "Anger",
+    "Anxiety",
+    "Awe",
+    "Awkwardness",
+    "Boredom",
+    "Calmness",
+    "Confusion",
+    "Craving",
+    "Disgust",
+    "Empathic Pain",
+    "Entrancement",
+    "Excitement",
+    "Fear",
+    "Horror",
+    "Interest",
+    "Joy",
+    "Nostalgia",
+    "Relief",
+    "Romance",
+    "Sadness",
+    "Satisfaction",
+    "Sexual Desire",
+    "Surprise",
 )
 
 #: Labels of the 34-option rating task that occur in the released label files but are not among the 27.
@@ -41,4 +79,3 @@ def canonical_name(name: str) -> Optional[str]:
     if key in _ALIASES:
         return _ALIASES[key]
     return _KNOWN.get(key)
-

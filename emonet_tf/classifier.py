@@ -1,4 +1,5 @@
 """EmoNet: the AlexNet backbone with an N-way head (fc8; 20 emotions by default)."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -27,22 +28,33 @@ class EmoNetClassifier(keras.Model):
         contract (MATLAB's imresize, antialias, accurate JPEG IDCT, RGB) when None.
     """
 
-    def __init__(self, backbone: Optional[AlexNetBackbone] = None, num_classes: Optional[int] = None,
-                 activation: Optional[str] = "softmax", class_names: Optional[Sequence[str]] = None,
-                 preprocessor: Optional[EmoNetPreprocessor] = None, **kwargs):
+    def __init__(
+        self,
+        backbone: Optional[AlexNetBackbone] = None,
+        num_classes: Optional[int] = None,
+        activation: Optional[str] = "softmax",
+        class_names: Optional[Sequence[str]] = None,
+        preprocessor: Optional[EmoNetPreprocessor] = None,
+        **kwargs,
+    ):
         backbone = backbone if backbone is not None else AlexNetBackbone()
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
         if class_names is None:
             num_classes = num_classes or len(EMONET_CATEGORIES)
-            class_names = EMONET_CATEGORIES if num_classes == len(EMONET_CATEGORIES) else \
-                tuple(f"class_{i}" for i in range(num_classes))
+            class_names = (
+                EMONET_CATEGORIES
+                if num_classes == len(EMONET_CATEGORIES)
+                else tuple(f"class_{i}" for i in range(num_classes))
+            )
         class_names = tuple(str(c) for c in class_names)
         if num_classes is not None and num_classes != len(class_names):
             raise ValueError(f"num_classes={num_classes} but {len(class_names)} class_names were given")
         if len(backbone.output.shape) != 2:
-            raise ValueError(f"The backbone ends at {backbone.output_layer!r} with shape {backbone.output.shape}; "
-                             "a classifier needs a 1-D feature layer (fc6, relu6, fc7, relu7)")
+            raise ValueError(
+                f"The backbone ends at {backbone.output_layer!r} with shape {backbone.output.shape}; "
+                "a classifier needs a 1-D feature layer (fc6, relu6, fc7, relu7)"
+            )
         images = backbone.input
         features = backbone(images)
         logits = keras.layers.Dense(len(class_names), name="fc8")(features)
@@ -60,10 +72,15 @@ class EmoNetClassifier(keras.Model):
         return self.get_layer("fc8")
 
     def get_config(self):
-        return {"backbone": keras.saving.serialize_keras_object(self.backbone), "num_classes": self.num_classes,
-                "activation": self.activation, "class_names": list(self.class_names),
-                "preprocessor": keras.saving.serialize_keras_object(self.preprocessor), "name": self.name,
-                "trainable": self.trainable}
+        return {
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "activation": self.activation,
+            "class_names": list(self.class_names),
+            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
+            "name": self.name,
+            "trainable": self.trainable,
+        }
 
     @classmethod
     def from_config(cls, config):

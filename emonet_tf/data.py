@@ -23,6 +23,7 @@ Design, and why:
   Its randomness is stateless, seeded by (seed, epoch, example index), so it is reproducible and
   resumable too.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,41 +74,49 @@ def load_builder(dataset: str, data_dir: Optional[str] = None) -> tfds.core.Data
     except tfds.core.registered.DatasetNotFoundError:
         raise DatasetError(
             f"Unknown dataset {dataset!r}: not a registered TFDS name and not a prepared dataset folder "
-            "(a folder holding dataset_info.json)") from None
+            "(a folder holding dataset_info.json)"
+        ) from None
     if not builder.is_prepared():
         raise DatasetError(
             f"Dataset {dataset!r} is not prepared under data_dir={builder.data_dir!r}; build it first "
-            f"(e.g. `tfds build ... --data_dir {data_dir or '~/tensorflow_datasets'}`); nothing is downloaded here")
+            f"(e.g. `tfds build ... --data_dir {data_dir or '~/tensorflow_datasets'}`); nothing is downloaded here"
+        )
     return builder
 
 
-def inspect_dataset(dataset: str, data_dir: Optional[str] = None,
-                    splits: tuple[str, ...] = ()) -> DatasetInfo:
+def inspect_dataset(dataset: str, data_dir: Optional[str] = None, splits: tuple[str, ...] = ()) -> DatasetInfo:
     """Loads the builder and checks features and splits; raises DatasetError with one clear message."""
     builder = load_builder(dataset, data_dir)
     features = builder.info.features
     missing = [k for k in ("image", "label") if k not in features]
     if missing:
-        raise DatasetError(f"Dataset {builder.info.full_name} lacks the feature(s) {missing}; "
-                           f"it has {sorted(features.keys())}")
+        raise DatasetError(
+            f"Dataset {builder.info.full_name} lacks the feature(s) {missing}; it has {sorted(features.keys())}"
+        )
     if not isinstance(features["label"], tfds.features.ClassLabel):
-        raise DatasetError(f"Dataset {builder.info.full_name}: 'label' must be a ClassLabel, "
-                           f"got {type(features['label']).__name__}")
+        raise DatasetError(
+            f"Dataset {builder.info.full_name}: 'label' must be a ClassLabel, got {type(features['label']).__name__}"
+        )
     for split in splits:
         try:  # split expressions such as "train[:90%]" are accepted
             num_examples = builder.info.splits[split].num_examples
         except (KeyError, ValueError, AssertionError):
-            raise DatasetError(f"Dataset {builder.info.full_name} has no split {split!r}; "
-                               f"it has {sorted(builder.info.splits.keys())}") from None
+            raise DatasetError(
+                f"Dataset {builder.info.full_name} has no split {split!r}; it has {sorted(builder.info.splits.keys())}"
+            ) from None
         if num_examples == 0:
             raise DatasetError(f"Split {split!r} of {builder.info.full_name} is empty")
-    return DatasetInfo(builder=builder, name=builder.info.full_name,
-                       class_names=tuple(features["label"].names), has_video_id="video_id" in features)
+    return DatasetInfo(
+        builder=builder,
+        name=builder.info.full_name,
+        class_names=tuple(features["label"].names),
+        has_video_id="video_id" in features,
+    )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """The shuffle seed of one epoch: a fixed function of (seed, epoch)."""
-    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 1) % (2 ** 31 - 1)
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 1) % (2**31 - 1)
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
@@ -119,8 +128,9 @@ def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
 
 
 def _input_context(input_context: Optional[tf.distribute.InputContext]) -> tf.distribute.InputContext:
-    return input_context or tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
-                                                       num_replicas_in_sync=1)
+    return input_context or tf.distribute.InputContext(
+        num_input_pipelines=1, input_pipeline_id=0, num_replicas_in_sync=1
+    )
 
 
 def _options() -> tf.data.Options:
@@ -131,15 +141,22 @@ def _options() -> tf.data.Options:
     return options
 
 
-def ordered_epoch(base: tf.data.Dataset, num_examples: int, *, seed: int, epoch: int, global_batch_size: int,
-                  shuffle_buffer: int, input_context: Optional[tf.distribute.InputContext] = None,
-                  start_step: int = 0) -> tf.data.Dataset:
+def ordered_epoch(
+    base: tf.data.Dataset,
+    num_examples: int,
+    *,
+    seed: int,
+    epoch: int,
+    global_batch_size: int,
+    shuffle_buffer: int,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    start_step: int = 0,
+) -> tf.data.Dataset:
     """One epoch of `base` in its (seed, epoch) order, cut to whole global batches, resumed at
     `start_step`, and sharded for this input pipeline (elements still unbatched)."""
     ctx = _input_context(input_context)
     if global_batch_size % ctx.num_replicas_in_sync:
-        raise ValueError(f"global batch {global_batch_size} is not divisible by "
-                         f"{ctx.num_replicas_in_sync} replicas")
+        raise ValueError(f"global batch {global_batch_size} is not divisible by {ctx.num_replicas_in_sync} replicas")
     steps = steps_per_epoch(num_examples, global_batch_size)
     buffer = num_examples if shuffle_buffer <= 0 else min(shuffle_buffer, num_examples)
     ds = base.shuffle(buffer, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False)
@@ -151,8 +168,12 @@ def ordered_epoch(base: tf.data.Dataset, num_examples: int, *, seed: int, epoch:
 
 def _stored_examples(builder: tfds.core.DatasetBuilder, split: str, with_video_id: bool) -> tf.data.Dataset:
     """(index, image bytes, label[, video_id]) in the stored order of the split."""
-    ds = builder.as_dataset(split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()},
-                            read_config=tfds.ReadConfig(try_autocache=False, add_tfds_id=False))
+    ds = builder.as_dataset(
+        split=split,
+        shuffle_files=False,
+        decoders={"image": tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(try_autocache=False, add_tfds_id=False),
+    )
 
     def pick(index, example):
         out = (index, example["image"], tf.cast(example["label"], tf.int32))
@@ -174,11 +195,21 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor, min_crop_fraction: float = 
     return tf.ensure_shape(crop, [size, size, 3])
 
 
-def train_dataset(info: DatasetInfo, split: str, *, global_batch_size: int, seed: int, epoch: int,
-                  start_step: int = 0, shuffle_buffer: int = 16384, augment: bool = False,
-                  preprocessor: Optional[EmoNetPreprocessor] = None, resize_method: Optional[str] = None,
-                  antialias: Optional[bool] = None,
-                  input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+def train_dataset(
+    info: DatasetInfo,
+    split: str,
+    *,
+    global_batch_size: int,
+    seed: int,
+    epoch: int,
+    start_step: int = 0,
+    shuffle_buffer: int = 16384,
+    augment: bool = False,
+    preprocessor: Optional[EmoNetPreprocessor] = None,
+    resize_method: Optional[str] = None,
+    antialias: Optional[bool] = None,
+    input_context: Optional[tf.distribute.InputContext] = None,
+) -> tf.data.Dataset:
     """Per-replica batches (images 227x227x3 float32 0-255, int32 labels) of one training epoch.
 
     Images are decoded and resized by `preprocessor` (the model's `EmoNetPreprocessor`; the default
@@ -188,8 +219,16 @@ def train_dataset(info: DatasetInfo, split: str, *, global_batch_size: int, seed
     ctx = _input_context(input_context)
     num_examples = info.num_examples(split)
     base = _stored_examples(info.builder, split, with_video_id=False)
-    ds = ordered_epoch(base, num_examples, seed=seed, epoch=epoch, global_batch_size=global_batch_size,
-                       shuffle_buffer=shuffle_buffer, input_context=ctx, start_step=start_step)
+    ds = ordered_epoch(
+        base,
+        num_examples,
+        seed=seed,
+        epoch=epoch,
+        global_batch_size=global_batch_size,
+        shuffle_buffer=shuffle_buffer,
+        input_context=ctx,
+        start_step=start_step,
+    )
 
     def decode(index, data, label):
         image = preprocessor.preprocess_image_bytes(data)
@@ -202,9 +241,16 @@ def train_dataset(info: DatasetInfo, split: str, *, global_batch_size: int, seed
     return ds.prefetch(AUTOTUNE).with_options(_options())
 
 
-def eval_dataset(info: DatasetInfo, split: str, *, batch_size: int = 32,
-                 preprocessor: Optional[EmoNetPreprocessor] = None, resize_method: Optional[str] = None,
-                 antialias: Optional[bool] = None, with_video_id: bool = False) -> tf.data.Dataset:
+def eval_dataset(
+    info: DatasetInfo,
+    split: str,
+    *,
+    batch_size: int = 32,
+    preprocessor: Optional[EmoNetPreprocessor] = None,
+    resize_method: Optional[str] = None,
+    antialias: Optional[bool] = None,
+    with_video_id: bool = False,
+) -> tf.data.Dataset:
     """(images, labels[, video_ids]) batches of a whole split in stored order, nothing dropped.
 
     Images: float32 [N, 227, 227, 3], 0-255, by `preprocessor` (see `train_dataset`).

@@ -9,6 +9,7 @@ Keras 3 on TF supports these strategies differently (checked on TF 2.21 / Keras 
   `_all_reduce_sum_gradients`), so each replica's loss must be divided by the GLOBAL batch size.
 - `keras.optimizers.LossScaleOptimizer.apply` handles replica/cross-replica contexts itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -124,5 +125,6 @@ def mixed_precision_policy(strategy: tf.distribute.Strategy, requested="auto") -
         return "mixed_bfloat16"
     devices = strategy.extended.worker_devices
     on_gpu = any("GPU" in d.upper() for d in devices) or (
-        strategy_kind(strategy) == "multi_worker" and bool(tf.config.list_physical_devices("GPU")))
+        strategy_kind(strategy) == "multi_worker" and bool(tf.config.list_physical_devices("GPU"))
+    )
     return "mixed_float16" if on_gpu else "mixed_bfloat16"

@@ -10,6 +10,7 @@
   computes them, with the video's label (the label of its frames).
 The paper's figures (Kragel et al. 2019, 400 held-out videos, 20 classes) are printed beside ours.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,8 +60,9 @@ def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> flo
     if k == 1:  # also the two-class case, which top_k_accuracy_score reads as binary 1-D scores
         return float(sklearn.metrics.accuracy_score(labels, probabilities.argmax(axis=1)))
     reverse = num_classes - 1 - labels  # class c becomes class C-1-c, and its column moves with it
-    return float(sklearn.metrics.top_k_accuracy_score(reverse, probabilities[:, ::-1], k=k,
-                                                      labels=np.arange(num_classes)))
+    return float(
+        sklearn.metrics.top_k_accuracy_score(reverse, probabilities[:, ::-1], k=k, labels=np.arange(num_classes))
+    )
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -71,8 +73,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return sklearn.metrics.confusion_matrix(labels, predictions, labels=np.arange(num_classes)).astype(np.int64)
 
 
-def classification_metrics(probabilities: np.ndarray, labels: np.ndarray,
-                           class_names: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """top1, top5, per-category AUC (NaN when undefined), mean AUC, confusion matrix, counts."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -99,8 +100,9 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray,
     }
 
 
-def video_level(probabilities: np.ndarray, labels: np.ndarray,
-                video_ids: Sequence) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def video_level(
+    probabilities: np.ndarray, labels: np.ndarray, video_ids: Sequence
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Mean frame probabilities per video (first-seen order), the videos' labels and ids.
 
     Raises ValueError when the frames of one video carry different labels.
@@ -119,8 +121,9 @@ def video_level(probabilities: np.ndarray, labels: np.ndarray,
     return np.stack(means), np.asarray(video_labels), list(order)
 
 
-def metrics_from_predictions(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                             video_ids: Optional[Sequence] = None) -> dict[str, Any]:
+def metrics_from_predictions(
+    probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str], video_ids: Optional[Sequence] = None
+) -> dict[str, Any]:
     """Frame-level metrics, and video-level ones under "video" when video ids are given."""
     probabilities = np.asarray(probabilities)
     labels = np.asarray(labels)
@@ -159,24 +162,30 @@ def evaluate_model(model, dataset: tf.data.Dataset, class_names: Sequence[str]) 
 def format_report(metrics: dict[str, Any]) -> str:
     """Our metrics beside the paper's (20-way, 400 held-out videos) and chance, one line each."""
     n = len(metrics.get("class_names", [])) or len(metrics["auc"])
-    lines = [f"{'metric':<10} {'ours':>8} {'paper':>8} {'chance':>8}   ({metrics['num_examples']} frames, "
-             f"{n} classes; the paper: 24,634 frames of 400 videos, 20 classes)"]
+    lines = [
+        f"{'metric':<10} {'ours':>8} {'paper':>8} {'chance':>8}   ({metrics['num_examples']} frames, "
+        f"{n} classes; the paper: 24,634 frames of 400 videos, 20 classes)"
+    ]
     chance = {"top1": 1.0 / n, "top5": min(5, n) / n, "mean_auc": 0.5} if n != 20 else CHANCE
     for key in ("top1", "top5", "mean_auc"):
         lines.append(f"{key:<10} {metrics[key]:>8.4f} {PAPER[key]:>8.4f} {chance[key]:>8.4f}")
     if "video" in metrics:
         v = metrics["video"]
-        lines.append(f"video-level ({v['num_videos']} videos): top1 {v['top1']:.4f}, top5 {v['top5']:.4f}, "
-                     f"mean AUC {v['mean_auc']:.4f}")
+        lines.append(
+            f"video-level ({v['num_videos']} videos): top1 {v['top1']:.4f}, top5 {v['top5']:.4f}, "
+            f"mean AUC {v['mean_auc']:.4f}"
+        )
     return "\n".join(lines)
 
 
 def write_report(metrics: dict[str, Any], out_dir: str, prefix: str = "eval") -> dict[str, str]:
     """Writes `<prefix>_metrics.json` (NaN as null), the confusion-matrix heatmap and the AUC bar chart."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = {"json": os.path.join(out_dir, f"{prefix}_metrics.json"),
-             "confusion": os.path.join(out_dir, f"{prefix}_confusion.png"),
-             "auc": os.path.join(out_dir, f"{prefix}_auc.png")}
+    paths = {
+        "json": os.path.join(out_dir, f"{prefix}_metrics.json"),
+        "confusion": os.path.join(out_dir, f"{prefix}_confusion.png"),
+        "auc": os.path.join(out_dir, f"{prefix}_auc.png"),
+    }
     with open(paths["json"], "w", encoding="utf-8") as f:
         json.dump(json_safe(metrics), f, indent=2)
     plot_confusion(metrics, paths["confusion"])
@@ -236,6 +245,7 @@ def plot_auc(metrics: dict[str, Any], path: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # Evaluation inputs: a labelled folder or a TFDS split
 
+
 class EvaluationInputError(ValueError):
     """A labelled folder or dataset that cannot be evaluated; the message names the path and the problem."""
 
@@ -275,8 +285,9 @@ def _say(log: Optional[Callable[[str], None]], message: str) -> None:
         log(message)
 
 
-def labelled_inputs(root: str, model_names: Sequence[str], log: Optional[Callable[[str], None]] = None
-                    ) -> tuple[list, list[int]]:
+def labelled_inputs(
+    root: str, model_names: Sequence[str], log: Optional[Callable[[str], None]] = None
+) -> tuple[list, list[int]]:
     """The files of a labelled folder, root/<category>/<images or videos> (nested folders walked), and the
     model output index of each (`media.InputFile`s, ints). A folder name that is none of `model_names` is
     skipped (said to `log`). Raises EvaluationInputError when `root` is not a folder or holds no file
@@ -295,28 +306,54 @@ def labelled_inputs(root: str, model_names: Sequence[str], log: Optional[Callabl
         inputs.extend(found)
         labels.extend([index] * len(found))
     if not inputs:
-        raise EvaluationInputError(f"{root}: no image or video files under folders named after the model's "
-                                   "categories")
+        raise EvaluationInputError(f"{root}: no image or video files under folders named after the model's categories")
     return inputs, labels
 
 
-def evaluate_folder(emonet, root: str, *, sampling: str = "every5", batch_size: int = 32, damaged: str = "skip",
-                    exif_orientation: bool = False, progress=None,
-                    log: Optional[Callable[[str], None]] = None) -> EvaluationData:
+def evaluate_folder(
+    emonet,
+    root: str,
+    *,
+    sampling: str = "every5",
+    batch_size: int = 32,
+    damaged: str = "skip",
+    exif_orientation: bool = False,
+    progress=None,
+    log: Optional[Callable[[str], None]] = None,
+) -> EvaluationData:
     """Predicts a labelled folder, root/<category>/<images or videos>, for `metrics_from_predictions`.
 
     `emonet` is an `inference.EmoNet`. `labelled_inputs` finds the files, `evaluate_inputs` predicts them
     (see both for the arguments and the errors raised).
     """
     inputs, labels = labelled_inputs(root, emonet.class_names, log)
-    return evaluate_inputs(emonet, inputs, labels, source=root, sampling=sampling, batch_size=batch_size,
-                           damaged=damaged, exif_orientation=exif_orientation, progress=progress, log=log)
+    return evaluate_inputs(
+        emonet,
+        inputs,
+        labels,
+        source=root,
+        sampling=sampling,
+        batch_size=batch_size,
+        damaged=damaged,
+        exif_orientation=exif_orientation,
+        progress=progress,
+        log=log,
+    )
 
 
-def evaluate_inputs(emonet, inputs: Sequence, labels: Sequence[int], *, source: str = "the inputs",
-                    sampling: str = "every5", batch_size: int = 32, damaged: str = "skip",
-                    exif_orientation: bool = False, progress=None,
-                    log: Optional[Callable[[str], None]] = None) -> EvaluationData:
+def evaluate_inputs(
+    emonet,
+    inputs: Sequence,
+    labels: Sequence[int],
+    *,
+    source: str = "the inputs",
+    sampling: str = "every5",
+    batch_size: int = 32,
+    damaged: str = "skip",
+    exif_orientation: bool = False,
+    progress=None,
+    log: Optional[Callable[[str], None]] = None,
+) -> EvaluationData:
     """Predicts labelled inputs (`media.InputFile`s and the model output index of each) for metrics.
 
     One example per image and per sampled video frame (`sampling`), with its input's label; a file
@@ -335,8 +372,11 @@ def evaluate_inputs(emonet, inputs: Sequence, labels: Sequence[int], *, source: 
             continue
         if result.damage is not None:
             damaged_kept.append({"source": result.source, "damage": result.damage, "frames": len(result.frames)})
-            _say(log, f"{result.source}: damaged video, {media.kept_note(result)} are evaluated "
-                      f"(--damaged keep): {result.damage}")
+            _say(
+                log,
+                f"{result.source}: damaged video, {media.kept_note(result)} are evaluated "
+                f"(--damaged keep): {result.damage}",
+            )
         rows = [f.probabilities for f in result.frames] if result.kind == "video" else [result.probabilities]
         has_video |= result.kind == "video"
         probs.extend(rows)
@@ -379,18 +419,31 @@ def inspect_labelled_dataset(dataset: str, data_dir: Optional[str], split: str, 
     except data.DatasetError as err:
         raise EvaluationInputError(str(err)) from None
     except ValueError as err:  # tfds' own parse error for names that are neither a dataset nor a folder
-        raise EvaluationInputError(f"{dataset!r} is neither a prepared dataset folder (with dataset_info.json) "
-                                   f"nor a TFDS name ({str(err).splitlines()[0]})") from None
+        raise EvaluationInputError(
+            f"{dataset!r} is neither a prepared dataset folder (with dataset_info.json) "
+            f"nor a TFDS name ({str(err).splitlines()[0]})"
+        ) from None
     mapping = np.asarray(label_map(info.class_names, model_names))
     if (mapping < 0).all():
-        raise EvaluationInputError(f"none of the labels of {info.name} ({', '.join(info.class_names[:5])}, ...) "
-                                   "is an output of the model")
+        raise EvaluationInputError(
+            f"none of the labels of {info.name} ({', '.join(info.class_names[:5])}, ...) is an output of the model"
+        )
     return info, mapping
 
 
-def evaluate_dataset(emonet, info, mapping: np.ndarray, split: str, *, batch_size: int = 32,
-                     predictions_path: Optional[str] = None, fc7: Optional[str] = None, logits: bool = False,
-                     progress=None, log: Optional[Callable[[str], None]] = None) -> EvaluationData:
+def evaluate_dataset(
+    emonet,
+    info,
+    mapping: np.ndarray,
+    split: str,
+    *,
+    batch_size: int = 32,
+    predictions_path: Optional[str] = None,
+    fc7: Optional[str] = None,
+    logits: bool = False,
+    progress=None,
+    log: Optional[Callable[[str], None]] = None,
+) -> EvaluationData:
     """Predicts a TFDS split (`inspect_labelled_dataset` gives `info` and `mapping`) with `emonet.preprocessor`.
 
     With `predictions_path` (.csv or .parquet), also writes one row per example with `predictions.write_predictions`
@@ -405,21 +458,30 @@ def evaluate_dataset(emonet, info, mapping: np.ndarray, split: str, *, batch_siz
     summary = None
     if predictions_path:
         batches = predictions.prediction_batches(info, split, batch_size=batch_size, preprocessor=emonet.preprocessor)
-        summary = predictions.write_predictions(emonet.model, _counted(batches, progress), predictions_path,
-                                                class_names=emonet.class_names, label_names=info.class_names,
-                                                logits=logits, fc7=fc7, collect=True)
+        summary = predictions.write_predictions(
+            emonet.model,
+            _counted(batches, progress),
+            predictions_path,
+            class_names=emonet.class_names,
+            label_names=info.class_names,
+            logits=logits,
+            fc7=fc7,
+            collect=True,
+        )
         if summary.rows == 0:
             raise ValueError("the evaluation dataset is empty")
         probs, labels, video_ids = summary.probabilities, summary.labels, summary.video_ids
     else:
-        ds = data.eval_dataset(info, split, batch_size=batch_size, preprocessor=emonet.preprocessor,
-                               with_video_id=True)
+        ds = data.eval_dataset(info, split, batch_size=batch_size, preprocessor=emonet.preprocessor, with_video_id=True)
         probs, labels, video_ids = predict_dataset(_softmax_model(emonet.model), _counted(ds, progress))
     labels = mapping[labels]
     keep = labels >= 0
     if not keep.all():
         dropped = sorted({info.class_names[i] for i in np.flatnonzero(mapping < 0)})
-        _say(log, f"{int((~keep).sum())} examples with labels the model does not predict were left out "
-                  f"({', '.join(dropped)})")
+        _say(
+            log,
+            f"{int((~keep).sum())} examples with labels the model does not predict were left out "
+            f"({', '.join(dropped)})",
+        )
     ids = video_ids[keep] if video_ids is not None else None
     return EvaluationData(probs[keep], labels[keep], ids, predictions=summary)

@@ -27,6 +27,7 @@ the string variable `preprocessing_config` (JSON) of the loaded object, and `ass
 `read_preprocessor(export_dir)` returns them as an `EmoNetPreprocessor`. A TFLite file (which takes
 preprocessed images) gets the same facts in a `<file>.json` next to it.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,33 +72,47 @@ class EmoNetServingModule(tf.Module):
     should resize as it was trained, so overriding is for deliberate experiments only.
     """
 
-    def __init__(self, model: EmoNetClassifier, include_features: bool = False, resize_method: Optional[str] = None,
-                 top_k: int = TOP_K, antialias: Optional[bool] = None):
+    def __init__(
+        self,
+        model: EmoNetClassifier,
+        include_features: bool = False,
+        resize_method: Optional[str] = None,
+        top_k: int = TOP_K,
+        antialias: Optional[bool] = None,
+    ):
         super().__init__(name="emonet_serving")
         self.model = model
-        self.preprocessor: EmoNetPreprocessor = resolve(getattr(model, "preprocessor", None), resize_method,
-                                                        antialias)
+        self.preprocessor: EmoNetPreprocessor = resolve(getattr(model, "preprocessor", None), resize_method, antialias)
         self.include_features = bool(include_features)
         names = [str(c) for c in model.class_names]
         self.k = int(min(top_k, len(names)))
         self.class_names = tf.Variable(names, trainable=False, dtype=tf.string, name="class_names")
-        self.preprocessing_config = tf.Variable(self.preprocessor.to_json(), trainable=False, dtype=tf.string,
-                                                name="preprocessing_config")
+        self.preprocessing_config = tf.Variable(
+            self.preprocessor.to_json(), trainable=False, dtype=tf.string, name="preprocessing_config"
+        )
         backbone = model.backbone
         if include_features:
             missing = [n for n in ("fc7", "relu7") if n not in {l.name for l in backbone.layers}]
             if missing:
-                raise ValueError(f"include_features needs the backbone to reach relu7; it ends at "
-                                 f"{backbone.output_layer!r}")
+                raise ValueError(
+                    f"include_features needs the backbone to reach relu7; it ends at {backbone.output_layer!r}"
+                )
             # One pass through the backbone that exposes fc7 and relu7 (no second forward pass).
-            self._features = keras.Model(backbone.input, {"fc7": backbone.get_layer("fc7").output,
-                                                          "relu7": backbone.get_layer("relu7").output,
-                                                          "last": backbone.output})
+            self._features = keras.Model(
+                backbone.input,
+                {
+                    "fc7": backbone.get_layer("fc7").output,
+                    "relu7": backbone.get_layer("relu7").output,
+                    "last": backbone.output,
+                },
+            )
         self.serve_preprocessed = tf.function(
             self._serve_preprocessed,
-            input_signature=[tf.TensorSpec(_PREPROCESSED_SHAPE, tf.float32, name=PREPROCESSED_INPUT)])
+            input_signature=[tf.TensorSpec(_PREPROCESSED_SHAPE, tf.float32, name=PREPROCESSED_INPUT)],
+        )
         self.serve_bytes = tf.function(
-            self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+            self._serve_bytes, input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)]
+        )
 
     def _outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         images = tf.convert_to_tensor(images, tf.float32)
@@ -111,8 +126,12 @@ class EmoNetServingModule(tf.Module):
         logits = tf.cast(logits, tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
         top_scores, top_indices = tf.math.top_k(probabilities, k=self.k)
-        outputs = {"probabilities": probabilities, "logits": logits,
-                   "top_classes": tf.gather(self.class_names, top_indices), "top_scores": top_scores}
+        outputs = {
+            "probabilities": probabilities,
+            "logits": logits,
+            "top_classes": tf.gather(self.class_names, top_indices),
+            "top_scores": top_scores,
+        }
         outputs.update(extra)
         return outputs
 
@@ -126,7 +145,8 @@ class EmoNetServingModule(tf.Module):
         images = tf.map_fn(
             lambda args: self.preprocessor.preprocess_image_bytes(args[1], what=["images_bytes item", args[0]]),
             (tf.range(count), images_bytes),
-            fn_output_signature=tf.TensorSpec([preprocessing.IMAGE_SIZE, preprocessing.IMAGE_SIZE, 3], tf.float32))
+            fn_output_signature=tf.TensorSpec([preprocessing.IMAGE_SIZE, preprocessing.IMAGE_SIZE, 3], tf.float32),
+        )
         return self._outputs(images)
 
 
@@ -134,8 +154,13 @@ def _dir_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
 
 
-def export_saved_model(model: EmoNetClassifier, export_dir: str, include_features: bool = False,
-                       resize_method: Optional[str] = None, antialias: Optional[bool] = None) -> str:
+def export_saved_model(
+    model: EmoNetClassifier,
+    export_dir: str,
+    include_features: bool = False,
+    resize_method: Optional[str] = None,
+    antialias: Optional[bool] = None,
+) -> str:
     """Writes a SavedModel with the `serving_default` (bytes) and `serve_preprocessed` signatures.
 
     The bytes signature preprocesses with `model.preprocessor` (the settings the model was trained or
@@ -145,8 +170,9 @@ def export_saved_model(model: EmoNetClassifier, export_dir: str, include_feature
     Raises ValueError for an unknown resize method.
     """
     export_dir = os.fspath(export_dir)
-    module = EmoNetServingModule(model, include_features=include_features, resize_method=resize_method,
-                                 antialias=antialias)
+    module = EmoNetServingModule(
+        model, include_features=include_features, resize_method=resize_method, antialias=antialias
+    )
     with tempfile.TemporaryDirectory() as tmp:
         names_file = os.path.join(tmp, CLASS_NAMES_ASSET)
         with open(names_file, "w", encoding="utf-8") as f:
@@ -156,32 +182,46 @@ def export_saved_model(model: EmoNetClassifier, export_dir: str, include_feature
         with open(preprocessing_file, "w", encoding="utf-8") as f:
             f.write(module.preprocessor.to_json() + "\n")
         module.preprocessing_file = tf.saved_model.Asset(preprocessing_file)
-        signatures = {SERVING_DEFAULT: module.serve_bytes.get_concrete_function(),
-                      SERVE_PREPROCESSED: module.serve_preprocessed.get_concrete_function()}
+        signatures = {
+            SERVING_DEFAULT: module.serve_bytes.get_concrete_function(),
+            SERVE_PREPROCESSED: module.serve_preprocessed.get_concrete_function(),
+        }
         tf.saved_model.save(module, export_dir, signatures=signatures)
     # Facts about the export for humans and tools (TF Serving ignores assets.extra).
     extra = os.path.join(export_dir, "assets.extra")
     os.makedirs(extra, exist_ok=True)
-    metadata = {"model": "EmoNet (Kragel et al. 2019)", "class_names": list(model.class_names),
-                "resize_method": module.preprocessor.resize_method, "preprocessing": module.preprocessor.get_config(),
-                "mean_image": _mean_facts(model), "include_features": bool(include_features), "top_k": module.k,
-                "signatures": {SERVING_DEFAULT: BYTES_INPUT, SERVE_PREPROCESSED: PREPROCESSED_INPUT},
-                "tensorflow": tf.__version__, "keras": keras.__version__}
+    metadata = {
+        "model": "EmoNet (Kragel et al. 2019)",
+        "class_names": list(model.class_names),
+        "resize_method": module.preprocessor.resize_method,
+        "preprocessing": module.preprocessor.get_config(),
+        "mean_image": _mean_facts(model),
+        "include_features": bool(include_features),
+        "top_k": module.k,
+        "signatures": {SERVING_DEFAULT: BYTES_INPUT, SERVE_PREPROCESSED: PREPROCESSED_INPUT},
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
     with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
     size = _dir_size(export_dir)
-    return (f"SavedModel {export_dir}: {size / 1e6:.1f} MB, {model.count_params():,} parameters, signatures "
-            f"{SERVING_DEFAULT}({BYTES_INPUT}: string[N]) and {SERVE_PREPROCESSED}({PREPROCESSED_INPUT}: "
-            f"float32[N,{IMAGE_SIZE},{IMAGE_SIZE},3]), preprocessing: {module.preprocessor.describe()}"
-            + (", features fc7/relu7/fc8" if include_features else ""))
+    return (
+        f"SavedModel {export_dir}: {size / 1e6:.1f} MB, {model.count_params():,} parameters, signatures "
+        f"{SERVING_DEFAULT}({BYTES_INPUT}: string[N]) and {SERVE_PREPROCESSED}({PREPROCESSED_INPUT}: "
+        f"float32[N,{IMAGE_SIZE},{IMAGE_SIZE},3]), preprocessing: {module.preprocessor.describe()}"
+        + (", features fc7/relu7/fc8" if include_features else "")
+    )
 
 
 def _mean_facts(model: EmoNetClassifier) -> dict:
     """Where the mean image is and its per-channel averages, for humans reading the metadata."""
     mean = np.asarray(model.backbone.get_layer("zerocenter").mean)
-    return {"where": "inside the model: layer 'zerocenter' subtracts it (MATLAB's imageInputLayer 'zerocenter'); "
-                     "clients send 0-255 RGB", "shape": list(mean.shape),
-            "channel_means_rgb": [round(float(v), 4) for v in mean.reshape(-1, 3).mean(axis=0)]}
+    return {
+        "where": "inside the model: layer 'zerocenter' subtracts it (MATLAB's imageInputLayer 'zerocenter'); "
+        "clients send 0-255 RGB",
+        "shape": list(mean.shape),
+        "channel_means_rgb": [round(float(v), 4) for v in mean.reshape(-1, 3).mean(axis=0)],
+    }
 
 
 def read_preprocessor(export_dir: str) -> EmoNetPreprocessor:
@@ -221,8 +261,9 @@ class _TFLiteModule(tf.Module):
         return {"probabilities": tf.nn.softmax(logits, axis=-1), "logits": logits}
 
 
-def export_tflite(model: EmoNetClassifier, path: str, check_image: Optional[np.ndarray] = None,
-                  atol: float = 1e-4) -> str:
+def export_tflite(
+    model: EmoNetClassifier, path: str, check_image: Optional[np.ndarray] = None, atol: float = 1e-4
+) -> str:
     """Converts the preprocessed-input path (float32 [1, 227, 227, 3], 0-255) to a float32 TFLite file.
 
     `<path>.json` (`tflite_sidecar_path`) receives the class names and `model.preprocessor`'s settings,
@@ -244,11 +285,20 @@ def export_tflite(model: EmoNetClassifier, path: str, check_image: Optional[np.n
         f.write(flatbuffer)
     # The flatbuffer holds no strings: class names and the preprocessing the client must apply go beside it.
     with open(tflite_sidecar_path(path), "w", encoding="utf-8") as f:
-        json.dump({"class_names": list(model.class_names), "preprocessing": model.preprocessor.get_config(),
-                   "input": f"float32[1,{IMAGE_SIZE},{IMAGE_SIZE},3], RGB 0-255, mean not subtracted"}, f, indent=2)
-    summary = (f"TFLite {path}: {len(flatbuffer) / 1e6:.1f} MB, input float32[1,{IMAGE_SIZE},{IMAGE_SIZE},3] 0-255 "
-               f"preprocessed with: {model.preprocessor.describe()} (class names and preprocessing in "
-               f"{tflite_sidecar_path(path)})")
+        json.dump(
+            {
+                "class_names": list(model.class_names),
+                "preprocessing": model.preprocessor.get_config(),
+                "input": f"float32[1,{IMAGE_SIZE},{IMAGE_SIZE},3], RGB 0-255, mean not subtracted",
+            },
+            f,
+            indent=2,
+        )
+    summary = (
+        f"TFLite {path}: {len(flatbuffer) / 1e6:.1f} MB, input float32[1,{IMAGE_SIZE},{IMAGE_SIZE},3] 0-255 "
+        f"preprocessed with: {model.preprocessor.describe()} (class names and preprocessing in "
+        f"{tflite_sidecar_path(path)})"
+    )
     if check_image is not None:
         image = np.asarray(check_image, np.float32)[None]
         got = tflite_predict(path, image)["probabilities"]
@@ -286,6 +336,16 @@ def read_class_names(export_dir: str) -> list[str]:
         return [line.rstrip("\n") for line in f if line.strip()]
 
 
-__all__ = ["export_saved_model", "export_keras", "export_tflite", "tflite_predict", "read_class_names",
-           "read_preprocessor", "tflite_sidecar_path",
-           "EmoNetServingModule", "looks_like_image", "SERVING_DEFAULT", "SERVE_PREPROCESSED"]
+__all__ = [
+    "export_saved_model",
+    "export_keras",
+    "export_tflite",
+    "tflite_predict",
+    "read_class_names",
+    "read_preprocessor",
+    "tflite_sidecar_path",
+    "EmoNetServingModule",
+    "looks_like_image",
+    "SERVING_DEFAULT",
+    "SERVE_PREPROCESSED",
+]

@@ -11,6 +11,7 @@ The cache of a split is a folder with `features.npy` (float32, N x 4096, stored 
 where it stopped. A fingerprint of the backbone weights, the dataset and the preprocessing guards
 against reusing a stale cache: a mismatch rebuilds it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,11 +54,14 @@ def backbone_fingerprint(backbone: AlexNetBackbone) -> str:
     return digest.hexdigest()[:16]
 
 
-def cache_fingerprint(backbone_hash: str, info: data_lib.DatasetInfo, split: str,
-                      preprocessor: EmoNetPreprocessor, compute_dtype: str) -> str:
+def cache_fingerprint(
+    backbone_hash: str, info: data_lib.DatasetInfo, split: str, preprocessor: EmoNetPreprocessor, compute_dtype: str
+) -> str:
     """What the cached features depend on: weights, dataset split and size, every preprocessing setting, dtype."""
-    key = json.dumps([backbone_hash, info.name, split, info.num_examples(split), preprocessor.get_config(),
-                      compute_dtype], sort_keys=True)
+    key = json.dumps(
+        [backbone_hash, info.name, split, info.num_examples(split), preprocessor.get_config(), compute_dtype],
+        sort_keys=True,
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -76,9 +80,17 @@ def _write_progress(cache_dir: str, progress: dict) -> None:
     os.replace(tmp, os.path.join(cache_dir, PROGRESS))
 
 
-def build_feature_cache(backbone: AlexNetBackbone, info: data_lib.DatasetInfo, split: str, cache_dir: str, *,
-                        fingerprint: str, batch_size: int = 32, preprocessor: Optional[EmoNetPreprocessor] = None,
-                        stop_after_batches: Optional[int] = None) -> str:
+def build_feature_cache(
+    backbone: AlexNetBackbone,
+    info: data_lib.DatasetInfo,
+    split: str,
+    cache_dir: str,
+    *,
+    fingerprint: str,
+    batch_size: int = 32,
+    preprocessor: Optional[EmoNetPreprocessor] = None,
+    stop_after_batches: Optional[int] = None,
+) -> str:
     """Fills (or resumes) the cache of `split` in `cache_dir`; returns `cache_dir`.
 
     Images go through `preprocessor` (the model's `EmoNetPreprocessor`; the default contract when None).
@@ -89,8 +101,12 @@ def build_feature_cache(backbone: AlexNetBackbone, info: data_lib.DatasetInfo, s
     num_examples = info.num_examples(split)
     dim = int(backbone.output.shape[-1])
     progress = _read_progress(cache_dir)
-    if progress and progress.get("fingerprint") == fingerprint and progress.get("num_examples") == num_examples \
-            and os.path.exists(os.path.join(cache_dir, FEATURES)):
+    if (
+        progress
+        and progress.get("fingerprint") == fingerprint
+        and progress.get("num_examples") == num_examples
+        and os.path.exists(os.path.join(cache_dir, FEATURES))
+    ):
         done = int(progress["done"])
         if done >= num_examples:
             return cache_dir
@@ -100,16 +116,18 @@ def build_feature_cache(backbone: AlexNetBackbone, info: data_lib.DatasetInfo, s
         log.info("Resuming the feature cache of %s at %d/%d", split, done, num_examples)
     else:
         done = 0
-        features = np.lib.format.open_memmap(os.path.join(cache_dir, FEATURES), mode="w+", dtype=np.float32,
-                                             shape=(num_examples, dim))
-        labels = np.lib.format.open_memmap(os.path.join(cache_dir, LABELS), mode="w+", dtype=np.int32,
-                                           shape=(num_examples,))
+        features = np.lib.format.open_memmap(
+            os.path.join(cache_dir, FEATURES), mode="w+", dtype=np.float32, shape=(num_examples, dim)
+        )
+        labels = np.lib.format.open_memmap(
+            os.path.join(cache_dir, LABELS), mode="w+", dtype=np.int32, shape=(num_examples,)
+        )
         video_ids = []
-        _write_progress(cache_dir, {"fingerprint": fingerprint, "num_examples": num_examples, "done": 0,
-                                    "dim": dim})
+        _write_progress(cache_dir, {"fingerprint": fingerprint, "num_examples": num_examples, "done": 0, "dim": dim})
     with_video_id = info.has_video_id
-    ds = data_lib.eval_dataset(info, split, batch_size=batch_size, preprocessor=preprocessor,
-                               with_video_id=with_video_id)
+    ds = data_lib.eval_dataset(
+        info, split, batch_size=batch_size, preprocessor=preprocessor, with_video_id=with_video_id
+    )
     # Rows are written in whole batches, so `done` is a multiple of batch_size unless complete.
     ds = ds.skip(done // batch_size)
     ids_file = open(os.path.join(cache_dir, VIDEO_IDS_TXT), "w", encoding="utf-8") if with_video_id else None
@@ -120,8 +138,8 @@ def build_feature_cache(backbone: AlexNetBackbone, info: data_lib.DatasetInfo, s
     for batch in ds:
         images, batch_labels = batch[0], batch[1]
         n = int(batch_labels.shape[0])
-        features[done:done + n] = extract(images).numpy()
-        labels[done:done + n] = batch_labels.numpy()
+        features[done : done + n] = extract(images).numpy()
+        labels[done : done + n] = batch_labels.numpy()
         if ids_file:
             ids = [v.decode("utf-8") for v in batch[2].numpy()]
             video_ids.extend(ids)
@@ -130,8 +148,7 @@ def build_feature_cache(backbone: AlexNetBackbone, info: data_lib.DatasetInfo, s
         done += n
         features.flush()
         labels.flush()
-        _write_progress(cache_dir, {"fingerprint": fingerprint, "num_examples": num_examples, "done": done,
-                                    "dim": dim})
+        _write_progress(cache_dir, {"fingerprint": fingerprint, "num_examples": num_examples, "done": done, "dim": dim})
         new_batches += 1
         if stop_after_batches is not None and new_batches >= stop_after_batches and done < num_examples:
             if ids_file:
@@ -146,8 +163,11 @@ def build_feature_cache(backbone: AlexNetBackbone, info: data_lib.DatasetInfo, s
 
 def is_complete(cache_dir: str, fingerprint: str) -> bool:
     progress = _read_progress(cache_dir)
-    return bool(progress) and progress.get("fingerprint") == fingerprint and \
-        int(progress["done"]) >= int(progress["num_examples"])
+    return (
+        bool(progress)
+        and progress.get("fingerprint") == fingerprint
+        and int(progress["done"]) >= int(progress["num_examples"])
+    )
 
 
 def load_cache(cache_dir: str) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
@@ -159,16 +179,31 @@ def load_cache(cache_dir: str) -> tuple[np.ndarray, np.ndarray, Optional[np.ndar
     return features, labels, video_ids
 
 
-def cached_train_dataset(cache_dir: str, *, global_batch_size: int, seed: int, epoch: int, start_step: int = 0,
-                         shuffle_buffer: int = 16384,
-                         input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+def cached_train_dataset(
+    cache_dir: str,
+    *,
+    global_batch_size: int,
+    seed: int,
+    epoch: int,
+    start_step: int = 0,
+    shuffle_buffer: int = 16384,
+    input_context: Optional[tf.distribute.InputContext] = None,
+) -> tf.data.Dataset:
     """Per-replica batches (relu7 features, labels) in exactly the order of `data.train_dataset`."""
     features, labels, _ = load_cache(cache_dir)
     num_examples, dim = features.shape
     ctx = input_context or tf.distribute.InputContext()
     base = tf.data.Dataset.range(num_examples)
-    ds = data_lib.ordered_epoch(base, num_examples, seed=seed, epoch=epoch, global_batch_size=global_batch_size,
-                                shuffle_buffer=shuffle_buffer, input_context=ctx, start_step=start_step)
+    ds = data_lib.ordered_epoch(
+        base,
+        num_examples,
+        seed=seed,
+        epoch=epoch,
+        global_batch_size=global_batch_size,
+        shuffle_buffer=shuffle_buffer,
+        input_context=ctx,
+        start_step=start_step,
+    )
     ds = ds.batch(ctx.get_per_replica_batch_size(global_batch_size), drop_remainder=True)
 
     def gather(indices):

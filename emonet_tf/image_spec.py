@@ -7,5 +7,15 @@ or a `tf.image.resize` method.
 """
 
 IMAGE_SIZE = 227
-RESIZE_METHODS = ("matlab", "bicubic", "bilinear", "nearest", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
+RESIZE_METHODS = (
+    "matlab",
+    "bicubic",
+    "bilinear",
+    "nearest",
+    "area",
+    "lanczos3",
+    "lanczos5",
+    "gaussian",
+    "mitchellcubic",
+)
 DEFAULT_RESIZE_METHOD = "matlab"

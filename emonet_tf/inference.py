@@ -6,6 +6,7 @@ previous batch (Pillow's decoders and TF's resize ops release the GIL), so a CPU
 stream in input order, and a file that cannot be read becomes an error entry that names it, not an
 exception that kills the batch.
 """
+
 from __future__ import annotations
 
 import collections
@@ -121,8 +122,7 @@ class FramePredictionStream(Iterator[FramePrediction]):
     the video's decoded frames so far (the sampled ones are a subset), also after a failure.
     """
 
-    def __init__(self, emonet: "EmoNet", path: Union[str, os.PathLike], sampling: Any, batch_size: int,
-                 damaged: str):
+    def __init__(self, emonet: "EmoNet", path: Union[str, os.PathLike], sampling: Any, batch_size: int, damaged: str):
         from emonet_tf import video
 
         self.path = os.fspath(path)
@@ -142,8 +142,7 @@ class FramePredictionStream(Iterator[FramePrediction]):
 
     def _predict(self, frames: list) -> list[FramePrediction]:
         emonet = self._emonet
-        images = np.stack([emonet.preprocessor.preprocess_array(f.image)
-                           for f in frames])
+        images = np.stack([emonet.preprocessor.preprocess_array(f.image) for f in frames])
         logits = emonet.predict_logits(images)
         probs = tf.nn.softmax(logits).numpy()
         return [FramePrediction(f.index, f.timestamp_ms, p, l) for f, p, l in zip(frames, probs, logits)]
@@ -183,16 +182,15 @@ class EmoNet:
       ValueError: an unknown resize method.
     """
 
-    def __init__(self, model: EmoNetClassifier, resize_method: Optional[str] = None,
-                 antialias: Optional[bool] = None):
+    def __init__(self, model: EmoNetClassifier, resize_method: Optional[str] = None, antialias: Optional[bool] = None):
         self.model = model
-        self.preprocessor: EmoNetPreprocessor = resolve(getattr(model, "preprocessor", None), resize_method,
-                                                        antialias)
+        self.preprocessor: EmoNetPreprocessor = resolve(getattr(model, "preprocessor", None), resize_method, antialias)
         self.class_names = tuple(model.class_names)
         logits_model = keras.Model(model.input, model.head.output, name="emonet_logits")
         self._logits = tf.function(
             lambda x: logits_model(x, training=False),
-            input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)])
+            input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)],
+        )
         self._activation_fns: dict[str, Any] = {}
 
     @property
@@ -206,8 +204,13 @@ class EmoNet:
         return self.preprocessor.antialias
 
     @classmethod
-    def from_weights(cls, path: Union[str, os.PathLike], format: str = "auto",
-                     mean: Optional[Union[str, os.PathLike, np.ndarray]] = None, **kwargs) -> "EmoNet":
+    def from_weights(
+        cls,
+        path: Union[str, os.PathLike],
+        format: str = "auto",
+        mean: Optional[Union[str, os.PathLike, np.ndarray]] = None,
+        **kwargs,
+    ) -> "EmoNet":
         """Loads any supported weight file (.keras, MATLAB text dump folder, .pth, ...) given by path.
 
         Nothing is downloaded: `path` must point at a file or folder on disk (see docs/weights.md).
@@ -247,9 +250,15 @@ class EmoNet:
         except ValueError as err:  # an array that is not an image
             raise preprocessing.ImageDecodeError(f"{source}: {err}") from None
 
-    def _iter_loaded(self, items: Iterable[ImageInput], lookahead: int, workers: Optional[int],
-                     exif_orientation: Optional[bool] = None) -> Iterator[tuple[str, Optional[np.ndarray], Optional[str]]]:
+    def _iter_loaded(
+        self,
+        items: Iterable[ImageInput],
+        lookahead: int,
+        workers: Optional[int],
+        exif_orientation: Optional[bool] = None,
+    ) -> Iterator[tuple[str, Optional[np.ndarray], Optional[str]]]:
         """Yields (source, preprocessed image or None, error or None) in input order, decoding ahead in threads."""
+
         def job(item, source):
             try:
                 return self._load(item, source, exif_orientation), None
@@ -268,9 +277,13 @@ class EmoNet:
                 source, future = pending.popleft()
                 yield (source, *future.result())
 
-    def iter_predict_images(self, items: Iterable[ImageInput], batch_size: int = 32,
-                            workers: Optional[int] = None,
-                            exif_orientation: Optional[bool] = None) -> Iterator[ImagePrediction]:
+    def iter_predict_images(
+        self,
+        items: Iterable[ImageInput],
+        batch_size: int = 32,
+        workers: Optional[int] = None,
+        exif_orientation: Optional[bool] = None,
+    ) -> Iterator[ImagePrediction]:
         """Streams one `ImagePrediction` per input, in order; unreadable inputs carry `error`.
 
         `exif_orientation=True` applies the EXIF Orientation tag of encoded inputs (paths, bytes) before
@@ -292,8 +305,9 @@ class EmoNet:
                     results.append(ImagePrediction(source, self.class_names, error=error))
             return results
 
-        for loaded in self._iter_loaded(items, lookahead=2 * batch_size, workers=workers,
-                                        exif_orientation=exif_orientation):
+        for loaded in self._iter_loaded(
+            items, lookahead=2 * batch_size, workers=workers, exif_orientation=exif_orientation
+        ):
             batch.append(loaded)
             if len(batch) == batch_size:
                 yield from flush()
@@ -301,16 +315,18 @@ class EmoNet:
         if batch:
             yield from flush()
 
-    def predict_images(self, items: Iterable[ImageInput], batch_size: int = 32,
-                       exif_orientation: Optional[bool] = None) -> list[ImagePrediction]:
+    def predict_images(
+        self, items: Iterable[ImageInput], batch_size: int = 32, exif_orientation: Optional[bool] = None
+    ) -> list[ImagePrediction]:
         """Predicts paths, encoded bytes or RGB arrays; one result per input, errors named, never raised.
 
         `exif_orientation=True`: see `iter_predict_images`."""
         return list(self.iter_predict_images(items, batch_size=batch_size, exif_orientation=exif_orientation))
 
     # -- videos ------------------------------------------------------------------------------
-    def iter_predict_video(self, path: Union[str, os.PathLike], sampling: Any = "every5", batch_size: int = 32,
-                           damaged: str = "skip") -> "FramePredictionStream":
+    def iter_predict_video(
+        self, path: Union[str, os.PathLike], sampling: Any = "every5", batch_size: int = 32, damaged: str = "skip"
+    ) -> "FramePredictionStream":
         """Streams frame predictions of a video (sequential decode; memory does not grow with length).
 
         `sampling` is a `emonet_tf.video.FrameSampling` or its name ("every5" as the lab's MATLAB
@@ -323,8 +339,9 @@ class EmoNet:
         """
         return FramePredictionStream(self, path, sampling, batch_size, damaged)
 
-    def predict_video(self, path: Union[str, os.PathLike], sampling: Any = "every5", batch_size: int = 32,
-                      damaged: str = "skip") -> VideoPrediction:
+    def predict_video(
+        self, path: Union[str, os.PathLike], sampling: Any = "every5", batch_size: int = 32, damaged: str = "skip"
+    ) -> VideoPrediction:
         """All sampled frames of a video and their mean; an unreadable video sets `error` instead of raising.
 
         `damaged="skip"` (default): a damaged video sets `error` and has no frames. `"keep"`: its
@@ -360,7 +377,8 @@ class EmoNet:
             sub = keras.Model(self.model.input, output)
             self._activation_fns[layer] = tf.function(
                 lambda x: sub(x, training=False),
-                input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)])
+                input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)],
+            )
         return self._activation_fns[layer]
 
     def activations(self, images: np.ndarray, layer: str) -> np.ndarray:
@@ -369,6 +387,8 @@ class EmoNet:
         Preprocess files with `emonet.preprocessor.load_image` (the CLI's `activations` does it for you).
         """
         if not isinstance(images, (np.ndarray, tf.Tensor)) or np.ndim(images) != 4:
-            raise TypeError("activations() takes preprocessed images, an N x 227 x 227 x 3 array; for files use "
-                            "np.stack([emonet.preprocessor.load_image(p) for p in paths])")
+            raise TypeError(
+                "activations() takes preprocessed images, an N x 227 x 227 x 3 array; for files use "
+                "np.stack([emonet.preprocessor.load_image(p) for p in paths])"
+            )
         return self.activation_model(layer)(tf.convert_to_tensor(images, tf.float32)).numpy()

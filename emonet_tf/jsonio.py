@@ -1,4 +1,5 @@
 """JSON for results that hold NaN/inf and numpy scalars (metrics, read-out CV results)."""
+
 from __future__ import annotations
 
 import math

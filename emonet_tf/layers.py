@@ -2,6 +2,7 @@
 
 Both are registered Keras serializables, so `.keras` files and SavedModels carry them.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -27,8 +28,7 @@ class LocalResponseNormalization(keras.layers.Layer):
     squares overflows and loses precision in float16.
     """
 
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0,
-                 dtype=None, **kwargs):
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, dtype=None, **kwargs):
         if size < 1 or size % 2 != 1:
             raise ValueError(f"LRN size must be a positive odd number, got {size}")
         super().__init__(dtype=dtype if dtype is not None else "float32", **kwargs)
@@ -39,7 +39,8 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def call(self, inputs):
         return tf.nn.local_response_normalization(
-            inputs, depth_radius=(self.size - 1) // 2, bias=self.k, alpha=self.alpha / self.size, beta=self.beta)
+            inputs, depth_radius=(self.size - 1) // 2, bias=self.k, alpha=self.alpha / self.size, beta=self.beta
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -61,9 +62,18 @@ class GroupedConv2D(keras.layers.Layer):
     everywhere (CPU, GPU, TFLite, SavedModel) with identical results.
     """
 
-    def __init__(self, filters: int, kernel_size, groups: int = 2, strides=1, padding: str = "valid",
-                 use_bias: bool = True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 **kwargs):
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        groups: int = 2,
+        strides=1,
+        padding: str = "valid",
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if filters % groups:
             raise ValueError(f"filters ({filters}) must be divisible by groups ({groups})")
@@ -81,18 +91,27 @@ class GroupedConv2D(keras.layers.Layer):
         if in_channels % self.groups:
             raise ValueError(f"{self.name}: input channels ({in_channels}) not divisible by groups ({self.groups})")
         self.kernel = self.add_weight(
-            name="kernel", shape=self.kernel_size + (in_channels // self.groups, self.filters),
-            initializer=self.kernel_initializer)
-        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer) \
-            if self.use_bias else None
+            name="kernel",
+            shape=self.kernel_size + (in_channels // self.groups, self.filters),
+            initializer=self.kernel_initializer,
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
+            if self.use_bias
+            else None
+        )
 
     def call(self, inputs):
         kernel = tf.cast(self.kernel, inputs.dtype)
         x_groups = tf.split(inputs, self.groups, axis=-1)
         k_groups = tf.split(kernel, self.groups, axis=-1)
-        outputs = tf.concat([
-            tf.nn.conv2d(x, k, strides=self.strides, padding=self.padding.upper())
-            for x, k in zip(x_groups, k_groups)], axis=-1)
+        outputs = tf.concat(
+            [
+                tf.nn.conv2d(x, k, strides=self.strides, padding=self.padding.upper())
+                for x, k in zip(x_groups, k_groups)
+            ],
+            axis=-1,
+        )
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype))
         return outputs
@@ -102,15 +121,26 @@ class GroupedConv2D(keras.layers.Layer):
             if size is None:
                 return None
             return -(-size // s) if self.padding == "same" else (size - k) // s + 1
-        return (input_shape[0], out(input_shape[1], self.kernel_size[0], self.strides[0]),
-                out(input_shape[2], self.kernel_size[1], self.strides[1]), self.filters)
+
+        return (
+            input_shape[0],
+            out(input_shape[1], self.kernel_size[0], self.strides[0]),
+            out(input_shape[2], self.kernel_size[1], self.strides[1]),
+            self.filters,
+        )
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, kernel_size=self.kernel_size, groups=self.groups,
-                      strides=self.strides, padding=self.padding, use_bias=self.use_bias,
-                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-                      bias_initializer=keras.initializers.serialize(self.bias_initializer))
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            groups=self.groups,
+            strides=self.strides,
+            padding=self.padding,
+            use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
         return config
 
 
@@ -129,10 +159,14 @@ class MeanImageSubtraction(keras.layers.Layer):
         self._initial_mean = None if mean is None else np.asarray(mean, dtype="float32").tolist()
 
     def build(self, input_shape):
-        initial = self.broadcast_mean(self._initial_mean, self.image_size) if self._initial_mean is not None \
+        initial = (
+            self.broadcast_mean(self._initial_mean, self.image_size)
+            if self._initial_mean is not None
             else np.zeros(self.image_size + (3,), "float32")
-        self.mean = self.add_weight(name="mean", shape=self.image_size + (3,),
-                                    initializer=keras.initializers.Constant(initial), trainable=False)
+        )
+        self.mean = self.add_weight(
+            name="mean", shape=self.image_size + (3,), initializer=keras.initializers.Constant(initial), trainable=False
+        )
 
     @staticmethod
     def broadcast_mean(mean, image_size: Sequence[int] = (IMAGE_SIZE, IMAGE_SIZE)) -> np.ndarray:

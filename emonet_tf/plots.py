@@ -3,6 +3,7 @@
 matplotlib is imported lazily and forced to the Agg backend, so that a headless server or CI can
 write PNGs and `import emonet_tf` does not pay for matplotlib.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,14 @@ def top_categories(probabilities: np.ndarray, k: int) -> list[int]:
     return list(np.argsort(-mean, kind="stable")[:k])
 
 
-def plot_emotion_timecourse(times_ms: Sequence[float], probabilities: np.ndarray, class_names: Sequence[str],
-                            path: str, title: Optional[str] = None, highlight: int = 4) -> str:
+def plot_emotion_timecourse(
+    times_ms: Sequence[float],
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    path: str,
+    title: Optional[str] = None,
+    highlight: int = 4,
+) -> str:
     """Probability of every category over a video's sampled frames; the `highlight` top categories in colour.
 
     The other categories are drawn thin and grey, so that the figure shows both the dominant emotions
@@ -39,8 +46,9 @@ def plot_emotion_timecourse(times_ms: Sequence[float], probabilities: np.ndarray
     plt = pyplot()
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 2 or probabilities.shape[0] != len(times_ms) or probabilities.shape[0] == 0:
-        raise ValueError(f"need T x C probabilities for T >= 1 timestamps, got {probabilities.shape} "
-                         f"for {len(times_ms)} timestamps")
+        raise ValueError(
+            f"need T x C probabilities for T >= 1 timestamps, got {probabilities.shape} for {len(times_ms)} timestamps"
+        )
     seconds = np.asarray(times_ms, dtype=np.float64) / 1000.0
     top = top_categories(probabilities, highlight)
     fig, ax = plt.subplots(figsize=(11, 4.5))
@@ -50,8 +58,16 @@ def plot_emotion_timecourse(times_ms: Sequence[float], probabilities: np.ndarray
     colours = plt.get_cmap("tab10")
     marker = "o" if len(seconds) < 40 else None
     for rank, c in enumerate(top):
-        ax.plot(seconds, probabilities[:, c], color=colours(rank % 10), linewidth=2.0, marker=marker,
-                markersize=3, zorder=2, label=f"{class_names[c]} (mean {probabilities[:, c].mean():.3f})")
+        ax.plot(
+            seconds,
+            probabilities[:, c],
+            color=colours(rank % 10),
+            linewidth=2.0,
+            marker=marker,
+            markersize=3,
+            zorder=2,
+            label=f"{class_names[c]} (mean {probabilities[:, c].mean():.3f})",
+        )
     ax.set_xlabel("time (s)")
     ax.set_ylabel("probability")
     ax.set_ylim(0.0, max(0.05, float(probabilities.max()) * 1.05))
@@ -68,8 +84,9 @@ def plot_emotion_timecourse(times_ms: Sequence[float], probabilities: np.ndarray
     return path
 
 
-def plot_readout_fit(observed: Sequence[float], predicted: Sequence[float], path: str, name: str,
-                     r: float, error: float) -> str:
+def plot_readout_fit(
+    observed: Sequence[float], predicted: Sequence[float], path: str, name: str, r: float, error: float
+) -> str:
     """Cross-validated predictions against the ratings (one point per item) with the identity line."""
     plt = pyplot()
     observed = np.asarray(observed, dtype=np.float64)

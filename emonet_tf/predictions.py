@@ -18,6 +18,7 @@ module, floats in their shortest exact form (they read back to the same float32)
 `pyarrow.parquet.ParquetWriter` (the optional extra `emonet_tf[parquet]`), with the class names and
 the feature layer in the schema metadata under `emonet_tf.predictions`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -65,10 +66,19 @@ class PredictionsSummary:
     video_ids: Optional[np.ndarray] = None
 
 
-def write_predictions(model, batches: Iterable, path: str, *, class_names: Optional[Sequence[str]] = None,
-                      label_names: Optional[Sequence[str]] = None, logits: bool = False,
-                      fc7: Optional[str] = None, file_format: Optional[str] = None,
-                      collect: bool = False, row_group_rows: int = ROW_GROUP_ROWS) -> PredictionsSummary:
+def write_predictions(
+    model,
+    batches: Iterable,
+    path: str,
+    *,
+    class_names: Optional[Sequence[str]] = None,
+    label_names: Optional[Sequence[str]] = None,
+    logits: bool = False,
+    fc7: Optional[str] = None,
+    file_format: Optional[str] = None,
+    collect: bool = False,
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> PredictionsSummary:
     """Runs `model` over `batches` and writes one row per example to `path` (CSV or Parquet).
 
     Args:
@@ -100,8 +110,7 @@ def write_predictions(model, batches: Iterable, path: str, *, class_names: Optio
     forward, feature_layer, width = _forward(model, logits, fc7 is not None)
     columns = _columns(class_names, label_names, logits, width if fc7 == "columns" else 0)
     fc7_path = os.path.splitext(path)[0] + ".fc7.npy" if fc7 == "npy" else None
-    sink = _open_sink(file_format, path, columns, _metadata(class_names, feature_layer, fc7, fc7_path),
-                      row_group_rows)
+    sink = _open_sink(file_format, path, columns, _metadata(class_names, feature_layer, fc7, fc7_path), row_group_rows)
     fc7_rows = None
     collected: dict[str, list] = {"probabilities": [], "labels": [], "video_ids": []}
     rows = 0
@@ -131,8 +140,15 @@ def write_predictions(model, batches: Iterable, path: str, *, class_names: Optio
     return summary
 
 
-def prediction_batches(info, split: str, *, batch_size: int = 32, preprocessor=None,
-                       resize_method: Optional[str] = None, antialias: Optional[bool] = None) -> tf.data.Dataset:
+def prediction_batches(
+    info,
+    split: str,
+    *,
+    batch_size: int = 32,
+    preprocessor=None,
+    resize_method: Optional[str] = None,
+    antialias: Optional[bool] = None,
+) -> tf.data.Dataset:
     """Dict batches of a whole TFDS split, in stored order, for `write_predictions`.
 
     `info` is a `data.DatasetInfo` (`data.inspect_dataset`). Each batch holds `image` (N x 227 x 227 x 3
@@ -146,8 +162,12 @@ def prediction_batches(info, split: str, *, batch_size: int = 32, preprocessor=N
 
     preprocessor = resolve(preprocessor, resize_method, antialias)
     present = [f for f in BATCH_FIELDS if f in info.builder.info.features]
-    ds = info.builder.as_dataset(split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()},
-                                 read_config=tfds.ReadConfig(try_autocache=False, add_tfds_id=False))
+    ds = info.builder.as_dataset(
+        split=split,
+        shuffle_files=False,
+        decoders={"image": tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(try_autocache=False, add_tfds_id=False),
+    )
 
     def pick(example):
         out = {f: example[f] for f in present}
@@ -161,6 +181,7 @@ def prediction_batches(info, split: str, *, batch_size: int = 32, preprocessor=N
 # ------------------------------------------------------------------------------------------------
 # The model
 
+
 def _forward(model, want_logits: bool, want_fc7: bool) -> tuple[Callable, Optional[str], int]:
     """A tf.function images -> {"probabilities"[, "logits"][, "fc7"]} (float32), the feature layer's name
     and width (None and 0 for a plain callable)."""
@@ -168,10 +189,17 @@ def _forward(model, want_logits: bool, want_fc7: bool) -> tuple[Callable, Option
     head = _head(model) if backbone is not None else None
     if head is None:
         if want_logits or want_fc7:
-            raise PredictionsError("logits and fc7 need an EmoNetClassifier (a model with .backbone and .head); "
-                                   f"got {type(model).__name__}")
-        return tf.function(lambda x: {"probabilities": tf.cast(model(x, training=False), tf.float32)},
-                           reduce_retracing=True), None, 0
+            raise PredictionsError(
+                "logits and fc7 need an EmoNetClassifier (a model with .backbone and .head); "
+                f"got {type(model).__name__}"
+            )
+        return (
+            tf.function(
+                lambda x: {"probabilities": tf.cast(model(x, training=False), tf.float32)}, reduce_retracing=True
+            ),
+            None,
+            0,
+        )
 
     def run(x):
         # One pass through the backbone gives fc7, fc8 and the softmax; the classifier's own output
@@ -199,6 +227,7 @@ def _head(model):
 # ------------------------------------------------------------------------------------------------
 # Batches -> columns
 
+
 def _split_batch(batch) -> tuple[Any, dict[str, np.ndarray]]:
     """(images, {field: N values}) of a dict batch or an (images, labels[, video_ids]) tuple."""
     if isinstance(batch, dict):
@@ -208,8 +237,9 @@ def _split_batch(batch) -> tuple[Any, dict[str, np.ndarray]]:
     if isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3:
         meta = dict(zip(("label", "video_id"), (np.asarray(b) for b in batch[1:])))
         return batch[0], meta
-    raise PredictionsError(f"a batch must be a dict with 'image' or a tuple (images, labels[, video_ids]); "
-                           f"got {type(batch).__name__}")
+    raise PredictionsError(
+        f"a batch must be a dict with 'image' or a tuple (images, labels[, video_ids]); got {type(batch).__name__}"
+    )
 
 
 def _columns(class_names, label_names, logits: bool, fc7_width: int) -> list[str]:
@@ -218,13 +248,22 @@ def _columns(class_names, label_names, logits: bool, fc7_width: int) -> list[str
     columns += [f"fc7_{i:04d}" for i in range(fc7_width)]
     clashes = sorted({c for c in columns if columns.count(c) > 1})
     if clashes:
-        raise PredictionsError(f"column names clash: {clashes} (class names must differ from each other and "
-                               f"from {', '.join(META_COLUMNS)}, label_name)")
+        raise PredictionsError(
+            f"column names clash: {clashes} (class names must differ from each other and "
+            f"from {', '.join(META_COLUMNS)}, label_name)"
+        )
     return columns
 
 
-def _table(start: int, meta: dict[str, np.ndarray], outputs: dict[str, np.ndarray], class_names,
-           label_names, logits: bool, fc7_columns: bool) -> dict[str, Any]:
+def _table(
+    start: int,
+    meta: dict[str, np.ndarray],
+    outputs: dict[str, np.ndarray],
+    class_names,
+    label_names,
+    logits: bool,
+    fc7_columns: bool,
+) -> dict[str, Any]:
     """Column name -> N values; None stands for a field the batch does not carry."""
     n, width = outputs["probabilities"].shape
     if width != len(class_names):
@@ -238,8 +277,11 @@ def _table(start: int, meta: dict[str, np.ndarray], outputs: dict[str, np.ndarra
     table["timestamp_ms"] = meta["timestamp_ms"].astype(np.float64) if "timestamp_ms" in meta else None
     table["label"] = meta["label"].astype(np.int64) if "label" in meta else None
     if label_names is not None:
-        table["label_name"] = None if table["label"] is None else \
-            [label_names[i] if 0 <= i < len(label_names) else None for i in table["label"]]
+        table["label_name"] = (
+            None
+            if table["label"] is None
+            else [label_names[i] if 0 <= i < len(label_names) else None for i in table["label"]]
+        )
     for name, column in zip(class_names, outputs["probabilities"].T):
         table[name] = column
     if logits:
@@ -257,8 +299,14 @@ def _text(value) -> str:
 
 
 def _metadata(class_names, feature_layer, fc7, fc7_path) -> dict[str, Any]:
-    return {"class_names": list(class_names), "probabilities": "softmax of fc8", "logits": "fc8 (pre-softmax)",
-            "fc7": fc7, "fc7_layer": feature_layer, "fc7_file": os.path.basename(fc7_path) if fc7_path else None}
+    return {
+        "class_names": list(class_names),
+        "probabilities": "softmax of fc8",
+        "logits": "fc8 (pre-softmax)",
+        "fc7": fc7,
+        "fc7_layer": feature_layer,
+        "fc7_file": os.path.basename(fc7_path) if fc7_path else None,
+    }
 
 
 def _collect(collected: dict[str, list], probabilities: np.ndarray, table: dict[str, Any]) -> None:
@@ -273,20 +321,23 @@ def _finish_collect(summary: PredictionsSummary, collected: dict[str, list], num
     summary.probabilities = np.concatenate(probs) if probs else np.zeros((0, num_classes), np.float32)
     summary.labels = np.concatenate(collected["labels"]) if probs else np.zeros(0, np.int64)
     ids = collected["video_ids"]
-    summary.video_ids = np.asarray([v for part in ids for v in part]) if ids and all(p is not None for p in ids) \
-        else None
+    summary.video_ids = (
+        np.asarray([v for part in ids for v in part]) if ids and all(p is not None for p in ids) else None
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # Files
+
 
 def _format_of(path: str, file_format: Optional[str]) -> str:
     if file_format is None:
         suffix = os.path.splitext(path)[1].lower()
         file_format = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(suffix)
         if file_format is None:
-            raise PredictionsError(f"{path}: cannot tell the format from the suffix {suffix!r}; use .csv or "
-                                   ".parquet, or file_format=")
+            raise PredictionsError(
+                f"{path}: cannot tell the format from the suffix {suffix!r}; use .csv or .parquet, or file_format="
+            )
     if file_format not in FORMATS:
         raise PredictionsError(f"unknown format {file_format!r}; choose one of {', '.join(FORMATS)}")
     return file_format
@@ -295,8 +346,7 @@ def _format_of(path: str, file_format: Optional[str]) -> str:
 def _open_sink(file_format: str, path: str, columns: list[str], metadata: dict[str, Any], row_group_rows: int):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    return _CsvSink(path, columns) if file_format == "csv" else \
-        _ParquetSink(path, columns, metadata, row_group_rows)
+    return _CsvSink(path, columns) if file_format == "csv" else _ParquetSink(path, columns, metadata, row_group_rows)
 
 
 class _CsvSink:
@@ -340,22 +390,33 @@ class _ParquetSink:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
-            raise ImportError("writing Parquet needs pyarrow, the optional extra 'parquet': "
-                              "pip install 'emonet_tf[parquet]' (or write .csv)") from None
+            raise ImportError(
+                "writing Parquet needs pyarrow, the optional extra 'parquet': "
+                "pip install 'emonet_tf[parquet]' (or write .csv)"
+            ) from None
         self._pa = pa
         self.path, self.columns, self.row_group_rows = path, columns, max(1, int(row_group_rows))
-        types = {"index": pa.int64(), "video_id": pa.string(), "frame_index": pa.int64(),
-                 "timestamp_ms": pa.float64(), "label": pa.int64(), "label_name": pa.string()}
-        self._schema = pa.schema([pa.field(c, types.get(c, pa.float32())) for c in columns],
-                                 metadata={METADATA_KEY: json.dumps(metadata).encode("utf-8")})
+        types = {
+            "index": pa.int64(),
+            "video_id": pa.string(),
+            "frame_index": pa.int64(),
+            "timestamp_ms": pa.float64(),
+            "label": pa.int64(),
+            "label_name": pa.string(),
+        }
+        self._schema = pa.schema(
+            [pa.field(c, types.get(c, pa.float32())) for c in columns],
+            metadata={METADATA_KEY: json.dumps(metadata).encode("utf-8")},
+        )
         self._writer = pq.ParquetWriter(path + ".partial", self._schema)
         self._pending: list = []
         self._pending_rows = self._pending_bytes = 0
 
     def write(self, table: dict[str, Any]) -> None:
         pa, n = self._pa, len(table["index"])
-        arrays = [pa.nulls(n, f.type) if table[f.name] is None else pa.array(table[f.name], type=f.type)
-                  for f in self._schema]
+        arrays = [
+            pa.nulls(n, f.type) if table[f.name] is None else pa.array(table[f.name], type=f.type) for f in self._schema
+        ]
         self._pending.append(pa.Table.from_arrays(arrays, schema=self._schema))
         self._pending_rows += n
         self._pending_bytes += self._pending[-1].nbytes
@@ -400,8 +461,11 @@ class _NpyRowWriter:
 
     def close(self) -> None:
         self._raw.close()
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
-                  "shape": (self.rows, self.width)}
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+            "fortran_order": False,
+            "shape": (self.rows, self.width),
+        }
         with open(self.path + ".partial", "wb") as out, open(self.path + ".partial.raw", "rb") as raw:
             np.lib.format.write_array_header_1_0(out, header)
             shutil.copyfileobj(raw, out, 1 << 20)  # a small buffer: memory stays flat

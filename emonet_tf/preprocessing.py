@@ -40,6 +40,7 @@ Other decisions:
   border handling and no rounding between passes: mean difference 0.15 grey levels on photos)
   are accepted too. Images already 227x227 are not resampled (as MATLAB and emonet-py do).
 """
+
 from __future__ import annotations
 
 import functools
@@ -53,6 +54,7 @@ import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 from emonet_tf.image_spec import DEFAULT_RESIZE_METHOD, IMAGE_SIZE, RESIZE_METHODS  # noqa: E402,F401
+
 # The formats `decode_image` decodes in-graph (some variants of each are refused, see in_graph_refusal).
 IN_GRAPH_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
 # The formats the host path reads: those of MATLAB's imread that Pillow reads (PBM/PGM/PPM are "PPM",
@@ -70,7 +72,7 @@ MAX_IMAGE_PIXELS = 40_000_000
 #: Largest image file the host path reads: 1 GiB (2**30 bytes). No image under MAX_IMAGE_PIXELS needs as
 #: much (an uncompressed 40 MP 32-bit BMP is 160 MB); the bound keeps a file that grows without end, or a
 #: huge file of junk, from being read into memory whole.
-MAX_IMAGE_FILE_BYTES = 2 ** 30
+MAX_IMAGE_FILE_BYTES = 2**30
 _HOST_HINT = "decode it on the host (emonet_tf.preprocessing.load_image) or convert it to PNG"
 
 
@@ -141,7 +143,7 @@ def _contains(data: tf.Tensor, pattern: bytes) -> tf.Tensor:
     n = tf.shape(raw)[0] - len(pattern) + 1
     found = tf.ones([tf.maximum(n, 0)], tf.bool)
     for i, byte in enumerate(pattern):
-        found &= tf.equal(raw[i:i + tf.maximum(n, 0)], byte)
+        found &= tf.equal(raw[i : i + tf.maximum(n, 0)], byte)
     return tf.reduce_any(found)
 
 
@@ -162,17 +164,33 @@ def _be(header: tf.Tensor, at: int, size: int) -> tf.Tensor:
 
 
 def _size_refusal(kind: str, width: tf.Tensor, height: tf.Tensor) -> tf.Tensor:
-    """"" when width x height (int64, from the header) is a size the graph may decode, else the reason:
+    """ "" when width x height (int64, from the header) is a size the graph may decode, else the reason:
     width or height 0 (or negative), or more than MAX_IMAGE_PIXELS pixels (checked before any decoding)."""
     width, height = tf.cast(width, tf.int64), tf.cast(height, tf.int64)
-    return tf.case([
-        ((width <= 0) | (height <= 0), lambda: tf.strings.format(
-            kind + " whose header declares {} x {} pixels: an image needs a positive width and height",
-            (width, height))),
-        (width * height > MAX_IMAGE_PIXELS, lambda: tf.strings.format(
-            kind + " of {} x {} = {} pixels, more than MAX_IMAGE_PIXELS (" + str(MAX_IMAGE_PIXELS) + "); refused "
-            "before decoding (decompression bomb guard; shrink the image first)", (width, height, width * height))),
-    ], default=lambda: tf.constant(""), exclusive=False)
+    return tf.case(
+        [
+            (
+                (width <= 0) | (height <= 0),
+                lambda: tf.strings.format(
+                    kind + " whose header declares {} x {} pixels: an image needs a positive width and height",
+                    (width, height),
+                ),
+            ),
+            (
+                width * height > MAX_IMAGE_PIXELS,
+                lambda: tf.strings.format(
+                    kind
+                    + " of {} x {} = {} pixels, more than MAX_IMAGE_PIXELS ("
+                    + str(MAX_IMAGE_PIXELS)
+                    + "); refused "
+                    "before decoding (decompression bomb guard; shrink the image first)",
+                    (width, height, width * height),
+                ),
+            ),
+        ],
+        default=lambda: tf.constant(""),
+        exclusive=False,
+    )
 
 
 def _then(reason: tf.Tensor, rest) -> tf.Tensor:
@@ -199,16 +217,31 @@ def _jpeg_frame(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Te
         standalone = is_ff & (((marker >= 0xD0) & (marker <= 0xD7)) | tf.equal(marker, 0x01))
         sof = is_ff & (marker >= 0xC0) & (marker <= 0xCF) & (marker != 0xC4) & (marker != 0xC8) & (marker != 0xCC)
         seg = b[2] * 256 + b[3]
-        bad = ~is_ff | tf.equal(marker, 0xD9) | tf.equal(marker, 0xDA) | tf.equal(marker, 0) | \
-            (~fill & ~standalone & (seg < 2)) | (pos >= length)
+        bad = (
+            ~is_ff
+            | tf.equal(marker, 0xD9)
+            | tf.equal(marker, 0xDA)
+            | tf.equal(marker, 0)
+            | (~fill & ~standalone & (seg < 2))
+            | (pos >= length)
+        )
         new_pos = tf.where(fill, pos + 1, tf.where(standalone, pos + 2, pos + 2 + seg))
-        return (i + 1, new_pos, sof, tf.where(sof, b[5] * 256 + b[6], height), tf.where(sof, b[7] * 256 + b[8], width),
-                tf.where(sof, b[9], components), sof | bad)
+        return (
+            i + 1,
+            new_pos,
+            sof,
+            tf.where(sof, b[5] * 256 + b[6], height),
+            tf.where(sof, b[7] * 256 + b[8], width),
+            tf.where(sof, b[9], components),
+            sof | bad,
+        )
 
     zero = tf.constant(0)
     _, _, found, height, width, components, _ = tf.while_loop(
-        lambda i, pos, f, h, w, c, stop: ~stop & (i < _MAX_JPEG_SEGMENTS), step,
-        (zero, tf.constant(2), tf.constant(False), zero, zero, zero, tf.constant(False)))
+        lambda i, pos, f, h, w, c, stop: ~stop & (i < _MAX_JPEG_SEGMENTS),
+        step,
+        (zero, tf.constant(2), tf.constant(False), zero, zero, zero, tf.constant(False)),
+    )
     return found, height, width, components
 
 
@@ -221,15 +254,24 @@ def _jpeg_refusal(data: tf.Tensor) -> tf.Tensor:
         found, height, width, components = _jpeg_frame(data)
         # 4 components = CMYK or YCCK (Adobe). TF converts them to RGB, but up to 1 grey level away from
         # PIL's conversion (measured), and it cannot be fixed after the fact: refuse.
-        cmyk = tf.where(tf.equal(components, 4),
-                        "CMYK or YCCK JPEG (4 colour components) is not decoded in-graph: TensorFlow's "
-                        f"conversion to RGB differs from PIL's by up to 1 grey level; {_HOST_HINT}", "")
-        return tf.cond(found, lambda: _then(_size_refusal("JPEG", width, height), lambda: cmyk),
-                       lambda: tf.constant("JPEG without a frame header (SOF marker) in its first "
-                                           f"{_MAX_JPEG_SEGMENTS} marker segments: not a valid JPEG"))
+        cmyk = tf.where(
+            tf.equal(components, 4),
+            "CMYK or YCCK JPEG (4 colour components) is not decoded in-graph: TensorFlow's "
+            f"conversion to RGB differs from PIL's by up to 1 grey level; {_HOST_HINT}",
+            "",
+        )
+        return tf.cond(
+            found,
+            lambda: _then(_size_refusal("JPEG", width, height), lambda: cmyk),
+            lambda: tf.constant(
+                "JPEG without a frame header (SOF marker) in its first "
+                f"{_MAX_JPEG_SEGMENTS} marker segments: not a valid JPEG"
+            ),
+        )
 
-    return tf.cond(complete, frame,
-                   lambda: tf.constant("truncated JPEG: no end-of-image marker (FF D9); the file was cut short"))
+    return tf.cond(
+        complete, frame, lambda: tf.constant("truncated JPEG: no end-of-image marker (FF D9); the file was cut short")
+    )
 
 
 def _png_refusal(data: tf.Tensor) -> tf.Tensor:
@@ -241,8 +283,11 @@ def _png_refusal(data: tf.Tensor) -> tf.Tensor:
         complete = _ends_with_or_contains(data, b"IEND", tail=8)
         return tf.where(complete, "", "truncated PNG: no IEND chunk; the file was cut short")
 
-    return tf.cond(has_ihdr, lambda: _then(_size_refusal("PNG", _be(header, 16, 4), _be(header, 20, 4)), rest),
-                   lambda: tf.constant("PNG without an IHDR chunk first: not a valid PNG"))
+    return tf.cond(
+        has_ihdr,
+        lambda: _then(_size_refusal("PNG", _be(header, 16, 4), _be(header, 20, 4)), rest),
+        lambda: tf.constant("PNG without an IHDR chunk first: not a valid PNG"),
+    )
 
 
 #: BMP info-header sizes decoded in-graph: BITMAPINFOHEADER (40), its 52/56-byte extensions, OS/2 2.x (64),
@@ -268,30 +313,48 @@ def _bmp_refusal(data: tf.Tensor) -> tf.Tensor:
         ramp = tf.reduce_all(tf.equal(tf.cast(table, tf.int32), tf.range(256)[:, None]))
         return full & ramp & ((colours_used == 0) | (colours_used == 256))
 
-    colour_table = f"{{}}-bit colour-table BMP is not decoded in-graph (TensorFlow returns the table " \
-                   f"indices, not the colours); {_HOST_HINT}"
+    colour_table = (
+        f"{{}}-bit colour-table BMP is not decoded in-graph (TensorFlow returns the table "
+        f"indices, not the colours); {_HOST_HINT}"
+    )
     width = tf.cast(_le(header, 18, 4), tf.int64)  # signed: a negative height means top-down rows
     height = tf.abs(tf.cast(_le(header, 22, 4), tf.int64))
     known_header = tf.reduce_any(tf.equal(info_size, _BMP_INFO_SIZES))
     header_reason = tf.strings.format(
-        "BMP with an info header of {} bytes is not decoded in-graph (" + ", ".join(map(str, _BMP_INFO_SIZES))
+        "BMP with an info header of {} bytes is not decoded in-graph ("
+        + ", ".join(map(str, _BMP_INFO_SIZES))
         + " are: the sizes TensorFlow's decoder reads as PIL does; 12 (OS/2 1.x) stores 16-bit sizes that it "
-        "misreads, other sizes are not valid BMPs); " + _HOST_HINT, info_size)
-    return _then(tf.where(known_header, "", header_reason),
-                 lambda: _then(_size_refusal("BMP", width, height), lambda: _bmp_pixel_refusal(
-                     bit_count, compression, grey_ramp, colour_table)))
+        "misreads, other sizes are not valid BMPs); " + _HOST_HINT,
+        info_size,
+    )
+    return _then(
+        tf.where(known_header, "", header_reason),
+        lambda: _then(
+            _size_refusal("BMP", width, height),
+            lambda: _bmp_pixel_refusal(bit_count, compression, grey_ramp, colour_table),
+        ),
+    )
 
 
 def _bmp_pixel_refusal(bit_count, compression, grey_ramp, colour_table) -> tf.Tensor:
-    return tf.case([  # the first true condition wins
-        (bit_count == 16, lambda: tf.constant(f"16-bit BMP is not decoded in-graph; {_HOST_HINT}")),
-        (compression != 0, lambda: tf.strings.format(
-            "compressed or bit-field BMP (compression {}: 1 RLE8, 2 RLE4, 3 BITFIELDS) is not decoded in-graph; "
-            + _HOST_HINT, compression)),
-        ((bit_count == 24) | (bit_count == 32), lambda: tf.constant("")),
-        (bit_count == 8, lambda: tf.where(grey_ramp(), "", colour_table.format(8))),
-        ((bit_count == 1) | (bit_count == 4), lambda: tf.strings.format(colour_table, bit_count)),
-    ], default=lambda: tf.strings.format("BMP with {} bits per pixel is not a valid BMP", bit_count), exclusive=False)
+    return tf.case(
+        [  # the first true condition wins
+            (bit_count == 16, lambda: tf.constant(f"16-bit BMP is not decoded in-graph; {_HOST_HINT}")),
+            (
+                compression != 0,
+                lambda: tf.strings.format(
+                    "compressed or bit-field BMP (compression {}: 1 RLE8, 2 RLE4, 3 BITFIELDS) is not decoded in-graph; "
+                    + _HOST_HINT,
+                    compression,
+                ),
+            ),
+            ((bit_count == 24) | (bit_count == 32), lambda: tf.constant("")),
+            (bit_count == 8, lambda: tf.where(grey_ramp(), "", colour_table.format(8))),
+            ((bit_count == 1) | (bit_count == 4), lambda: tf.strings.format(colour_table, bit_count)),
+        ],
+        default=lambda: tf.strings.format("BMP with {} bits per pixel is not a valid BMP", bit_count),
+        exclusive=False,
+    )
 
 
 _GIF_HOPS = 32  # image-data sub-blocks crossed per step of the GIF walk
@@ -333,15 +396,18 @@ def _gif_frames(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Te
         new_images = images + tf.cast(image, tf.int32)
         new_first_at = tf.where(image & tf.equal(images, 0), pos, first_at)
         new_pos = tf.where(in_blocks, pos + 1 + size, tf.where(opens, pos + 2, pos + 11 + local_table))
-        new_mode = tf.where(in_blocks, tf.where(tf.equal(size, 0), at_block, mode),
-                            tf.where(opens, in_extension, in_image))
+        new_mode = tf.where(
+            in_blocks, tf.where(tf.equal(size, 0), at_block, mode), tf.where(opens, in_extension, in_image)
+        )
         # The trailer, or anything else where a block should start (malformed), ends the walk.
         ends = ~in_blocks & ~opens & ~image
         return new_pos, new_mode, new_transparent, new_images, new_first_at, ends | (new_images >= 2)
 
     _, _, transparent, images, pos, _ = tf.while_loop(
-        lambda pos, m, t, images, f, stop: (pos < n) & ~stop, step,
-        (start, tf.constant(at_block), tf.constant(False), tf.constant(0), tf.constant(0), tf.constant(False)))
+        lambda pos, m, t, images, f, stop: (pos < n) & ~stop,
+        step,
+        (start, tf.constant(at_block), tf.constant(False), tf.constant(0), tf.constant(0), tf.constant(False)),
+    )
     found = images >= 1
     screen_w, screen_h = raw[6] + 256 * raw[7], raw[8] + 256 * raw[9]
     left, top = raw[pos + 1] + 256 * raw[pos + 2], raw[pos + 3] + 256 * raw[pos + 4]
@@ -357,17 +423,33 @@ def _gif_refusal(data: tf.Tensor) -> tf.Tensor:
 
     def structure():
         found, transparent, covers, animated = _gif_frames(data)
-        return tf.case([
-            (~found, lambda: tf.constant("GIF without an image: the file is truncated or not a valid GIF")),
-            (animated, lambda: tf.constant(
-                "animated GIF (more than one image) is not decoded in-graph: TensorFlow's decoder decodes every "
-                "frame, whatever their number; decode on the host (emonet_tf.preprocessing.load_image reads the "
-                "first frame) or send the first frame as PNG")),
-            (transparent, lambda: tf.constant(
-                f"GIF whose first frame has a transparent colour is not decoded in-graph; {_HOST_HINT}")),
-            (~covers, lambda: tf.constant(
-                f"GIF whose first frame does not cover the whole canvas is not decoded in-graph; {_HOST_HINT}")),
-        ], default=lambda: tf.constant(""), exclusive=False)
+        return tf.case(
+            [
+                (~found, lambda: tf.constant("GIF without an image: the file is truncated or not a valid GIF")),
+                (
+                    animated,
+                    lambda: tf.constant(
+                        "animated GIF (more than one image) is not decoded in-graph: TensorFlow's decoder decodes every "
+                        "frame, whatever their number; decode on the host (emonet_tf.preprocessing.load_image reads the "
+                        "first frame) or send the first frame as PNG"
+                    ),
+                ),
+                (
+                    transparent,
+                    lambda: tf.constant(
+                        f"GIF whose first frame has a transparent colour is not decoded in-graph; {_HOST_HINT}"
+                    ),
+                ),
+                (
+                    ~covers,
+                    lambda: tf.constant(
+                        f"GIF whose first frame does not cover the whole canvas is not decoded in-graph; {_HOST_HINT}"
+                    ),
+                ),
+            ],
+            default=lambda: tf.constant(""),
+            exclusive=False,
+        )
 
     return _then(_size_refusal("GIF", _le(header, 6, 2), _le(header, 8, 2)), structure)
 
@@ -385,11 +467,15 @@ def _webp_channels(data: tf.Tensor) -> tf.Tensor:
     vp8x_flags = header[20]
     vp8x_alpha = tf.equal(tf.bitwise.bitwise_and(vp8x_flags, 0x10), 0x10)
     vp8x_animated = tf.equal(tf.bitwise.bitwise_and(vp8x_flags, 0x02), 0x02)
-    return tf.case([
-        (tf.equal(chunk, "VP8 "), lambda: tf.constant(3)),
-        (tf.equal(chunk, "VP8L"), lambda: tf.where(vp8l_alpha, 4, 3)),
-        (tf.equal(chunk, "VP8X"), lambda: tf.where(vp8x_animated, 0, tf.where(vp8x_alpha, 4, 3))),
-    ], default=lambda: tf.constant(-1), exclusive=True)
+    return tf.case(
+        [
+            (tf.equal(chunk, "VP8 "), lambda: tf.constant(3)),
+            (tf.equal(chunk, "VP8L"), lambda: tf.where(vp8l_alpha, 4, 3)),
+            (tf.equal(chunk, "VP8X"), lambda: tf.where(vp8x_animated, 0, tf.where(vp8x_alpha, 4, 3))),
+        ],
+        default=lambda: tf.constant(-1),
+        exclusive=True,
+    )
 
 
 def _webp_refusal(data: tf.Tensor) -> tf.Tensor:
@@ -401,19 +487,43 @@ def _webp_refusal(data: tf.Tensor) -> tf.Tensor:
     # Canvas size: "VP8 " 14-bit width/height at 26/28; "VP8L" 14-bit (width - 1, height - 1) packed
     # from byte 21; "VP8X" 24-bit (width - 1, height - 1) at 24/27.
     vp8l = _le(header, 21, 4)
-    width = tf.case([(tf.equal(chunk, "VP8 "), lambda: _le(header, 26, 2) % 16384),
-                     (tf.equal(chunk, "VP8L"), lambda: vp8l % 16384 + 1)],
-                    default=lambda: _le(header, 24, 3) + 1, exclusive=True)
-    height = tf.case([(tf.equal(chunk, "VP8 "), lambda: _le(header, 28, 2) % 16384),
-                      (tf.equal(chunk, "VP8L"), lambda: tf.bitwise.right_shift(vp8l, 14) % 16384 + 1)],
-                     default=lambda: _le(header, 27, 3) + 1, exclusive=True)
+    width = tf.case(
+        [
+            (tf.equal(chunk, "VP8 "), lambda: _le(header, 26, 2) % 16384),
+            (tf.equal(chunk, "VP8L"), lambda: vp8l % 16384 + 1),
+        ],
+        default=lambda: _le(header, 24, 3) + 1,
+        exclusive=True,
+    )
+    height = tf.case(
+        [
+            (tf.equal(chunk, "VP8 "), lambda: _le(header, 28, 2) % 16384),
+            (tf.equal(chunk, "VP8L"), lambda: tf.bitwise.right_shift(vp8l, 14) % 16384 + 1),
+        ],
+        default=lambda: _le(header, 27, 3) + 1,
+        exclusive=True,
+    )
     size = tf.where(channels > 0, _size_refusal("WebP", width, height), "")
-    return _then(size, lambda: tf.case([
-        (tf.equal(channels, 0), lambda: tf.constant(
-            "animated WebP is not decoded in-graph (TensorFlow's decoder fails or corrupts memory on some "
-            f"animations); {_HOST_HINT}")),
-        (tf.equal(channels, -1), lambda: tf.constant("WebP without a VP8, VP8L or VP8X chunk: not a valid WebP")),
-    ], default=lambda: tf.constant(""), exclusive=True))
+    return _then(
+        size,
+        lambda: tf.case(
+            [
+                (
+                    tf.equal(channels, 0),
+                    lambda: tf.constant(
+                        "animated WebP is not decoded in-graph (TensorFlow's decoder fails or corrupts memory on some "
+                        f"animations); {_HOST_HINT}"
+                    ),
+                ),
+                (
+                    tf.equal(channels, -1),
+                    lambda: tf.constant("WebP without a VP8, VP8L or VP8X chunk: not a valid WebP"),
+                ),
+            ],
+            default=lambda: tf.constant(""),
+            exclusive=True,
+        ),
+    )
 
 
 def in_graph_refusal(data: tf.Tensor) -> tf.Tensor:
@@ -433,8 +543,10 @@ def _refusal(data: tf.Tensor, code: tf.Tensor) -> tf.Tensor:
     formats = " or ".join([", ".join(IN_GRAPH_FORMATS[:-1]), IN_GRAPH_FORMATS[-1]])
     branches = [
         lambda: tf.constant("empty: no bytes, not an image"),
-        lambda: tf.constant(f"not a {formats} image (the formats decoded in-graph; checked by their leading "
-                            f"bytes); for other formats {_HOST_HINT}"),
+        lambda: tf.constant(
+            f"not a {formats} image (the formats decoded in-graph; checked by their leading "
+            f"bytes); for other formats {_HOST_HINT}"
+        ),
         lambda: _jpeg_refusal(data),
         lambda: _png_refusal(data),
         lambda: _gif_refusal(data),
@@ -447,9 +559,11 @@ def _refusal(data: tf.Tensor, code: tf.Tensor) -> tf.Tensor:
 
 def _decode_webp(data: tf.Tensor) -> tf.Tensor:
     channels = _webp_channels(data)
-    return tf.cond(tf.equal(channels, 4),
-                   lambda: tf.io.decode_webp(data, channels=4)[0, :, :, :3],
-                   lambda: tf.io.decode_webp(data, channels=3)[0])
+    return tf.cond(
+        tf.equal(channels, 4),
+        lambda: tf.io.decode_webp(data, channels=4)[0, :, :, :3],
+        lambda: tf.io.decode_webp(data, channels=3)[0],
+    )
 
 
 def _decode_png(data: tf.Tensor) -> tf.Tensor:
@@ -460,7 +574,8 @@ def _decode_png(data: tf.Tensor) -> tf.Tensor:
     return tf.cond(
         sixteen_bit,
         lambda: tf.floor(tf.cast(tf.io.decode_png(data, channels=3, dtype=tf.uint16), tf.float32) / 257.0 + 0.5),
-        lambda: tf.cast(tf.io.decode_png(data, channels=3), tf.float32))
+        lambda: tf.cast(tf.io.decode_png(data, channels=3), tf.float32),
+    )
 
 
 def decode_image(data: tf.Tensor, what: Optional[Sequence] = None) -> tf.Tensor:
@@ -476,8 +591,12 @@ def decode_image(data: tf.Tensor, what: Optional[Sequence] = None) -> tf.Tensor:
     code = image_format(data)
     reason = _refusal(data, code)
     what = list(what) if what is not None else ["image"]
-    check = tf.debugging.Assert(tf.equal(reason, ""), what + ["could not be decoded in-graph:", reason],
-                                summarize=8, name="check_image_decodable")
+    check = tf.debugging.Assert(
+        tf.equal(reason, ""),
+        what + ["could not be decoded in-graph:", reason],
+        summarize=8,
+        name="check_image_decodable",
+    )
     with tf.control_dependencies([check]):
         code = tf.identity(code)
 
@@ -487,13 +606,16 @@ def decode_image(data: tf.Tensor, what: Optional[Sequence] = None) -> tf.Tensor:
     def as_float(decode):
         return lambda: tf.cast(decode(), tf.float32)
 
-    branches = [refused, refused,
-                as_float(lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")),
-                lambda: _decode_png(data),
-                as_float(lambda: tf.io.decode_gif(data)[0]),
-                as_float(lambda: tf.io.decode_bmp(data, channels=3)),
-                as_float(lambda: _decode_webp(data)) if hasattr(tf.io, "decode_webp") else refused,
-                refused]
+    branches = [
+        refused,
+        refused,
+        as_float(lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")),
+        lambda: _decode_png(data),
+        as_float(lambda: tf.io.decode_gif(data)[0]),
+        as_float(lambda: tf.io.decode_bmp(data, channels=3)),
+        as_float(lambda: _decode_webp(data)) if hasattr(tf.io, "decode_webp") else refused,
+        refused,
+    ]
     image = tf.switch_case(code, branches)
     image.set_shape([None, None, 3])
     return image
@@ -502,13 +624,13 @@ def decode_image(data: tf.Tensor, what: Optional[Sequence] = None) -> tf.Tensor:
 # == Host decoding (PIL; OpenCV for 16-bit PNG/TIFF) ========================================================
 # What PIL's Image.Transpose does for each EXIF orientation (PIL.ImageOps.exif_transpose's table), on arrays.
 _ORIENTATIONS = {
-    2: lambda a: a[:, ::-1],                       # FLIP_LEFT_RIGHT
-    3: lambda a: a[::-1, ::-1],                    # ROTATE_180
-    4: lambda a: a[::-1],                          # FLIP_TOP_BOTTOM
-    5: lambda a: a.transpose(1, 0, 2),             # TRANSPOSE
-    6: lambda a: np.rot90(a, -1),                  # ROTATE_270 (counter-clockwise) = 90 clockwise
+    2: lambda a: a[:, ::-1],  # FLIP_LEFT_RIGHT
+    3: lambda a: a[::-1, ::-1],  # ROTATE_180
+    4: lambda a: a[::-1],  # FLIP_TOP_BOTTOM
+    5: lambda a: a.transpose(1, 0, 2),  # TRANSPOSE
+    6: lambda a: np.rot90(a, -1),  # ROTATE_270 (counter-clockwise) = 90 clockwise
     7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),  # TRANSVERSE
-    8: lambda a: np.rot90(a, 1),                   # ROTATE_90 (counter-clockwise)
+    8: lambda a: np.rot90(a, 1),  # ROTATE_90 (counter-clockwise)
 }
 
 
@@ -585,8 +707,10 @@ def decode_bytes(data: bytes, source: str = "<bytes>", exif_orientation: bool = 
             check_image_size(*image.size, source=source)  # from the header: nothing is decoded yet
             bits = _bits_per_sample(data, image)
             if bits > 16 or image.mode in ("I", "F"):
-                raise ImageDecodeError(f"{source}: {bits}-bit {image.mode} samples ({image.format}) have no "
-                                       "defined conversion to 0-255; convert the file to 8 or 16 bits")
+                raise ImageDecodeError(
+                    f"{source}: {bits}-bit {image.mode} samples ({image.format}) have no "
+                    "defined conversion to 0-255; convert the file to 8 or 16 bits"
+                )
             if bits > 8:
                 pixels = _decode_16bit(data, image)
             else:
@@ -596,11 +720,14 @@ def decode_bytes(data: bytes, source: str = "<bytes>", exif_orientation: bool = 
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError(f"{source}: cannot decode as an image (not a {', '.join(HOST_FORMATS[:-1])} or "
-                               f"{HOST_FORMATS[-1]} file)") from None
+        raise ImageDecodeError(
+            f"{source}: cannot decode as an image (not a {', '.join(HOST_FORMATS[:-1])} or {HOST_FORMATS[-1]} file)"
+        ) from None
     except Image.DecompressionBombError as err:  # PIL's own check in Image.open, from twice its MAX_IMAGE_PIXELS
-        raise ImageDecodeError(f"{source}: more than MAX_IMAGE_PIXELS ({MAX_IMAGE_PIXELS}) pixels; refused before "
-                               f"decoding (decompression bomb guard; PIL: {err})") from None
+        raise ImageDecodeError(
+            f"{source}: more than MAX_IMAGE_PIXELS ({MAX_IMAGE_PIXELS}) pixels; refused before "
+            f"decoding (decompression bomb guard; PIL: {err})"
+        ) from None
     except Exception as err:  # noqa: BLE001 - any decoder failure becomes one error naming the source
         raise ImageDecodeError(f"{source}: cannot decode as an image ({_reason(err)})") from None
     return pixels
@@ -618,9 +745,19 @@ def decode_image_file(path: Union[str, os.PathLike], exif_orientation: bool = Fa
 
 
 def _file_kind(mode: int) -> str:
-    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a folder" if stat.S_ISDIR(mode) else "not a regular file")
+    return (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a character device"
+        if stat.S_ISCHR(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a folder"
+        if stat.S_ISDIR(mode)
+        else "not a regular file"
+    )
 
 
 def read_image_file(path: Union[str, os.PathLike]) -> bytes:
@@ -640,8 +777,10 @@ def read_image_file(path: Union[str, os.PathLike]) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise ImageDecodeError(f"{path}: {_file_kind(info.st_mode)}, not a regular file; refused before reading")
         if info.st_size > MAX_IMAGE_FILE_BYTES:
-            raise ImageDecodeError(f"{path}: {info.st_size} bytes, more than MAX_IMAGE_FILE_BYTES "
-                                   f"({MAX_IMAGE_FILE_BYTES}); not an image this library reads")
+            raise ImageDecodeError(
+                f"{path}: {info.st_size} bytes, more than MAX_IMAGE_FILE_BYTES "
+                f"({MAX_IMAGE_FILE_BYTES}); not an image this library reads"
+            )
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=True) as f:
@@ -653,25 +792,30 @@ def read_image_file(path: Union[str, os.PathLike]) -> bytes:
         if fd >= 0:
             os.close(fd)
     if len(data) > MAX_IMAGE_FILE_BYTES:
-        raise ImageDecodeError(f"{path}: more than MAX_IMAGE_FILE_BYTES ({MAX_IMAGE_FILE_BYTES}) bytes; not an "
-                               "image this library reads")
+        raise ImageDecodeError(
+            f"{path}: more than MAX_IMAGE_FILE_BYTES ({MAX_IMAGE_FILE_BYTES}) bytes; not an image this library reads"
+        )
     return data
 
 
 def check_image_size(width: int, height: int, source: str = "<bytes>") -> None:
     """Raises ImageDecodeError naming `source` for a header size with no pixels or over MAX_IMAGE_PIXELS."""
     if width <= 0 or height <= 0:
-        raise ImageDecodeError(f"{source}: the header declares {width} x {height} pixels; an image needs a "
-                               "positive width and height")
+        raise ImageDecodeError(
+            f"{source}: the header declares {width} x {height} pixels; an image needs a positive width and height"
+        )
     if width * height > MAX_IMAGE_PIXELS:
-        raise ImageDecodeError(f"{source}: {width} x {height} = {width * height} pixels, more than "
-                               f"MAX_IMAGE_PIXELS ({MAX_IMAGE_PIXELS}); refused before decoding (decompression "
-                               "bomb guard; shrink the image first)")
+        raise ImageDecodeError(
+            f"{source}: {width} x {height} = {width * height} pixels, more than "
+            f"MAX_IMAGE_PIXELS ({MAX_IMAGE_PIXELS}); refused before decoding (decompression "
+            "bomb guard; shrink the image first)"
+        )
 
 
 # == Resizing ==============================================================================================
-def resize_image(image: tf.Tensor, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True,
-                 size: int = IMAGE_SIZE) -> tf.Tensor:
+def resize_image(
+    image: tf.Tensor, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True, size: int = IMAGE_SIZE
+) -> tf.Tensor:
     """Resizes an H x W x 3 image in [0, 255] to size x size (aspect ratio not kept), rounded and clipped as uint8.
 
     Rounding and clipping reproduce `imresize` on uint8 input, whose output is uint8.
@@ -738,8 +882,9 @@ def _matlab_imresize(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cond(shape[0] >= shape[1], rows_first, cols_first)
 
 
-def preprocess_image_bytes(data: tf.Tensor, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True,
-                           what: Optional[Sequence] = None) -> tf.Tensor:
+def preprocess_image_bytes(
+    data: tf.Tensor, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True, what: Optional[Sequence] = None
+) -> tf.Tensor:
     """Encoded image bytes -> float32 227 x 227 x 3 in [0, 255], ready for the model (which subtracts the mean).
 
     The in-graph path (tf.data, the SavedModel): `decode_image` (errors name `what`), then `resize_image`.
@@ -768,13 +913,18 @@ def to_rgb_float(array: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def _graph_functions(method: str, antialias: bool):
     """Traced once per setting: eager execution of the resize costs several times the graph's time."""
-    from_bytes = tf.function(lambda data: preprocess_image_bytes(data, method, antialias),
-                             input_signature=[tf.TensorSpec([], tf.string)])
-    from_image = tf.function(lambda image: resize_image(image, method, antialias),
-                             input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+    from_bytes = tf.function(
+        lambda data: preprocess_image_bytes(data, method, antialias), input_signature=[tf.TensorSpec([], tf.string)]
+    )
+    from_image = tf.function(
+        lambda image: resize_image(image, method, antialias),
+        input_signature=[tf.TensorSpec([None, None, 3], tf.float32)],
+    )
     # Decoded uint8 pixels from the host decoder: the cast happens in the graph, not in numpy.
-    from_pixels = tf.function(lambda pixels: resize_image(tf.cast(pixels, tf.float32), method, antialias),
-                              input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    from_pixels = tf.function(
+        lambda pixels: resize_image(tf.cast(pixels, tf.float32), method, antialias),
+        input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
+    )
     return from_bytes, from_image, from_pixels
 
 
@@ -787,8 +937,13 @@ def preprocess_array(array: np.ndarray, method: str = DEFAULT_RESIZE_METHOD, ant
     return from_image(tf.constant(to_rgb_float(array))).numpy()
 
 
-def preprocess_bytes(data: bytes, source: str = "<bytes>", method: str = DEFAULT_RESIZE_METHOD,
-                     antialias: bool = True, exif_orientation: bool = False) -> np.ndarray:
+def preprocess_bytes(
+    data: bytes,
+    source: str = "<bytes>",
+    method: str = DEFAULT_RESIZE_METHOD,
+    antialias: bool = True,
+    exif_orientation: bool = False,
+) -> np.ndarray:
     """Encoded bytes on the host -> float32 227 x 227 x 3, integers in [0, 255]: `decode_bytes` (PIL),
     then the same traced resize as the in-graph path.
 
@@ -799,8 +954,12 @@ def preprocess_bytes(data: bytes, source: str = "<bytes>", method: str = DEFAULT
     return _graph_functions(method, bool(antialias))[2](tf.constant(pixels)).numpy()
 
 
-def load_image(path: Union[str, os.PathLike], method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True,
-               exif_orientation: bool = False) -> np.ndarray:
+def load_image(
+    path: Union[str, os.PathLike],
+    method: str = DEFAULT_RESIZE_METHOD,
+    antialias: bool = True,
+    exif_orientation: bool = False,
+) -> np.ndarray:
     """Reads and preprocesses one image file -> float32 227 x 227 x 3, integers in [0, 255].
 
     Decoding is `decode_image_file` (PIL's pixels; EXIF orientation only with `exif_orientation=True`).

@@ -19,6 +19,7 @@ What the contract fixes (docs/preprocessing.md has the measurements):
 The mean image is not here: it is a weight of the network's first layer (`zerocenter`, MATLAB's
 `imageInputLayer` normalization), so it is saved with every weight format and cannot drift either.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,9 +62,15 @@ class EmoNetPreprocessor:
         message names the setting and the values allowed).
     """
 
-    def __init__(self, image_size: int = IMAGE_SIZE, resize_method: str = DEFAULT_RESIZE_METHOD,
-                 antialias: bool = True, jpeg_dct_method: str = "INTEGER_ACCURATE", channel_order: str = "rgb",
-                 exif_orientation: bool = False):
+    def __init__(
+        self,
+        image_size: int = IMAGE_SIZE,
+        resize_method: str = DEFAULT_RESIZE_METHOD,
+        antialias: bool = True,
+        jpeg_dct_method: str = "INTEGER_ACCURATE",
+        channel_order: str = "rgb",
+        exif_orientation: bool = False,
+    ):
         if int(image_size) != IMAGE_SIZE:
             raise ValueError(f"image_size must be {IMAGE_SIZE} (the network's input side), got {image_size}")
         _check_choice("jpeg_dct_method", jpeg_dct_method, JPEG_DCT_METHODS)
@@ -77,9 +84,14 @@ class EmoNetPreprocessor:
 
     # -- configuration -----------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        return {"image_size": self.image_size, "resize_method": self.resize_method, "antialias": self.antialias,
-                "jpeg_dct_method": self.jpeg_dct_method, "channel_order": self.channel_order,
-                "exif_orientation": self.exif_orientation}
+        return {
+            "image_size": self.image_size,
+            "resize_method": self.resize_method,
+            "antialias": self.antialias,
+            "jpeg_dct_method": self.jpeg_dct_method,
+            "channel_order": self.channel_order,
+            "exif_orientation": self.exif_orientation,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "EmoNetPreprocessor":
@@ -115,8 +127,10 @@ class EmoNetPreprocessor:
 
     def describe(self) -> str:
         """One line for logs and summaries: "resize matlab, antialias on, JPEG INTEGER_ACCURATE, RGB"."""
-        text = (f"resize {self.resize_method}, antialias {'on' if self.antialias else 'off'}, "
-                f"JPEG {self.jpeg_dct_method}, {self.channel_order.upper()}")
+        text = (
+            f"resize {self.resize_method}, antialias {'on' if self.antialias else 'off'}, "
+            f"JPEG {self.jpeg_dct_method}, {self.channel_order.upper()}"
+        )
         return text + (", EXIF orientation applied" if self.exif_orientation else "")
 
     # -- in-graph (tf.data, SavedModel) ---------------------------------------------------------
@@ -125,8 +139,9 @@ class EmoNetPreprocessor:
 
         A refused or undecodable item raises InvalidArgumentError naming `what` and the reason.
         """
-        return preprocessing.preprocess_image_bytes(data, method=self.resize_method, antialias=self.antialias,
-                                                    what=what)
+        return preprocessing.preprocess_image_bytes(
+            data, method=self.resize_method, antialias=self.antialias, what=what
+        )
 
     def resize(self, image: tf.Tensor) -> tf.Tensor:
         """A decoded float32 [H, W, 3] image (0-255) -> float32 [227, 227, 3], with TF ops only."""
@@ -135,13 +150,19 @@ class EmoNetPreprocessor:
     # -- host (files, bytes, arrays) -------------------------------------------------------------
     def load_image(self, path: Union[str, os.PathLike]) -> np.ndarray:
         """One image file -> float32 [227, 227, 3], integers 0-255; ImageDecodeError names the file."""
-        return preprocessing.load_image(path, method=self.resize_method, antialias=self.antialias,
-                                        exif_orientation=self.exif_orientation)
+        return preprocessing.load_image(
+            path, method=self.resize_method, antialias=self.antialias, exif_orientation=self.exif_orientation
+        )
 
     def preprocess_bytes(self, data: bytes, source: str = "<bytes>") -> np.ndarray:
         """Encoded bytes on the host -> float32 [227, 227, 3]; ImageDecodeError names `source`."""
-        return preprocessing.preprocess_bytes(data, source=source, method=self.resize_method,
-                                              antialias=self.antialias, exif_orientation=self.exif_orientation)
+        return preprocessing.preprocess_bytes(
+            data,
+            source=source,
+            method=self.resize_method,
+            antialias=self.antialias,
+            exif_orientation=self.exif_orientation,
+        )
 
     def preprocess_array(self, array: np.ndarray) -> np.ndarray:
         """An RGB image in memory (H x W x 3 uint8 video frame, or see `to_rgb_float`) -> float32 [227, 227, 3].
@@ -161,12 +182,17 @@ class EmoNetPreprocessor:
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not supported; the preprocessing contract allows "
-                         f"{', '.join(repr(a) for a in allowed)} (docs/preprocessing.md)")
+        raise ValueError(
+            f"{name}={value!r} is not supported; the preprocessing contract allows "
+            f"{', '.join(repr(a) for a in allowed)} (docs/preprocessing.md)"
+        )
 
 
-def resolve(preprocessor: Optional[EmoNetPreprocessor] = None, resize_method: Optional[str] = None,
-            antialias: Optional[bool] = None) -> EmoNetPreprocessor:
+def resolve(
+    preprocessor: Optional[EmoNetPreprocessor] = None,
+    resize_method: Optional[str] = None,
+    antialias: Optional[bool] = None,
+) -> EmoNetPreprocessor:
     """`preprocessor` (the default contract when None) with the settings given explicitly replaced."""
     return (preprocessor or EmoNetPreprocessor()).replace(resize_method=resize_method, antialias=antialias)
 

@@ -42,6 +42,7 @@ Frame sampling (:class:`FrameSampling`):
   (``imageio-ffmpeg``) at 23.976/24/25/29.97/30 fps, VFR, B-frames, edit lists, dropped-frame AVIs
   and longer audio tracks (``tests/test_video_ffmpeg_oracle.py``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,7 +50,6 @@ import fractions
 import math
 import os
 import re
-import statistics
 from typing import Iterator, Optional, Union
 
 import numpy as np
@@ -63,8 +63,28 @@ PathLike = Union[str, "os.PathLike[str]"]
 TRUNCATION_TOLERANCE_FRAMES = 1.5
 #: File extensions taken for videos when a folder is walked (case-insensitive); the one list that the
 #: CLI and the TFDS builders use. Any file can still be read with iter_frames whatever its name.
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv",
-                    ".ts", ".m2ts", ".mts", ".h264", ".264", ".hevc", ".h265", ".y4m")
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+    ".3gp",
+    ".ogv",
+    ".ts",
+    ".m2ts",
+    ".mts",
+    ".h264",
+    ".264",
+    ".hevc",
+    ".h265",
+    ".y4m",
+)
 #: Largest frame (width x height, pixels) the reader decodes: a 200 KB file can declare 8000x8000
 #: frames, which cost gigabytes downstream. 8K UHD (7680x4320, 33.2 MP) is below it.
 MAX_FRAME_PIXELS = 40_000_000
@@ -201,8 +221,9 @@ def _open(path: PathLike, thread_type: str = DEFAULT_THREAD_TYPE):
     try:
         container = av.open(path, metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
-        raise VideoReadError(path, f"cannot be opened as a video (unknown container or codec, or corrupt header: {err})") \
-            from None
+        raise VideoReadError(
+            path, f"cannot be opened as a video (unknown container or codec, or corrupt header: {err})"
+        ) from None
     if not container.streams.video:
         container.close()
         raise VideoReadError(path, "cannot be opened as a video (the file has no video stream)")
@@ -223,11 +244,19 @@ def _open(path: PathLike, thread_type: str = DEFAULT_THREAD_TYPE):
     pixels = int(stream.codec_context.width) * int(stream.codec_context.height)
     if pixels > MAX_FRAME_PIXELS:
         container.close()
-        raise VideoReadError(path, f"frames of {stream.codec_context.width}x{stream.codec_context.height} pixels exceed "
-                                   f"the reader's limit of {MAX_FRAME_PIXELS:,} pixels (emonet_tf.video.MAX_FRAME_PIXELS)")
-    info = VideoInfo(path=path, fps=float(rate) if rate else 0.0, reported_frame_count=int(stream.frames or 0),
-                     width=int(stream.codec_context.width), height=int(stream.codec_context.height),
-                     duration_s=duration)
+        raise VideoReadError(
+            path,
+            f"frames of {stream.codec_context.width}x{stream.codec_context.height} pixels exceed "
+            f"the reader's limit of {MAX_FRAME_PIXELS:,} pixels (emonet_tf.video.MAX_FRAME_PIXELS)",
+        )
+    info = VideoInfo(
+        path=path,
+        fps=float(rate) if rate else 0.0,
+        reported_frame_count=int(stream.frames or 0),
+        width=int(stream.codec_context.width),
+        height=int(stream.codec_context.height),
+        duration_s=duration,
+    )
     return container, stream, info
 
 
@@ -250,7 +279,7 @@ def probe_video(path: PathLike) -> VideoInfo:
 class _Decoded:
     """A decoded frame waiting for the look-ahead that decides whether the sampling keeps it."""
 
-    frame: "object"        # av.VideoFrame, not yet converted to RGB
+    frame: "object"  # av.VideoFrame, not yet converted to RGB
     index: int
     time: fractions.Fraction  # seconds from the file's start time
     duration: fractions.Fraction  # seconds, as ffmpeg's command line estimates it
@@ -264,8 +293,13 @@ class FrameIterator(Iterator[Frame]):
     exhaustion, ``damage`` is None for a healthy video, else what was wrong (policy "keep").
     """
 
-    def __init__(self, path: PathLike, sampling: FrameSampling = FrameSampling(),
-                 damaged: str = DEFAULT_DAMAGED_POLICY, thread_type: str = DEFAULT_THREAD_TYPE):
+    def __init__(
+        self,
+        path: PathLike,
+        sampling: FrameSampling = FrameSampling(),
+        damaged: str = DEFAULT_DAMAGED_POLICY,
+        thread_type: str = DEFAULT_THREAD_TYPE,
+    ):
         from av.video.reformatter import VideoReformatter
 
         self.damaged_policy = check_damaged_policy(damaged)
@@ -280,13 +314,13 @@ class FrameIterator(Iterator[Frame]):
         self._expected_end = self._own_end()
         self._frames = self._decode()
         self._pending: Optional[_Decoded] = None
-        self._next_slot: Optional[int] = None   # fps sampling: ffmpeg's next output slot (next_pts)
+        self._next_slot: Optional[int] = None  # fps sampling: ffmpeg's next output slot (next_pts)
         self._reformatter = VideoReformatter()  # one swscale context for the whole video (2x faster)
         self._errors: list[str] = []
         self._corrupt_frames = 0
         self._stream_end = fractions.Fraction(0)  # latest packet end of any stream, seconds from start
         self._video_start: Optional[fractions.Fraction] = None  # first frame's time
-        self._video_end = fractions.Fraction(0)   # last frame's time + its estimated duration
+        self._video_end = fractions.Fraction(0)  # last frame's time + its estimated duration
         self._done = False
 
     # -- decoding -------------------------------------------------------------------------------
@@ -378,7 +412,9 @@ class FrameIterator(Iterator[Frame]):
         stream's own ticks stay exact (an MPEG-TS starting at 132000/90000 s)."""
         offset = self._offsets.get(time_base)
         if offset is None:  # once per time base: Fraction arithmetic is slow enough to show per frame
-            offset = self._offsets[time_base] = _round_half_away(fractions.Fraction(self._start_us, 1_000_000) / time_base)
+            offset = self._offsets[time_base] = _round_half_away(
+                fractions.Fraction(self._start_us, 1_000_000) / time_base
+            )
         return (pts - offset) * time_base
 
     def _note_packet_end(self, packet) -> None:
@@ -483,8 +519,10 @@ class FrameIterator(Iterator[Frame]):
             return None
         frame = (self._video_end - self._video_start) / max(1, self.frames_decoded)  # mean frame duration
         if expected - end > TRUNCATION_TOLERANCE_FRAMES * frame:
-            return (f"truncated: the stream ends at {float(end):.3f} s, before {what} of {float(expected):.3f} s "
-                    f"({self.frames_decoded} frames decoded)")
+            return (
+                f"truncated: the stream ends at {float(end):.3f} s, before {what} of {float(expected):.3f} s "
+                f"({self.frames_decoded} frames decoded)"
+            )
         return None
 
     def __del__(self):
@@ -518,8 +556,9 @@ class _SpliceCorrection:
         dts = packet.dts + self.shift
         if self.next_dts is not None:
             delta = dts - self.next_dts
-            if (abs(delta * self.time_base) > DISCONTINUITY_THRESHOLD_S
-                    or (dts - self.last_dts) * self.time_base < -fractions.Fraction(1, 10)):
+            if abs(delta * self.time_base) > DISCONTINUITY_THRESHOLD_S or (
+                dts - self.last_dts
+            ) * self.time_base < -fractions.Fraction(1, 10):
                 self.shift -= delta
                 dts -= delta
         if self.shift:
@@ -565,8 +604,13 @@ def _clockwise_rotation(frame) -> int:
     return int(round(-angle / 90.0)) % 4 * 90
 
 
-def iter_frames(path: PathLike, sampling: FrameSampling = FrameSampling(), *,
-                damaged: str = DEFAULT_DAMAGED_POLICY, thread_type: str = DEFAULT_THREAD_TYPE) -> FrameIterator:
+def iter_frames(
+    path: PathLike,
+    sampling: FrameSampling = FrameSampling(),
+    *,
+    damaged: str = DEFAULT_DAMAGED_POLICY,
+    thread_type: str = DEFAULT_THREAD_TYPE,
+) -> FrameIterator:
     """Decodes ``path`` sequentially and yields the frames selected by ``sampling`` (see module doc).
 
     Args:

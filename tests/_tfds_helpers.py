@@ -1,4 +1,5 @@
 """Shared by the TFDS builder tests: prepare a builder, plainly or on Beam's FnApiRunner."""
+
 import tensorflow_datasets as tfds
 
 
@@ -9,7 +10,11 @@ def build_dataset(builder_cls, data_dir, config, manual_dir=None, beam=False, **
     if beam:
         # FnApiRunner is what DirectRunner falls back to; DirectRunner would first try to download Prism.
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
         runner = FnApiRunner()
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=str(manual_dir) if manual_dir else None, beam_runner=runner))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(
+            manual_dir=str(manual_dir) if manual_dir else None, beam_runner=runner
+        )
+    )
     return builder

@@ -1,4 +1,5 @@
 """Tiny local TFDS datasets for the training tests (prepared on disk, never downloaded)."""
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,16 @@ def jpeg(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def make_dataset(data_dir: str, name: str = "tiny_frames", num_classes: int = 3, videos_per_class=(3, 1),
-                 frames_per_video: int = 2, seed: int = 0, class_names=None, empty_test: bool = False):
+def make_dataset(
+    data_dir: str,
+    name: str = "tiny_frames",
+    num_classes: int = 3,
+    videos_per_class=(3, 1),
+    frames_per_video: int = 2,
+    seed: int = 0,
+    class_names=None,
+    empty_test: bool = False,
+):
     """Prepares a frames dataset (image JPEG, label, video_id, frame_index) with train/test split by video.
 
     Returns the builder; its `data_dir` is the builder directory.
@@ -48,18 +57,29 @@ def make_dataset(data_dir: str, name: str = "tiny_frames", num_classes: int = 3,
                 for c, pattern in enumerate(names):
                     vid = f"{split}_{pattern}_{v}"
                     for f in range(frames_per_video):
-                        examples.append((len(examples), {"image": jpeg(frame(PATTERNS[c % len(PATTERNS)], rng)), "label": c,
-                                         "video_id": vid, "frame_index": f}))
+                        examples.append(
+                            (
+                                len(examples),
+                                {
+                                    "image": jpeg(frame(PATTERNS[c % len(PATTERNS)], rng)),
+                                    "label": c,
+                                    "video_id": vid,
+                                    "frame_index": f,
+                                },
+                            )
+                        )
         splits[split] = examples
-    features = tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-        "label": tfds.features.ClassLabel(names=names),
-        "video_id": tfds.features.Text(),
-        "frame_index": np.int32,
-    })
+    features = tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(names=names),
+            "video_id": tfds.features.Text(),
+            "frame_index": np.int32,
+        }
+    )
     return tfds.dataset_builders.store_as_tfds_dataset(
-        name=name, version="1.0.0", features=features, split_datasets=splits, data_dir=data_dir,
-        disable_shuffling=True)
+        name=name, version="1.0.0", features=features, split_datasets=splits, data_dir=data_dir, disable_shuffling=True
+    )
 
 
 def free_port() -> int:
@@ -71,6 +91,7 @@ def free_port() -> int:
 def worker_env() -> dict:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.dirname(os.path.dirname(__file__)),
-                                                    env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (os.path.dirname(os.path.dirname(__file__)), env.get("PYTHONPATH")) if p
+    )
     return env

@@ -1,4 +1,5 @@
 """Shared fixtures: real photographs (shipped with matplotlib) written in every format we must decode."""
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,7 @@ def photo_arrays() -> dict[str, np.ndarray]:
         "hopper_wide": hopper[300:520, :],
         "hopper_flipped": hopper[:, ::-1].copy(),
         "pack": pack,
-        "pack_crop": pack[pack.shape[0] // 4:, : pack.shape[1] // 2],
+        "pack_crop": pack[pack.shape[0] // 4 :, : pack.shape[1] // 2],
     }
 
 

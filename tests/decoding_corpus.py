@@ -9,6 +9,7 @@ pixels (gradients plus noise), in two sizes: 64 x 48 (resized by the preprocessi
 of the decoder contract: PIL's `Image.open(f).convert("RGB")` for 8-bit content, and round(a / 257)
 of the 16-bit array the writer was given for 16-bit content (where PIL clips or truncates).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,17 +28,21 @@ SIZES = {"small": (48, 64), "exact": (227, 227)}  # (height, width)
 @dataclasses.dataclass
 class CorpusFile:
     path: pathlib.Path
-    expected: np.ndarray          # H x W x 3 uint8, the contract's answer before resizing
-    in_graph: bool                # True: the in-graph decoder must return `expected` exactly; False: refuse
-    refusal: str = ""             # a word the in-graph refusal message must contain
+    expected: np.ndarray  # H x W x 3 uint8, the contract's answer before resizing
+    in_graph: bool  # True: the in-graph decoder must return `expected` exactly; False: refuse
+    refusal: str = ""  # a word the in-graph refusal message must contain
 
 
 def structured(height: int, width: int, channels: int, seed: int, maximum: int = 255) -> np.ndarray:
     """Gradients in different directions per channel plus Gaussian noise, as integers 0..maximum."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    ramps = [x / max(width - 1, 1), y / max(height - 1, 1), (x + y) / max(width + height - 2, 1),
-             1 - x / max(width - 1, 1)]
+    ramps = [
+        x / max(width - 1, 1),
+        y / max(height - 1, 1),
+        (x + y) / max(width + height - 2, 1),
+        1 - x / max(width - 1, 1),
+    ]
     planes = [ramps[c % 4] * maximum + rng.normal(0, maximum * 0.08, (height, width)) for c in range(channels)]
     out = np.clip(np.rint(np.stack(planes, -1)), 0, maximum)
     return out.astype(np.uint16 if maximum > 255 else np.uint8)
@@ -61,8 +66,9 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def png_bytes(samples: np.ndarray, bit_depth: int, colour_type: int, palette: Optional[bytes] = None,
-              trns: Optional[bytes] = None) -> bytes:
+def png_bytes(
+    samples: np.ndarray, bit_depth: int, colour_type: int, palette: Optional[bytes] = None, trns: Optional[bytes] = None
+) -> bytes:
     """samples: H x W x C integers (C = 1 grey/palette, 2 grey+alpha, 3 RGB, 4 RGBA) at `bit_depth`."""
     h, w, c = samples.shape
     rows = []
@@ -115,8 +121,15 @@ def _rle4(indices: np.ndarray) -> bytes:
     return bytes(out + b"\x00\x01")
 
 
-def bmp_bytes(pixels: np.ndarray, bit_count: int, palette: Optional[np.ndarray] = None, compression: int = 0,
-              masks: Optional[tuple[int, int, int]] = None, top_down: bool = False, info_size: int = 40) -> bytes:
+def bmp_bytes(
+    pixels: np.ndarray,
+    bit_count: int,
+    palette: Optional[np.ndarray] = None,
+    compression: int = 0,
+    masks: Optional[tuple[int, int, int]] = None,
+    top_down: bool = False,
+    info_size: int = 40,
+) -> bytes:
     """pixels: H x W palette indices (bit counts 1/4/8), H x W x 3 RGB uint8 (24, 32), or H x W packed
     integers (16-bit, and 32-bit with masks). palette: N x 3 RGB. compression 1 = RLE8, 2 = RLE4, 3 = BITFIELDS.
     info_size: 40 (BITMAPINFOHEADER), or 108/124 (V4/V5, as GIMP writes; the extra fields are left 0)."""
@@ -149,8 +162,20 @@ def bmp_bytes(pixels: np.ndarray, bit_count: int, palette: Optional[np.ndarray] 
         colours = b"".join(bytes([int(b), int(g), int(r), 0]) for r, g, b in palette)
     mask_bytes = struct.pack("<III", *masks) if masks is not None else b""
     offset = 14 + info_size + len(mask_bytes) + len(colours)
-    info = struct.pack("<IiiHHIIiiII", info_size, w, -h if top_down else h, 1, bit_count, compression, len(body),
-                       2835, 2835, 0 if palette is None else len(palette), 0) + bytes(info_size - 40)
+    info = struct.pack(
+        "<IiiHHIIiiII",
+        info_size,
+        w,
+        -h if top_down else h,
+        1,
+        bit_count,
+        compression,
+        len(body),
+        2835,
+        2835,
+        0 if palette is None else len(palette),
+        0,
+    ) + bytes(info_size - 40)
     header = b"BM" + struct.pack("<IHHI", offset + len(body), 0, 0, offset)
     return header + info + mask_bytes + colours + body
 
@@ -174,7 +199,7 @@ def _ycck_from_cmyk(jpeg: bytes) -> bytes:
     assert at > 0, "no Adobe marker"
     transform = at + 11  # "Adobe", version (2), flags0 (2), flags1 (2), transform (1)
     assert jpeg[transform] == 0
-    return jpeg[:transform] + b"\x02" + jpeg[transform + 1:]
+    return jpeg[:transform] + b"\x02" + jpeg[transform + 1 :]
 
 
 def _exif_orientation(value: int) -> bytes:
@@ -220,12 +245,16 @@ def encoded_variants(height: int, width: int, seed: int) -> dict[str, tuple[byte
     for bits in (1, 2, 4):
         levels = grey.astype(np.uint32) >> (8 - bits)
         out[f"png_grey{bits}"] = (png_bytes(levels[..., None], bits, 0), None, True, "")
-        pal = _palette(2 ** bits, seed + bits)
+        pal = _palette(2**bits, seed + bits)
         out[f"png_palette{bits}"] = (png_bytes(levels[..., None], bits, 3, palette=pal.tobytes()), None, True, "")
     out["png_palette8"] = (png_bytes(idx256[..., None], 8, 3, palette=pal256.tobytes()), None, True, "")
     alphas = bytes(range(0, 256, 4))  # tRNS for the first 64 entries
-    out["png_palette8_trns"] = (png_bytes(idx256[..., None], 8, 3, palette=pal256.tobytes(), trns=alphas),
-                                None, True, "")
+    out["png_palette8_trns"] = (
+        png_bytes(idx256[..., None], 8, 3, palette=pal256.tobytes(), trns=alphas),
+        None,
+        True,
+        "",
+    )
     out["png_rgb8_trns"] = (png_bytes(rgb, 8, 2, trns=struct.pack(">HHH", *rgb[0, 0])), None, True, "")
     out["png_grey16"] = (png_bytes(grey16[..., None], 16, 0), from_16bit(grey16), True, "")
     out["png_rgb16"] = (png_bytes(rgb16, 16, 2), from_16bit(rgb16), True, "")
@@ -255,17 +284,24 @@ def encoded_variants(height: int, width: int, seed: int) -> dict[str, tuple[byte
     r5, g5, b5 = (rgb[..., 0] >> 3).astype(np.uint32), (rgb[..., 1] >> 3).astype(np.uint32), (rgb[..., 2] >> 3)
     out["bmp_rgb16_555"] = (bmp_bytes((r5 << 10) | (g5 << 5) | b5, 16), None, False, "16-bit")
     g6 = (rgb[..., 1] >> 2).astype(np.uint32)
-    out["bmp_rgb16_565"] = (bmp_bytes((r5 << 11) | (g6 << 5) | b5, 16, compression=3,
-                                      masks=(0xF800, 0x07E0, 0x001F)), None, False, "16-bit")
+    out["bmp_rgb16_565"] = (
+        bmp_bytes((r5 << 11) | (g6 << 5) | b5, 16, compression=3, masks=(0xF800, 0x07E0, 0x001F)),
+        None,
+        False,
+        "16-bit",
+    )
     packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-    out["bmp_rgb32_bitfields"] = (bmp_bytes(packed, 32, compression=3, masks=(0xFF0000, 0xFF00, 0xFF)),
-                                  None, False, "compressed")
+    out["bmp_rgb32_bitfields"] = (
+        bmp_bytes(packed, 32, compression=3, masks=(0xFF0000, 0xFF00, 0xFF)),
+        None,
+        False,
+        "compressed",
+    )
 
     # GIF
     gif_frame = _with_palette(idx256, pal256)
     out["gif"] = (_pil_bytes(gif_frame, "GIF"), None, True, "")
-    out["gif_transparent"] = (_pil_bytes(gif_frame, "GIF", transparency=int(idx256[0, 0])), None, False,
-                              "transparent")
+    out["gif_transparent"] = (_pil_bytes(gif_frame, "GIF", transparency=int(idx256[0, 0])), None, False, "transparent")
     # The logical screen (bytes 6-9) made larger than the only frame: PIL returns the whole canvas.
     canvas = bytearray(_pil_bytes(gif_frame, "GIF"))
     canvas[6:10] = struct.pack("<HH", width + 8, height + 4)
@@ -273,15 +309,25 @@ def encoded_variants(height: int, width: int, seed: int) -> dict[str, tuple[byte
     # A second frame with other colours (PIL drops a frame whose pixels equal the previous one's).
     second = _with_palette(np.roll(idx256, 7, axis=1), pal256)
     # TF's decode_gif decodes every frame (memory grows with their number): refused in-graph; PIL reads frame 1.
-    out["gif_animated"] = (_pil_bytes(gif_frame, "GIF", save_all=True, append_images=[second], duration=100, loop=0),
-                           None, False, "animated GIF")
+    out["gif_animated"] = (
+        _pil_bytes(gif_frame, "GIF", save_all=True, append_images=[second], duration=100, loop=0),
+        None,
+        False,
+        "animated GIF",
+    )
 
     # WebP
     out["webp_lossy"] = (_pil_bytes(im, "WEBP", quality=80), None, True, "")
     out["webp_lossless"] = (_pil_bytes(im, "WEBP", lossless=True), None, True, "")
     out["webp_lossy_alpha"] = (_pil_bytes(Image.fromarray(rgba, "RGBA"), "WEBP", quality=80), None, True, "")
-    out["webp_animated"] = (_pil_bytes(im, "WEBP", save_all=True, append_images=[Image.fromarray(rgb[::-1].copy())],
-                                       duration=100, lossless=True), None, False, "animated")
+    out["webp_animated"] = (
+        _pil_bytes(
+            im, "WEBP", save_all=True, append_images=[Image.fromarray(rgb[::-1].copy())], duration=100, lossless=True
+        ),
+        None,
+        False,
+        "animated",
+    )
 
     # TIFF
     out["tiff_rgb8"] = (_pil_bytes(im, "TIFF"), None, False, "TIFF")

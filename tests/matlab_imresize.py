@@ -5,6 +5,7 @@ when shrinking, output sample u = x / scale + 0.5 * (1 - 1/scale) in 1-based coo
 normalized per output pixel, out-of-range indices mirrored, the dimension with the smaller scale
 resized first, and uint8 rounding after each dimension (imresizemex keeps the input class).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,9 +13,8 @@ import numpy as np
 
 def _cubic(x: np.ndarray) -> np.ndarray:
     ax = np.abs(x)
-    ax2, ax3 = ax ** 2, ax ** 3
-    return ((1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
-            + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
+    ax2, ax3 = ax**2, ax**3
+    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
 
 
 def _contributions(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ writer derives one published layout from ref by that layout's own rule (MATLAB c
 emonet-py's NCWH flatten, Caffe's CHW flatten, caffe-tensorflow's NHWC re-wiring), independent of
 emonet_tf.weights.mapping.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -21,8 +22,11 @@ from typing import Callable, Optional
 import numpy as np
 
 CONVS = {  # name: (cout, cin/groups, k, stride, pad, groups)
-    "conv1": (96, 3, 11, 4, 0, 1), "conv2": (256, 48, 5, 1, 2, 2), "conv3": (384, 256, 3, 1, 1, 1),
-    "conv4": (384, 192, 3, 1, 1, 2), "conv5": (256, 192, 3, 1, 1, 2),
+    "conv1": (96, 3, 11, 4, 0, 1),
+    "conv2": (256, 48, 5, 1, 2, 2),
+    "conv3": (384, 256, 3, 1, 1, 1),
+    "conv4": (384, 192, 3, 1, 1, 2),
+    "conv5": (256, 192, 3, 1, 1, 2),
 }
 _CACHE: dict = {}
 
@@ -36,10 +40,12 @@ def cached(key, make: Callable):
 
 def scratch_dir() -> str:
     """One temporary folder per test process for the big files (about 1 GB), removed when the process exits."""
+
     def make():
         path = tempfile.mkdtemp(prefix="emonet_weights_")
         atexit.register(shutil.rmtree, path, ignore_errors=True)
         return path
+
     return cached("scratch", make)
 
 
@@ -50,6 +56,7 @@ def batch_digest(batch: np.ndarray) -> str:
 # --------------------------------------------------------------------------------------------------
 # Random weights and the numpy reference network (float64)
 
+
 def random_weights(seed: int, num_classes: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """He-initialised AlexNet in reference layout; biases small but non-zero."""
     rng = np.random.default_rng(seed)
@@ -57,12 +64,18 @@ def random_weights(seed: int, num_classes: int) -> dict[str, tuple[np.ndarray, n
     for name, (cout, cin, k, _s, _p, _g) in CONVS.items():
         w = rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))
         ref[name] = (w.astype(np.float32), (rng.standard_normal(cout) * 0.1).astype(np.float32))
-    ref["fc6"] = ((rng.standard_normal((4096, 256, 6, 6)) * np.sqrt(2.0 / 9216)).astype(np.float32),
-                  (rng.standard_normal(4096) * 0.1).astype(np.float32))
-    ref["fc7"] = ((rng.standard_normal((4096, 4096)) * np.sqrt(2.0 / 4096)).astype(np.float32),
-                  (rng.standard_normal(4096) * 0.1).astype(np.float32))
-    ref["fc8"] = ((rng.standard_normal((num_classes, 4096)) * np.sqrt(1.0 / 4096)).astype(np.float32),
-                  np.zeros(num_classes, np.float32))
+    ref["fc6"] = (
+        (rng.standard_normal((4096, 256, 6, 6)) * np.sqrt(2.0 / 9216)).astype(np.float32),
+        (rng.standard_normal(4096) * 0.1).astype(np.float32),
+    )
+    ref["fc7"] = (
+        (rng.standard_normal((4096, 4096)) * np.sqrt(2.0 / 4096)).astype(np.float32),
+        (rng.standard_normal(4096) * 0.1).astype(np.float32),
+    )
+    ref["fc8"] = (
+        (rng.standard_normal((num_classes, 4096)) * np.sqrt(1.0 / 4096)).astype(np.float32),
+        np.zeros(num_classes, np.float32),
+    )
     return ref
 
 
@@ -72,8 +85,8 @@ def _conv(x, w, b, stride, pad, groups):
     cout, cin_g, k, _ = w.shape
     outs = []
     for g in range(groups):
-        xg = x[:, g * cin_g:(g + 1) * cin_g]
-        wg = w[g * cout // groups:(g + 1) * cout // groups].astype(np.float64)
+        xg = x[:, g * cin_g : (g + 1) * cin_g]
+        wg = w[g * cout // groups : (g + 1) * cout // groups].astype(np.float64)
         win = np.lib.stride_tricks.sliding_window_view(xg, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
         ho, wo = win.shape[2], win.shape[3]
         cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, cin_g * k * k)
@@ -83,7 +96,7 @@ def _conv(x, w, b, stride, pad, groups):
 
 def _lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
     sq = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2), (0, 0), (0, 0)))
-    window = sum(sq[:, i:i + x.shape[1]] for i in range(size))
+    window = sum(sq[:, i : i + x.shape[1]] for i in range(size))
     return x / (k + alpha / size * window) ** beta
 
 
@@ -152,6 +165,7 @@ def nchw(images_rgb: np.ndarray, mean_rgb: np.ndarray, bgr: bool = False) -> np.
 # --------------------------------------------------------------------------------------------------
 # Layouts derived from ref
 
+
 def emonet_py_fc1(w6: np.ndarray) -> np.ndarray:
     """emonet-py flattens NCHW pool5 after permuting to NCWH: column = 36c + 6w + h."""
     return np.ascontiguousarray(w6.transpose(0, 1, 3, 2).reshape(w6.shape[0], -1))
@@ -192,11 +206,21 @@ def emonet_py_model(ref):
     from emonet_py.alexnet_big import AlexNetBigEmoNet
 
     model = AlexNetBigEmoNet()
-    sd = {f"{n}.{p}": torch.from_numpy(np.ascontiguousarray(ref[n][i])) for n in CONVS for i, p in
-          enumerate(("weight", "bias"))}
-    sd.update({"fc1.weight": torch.from_numpy(emonet_py_fc1(ref["fc6"][0])), "fc1.bias": torch.from_numpy(ref["fc6"][1]),
-               "fc2.weight": torch.from_numpy(ref["fc7"][0]), "fc2.bias": torch.from_numpy(ref["fc7"][1]),
-               "fc3.weight": torch.from_numpy(ref["fc8"][0]), "fc3.bias": torch.from_numpy(ref["fc8"][1])})
+    sd = {
+        f"{n}.{p}": torch.from_numpy(np.ascontiguousarray(ref[n][i]))
+        for n in CONVS
+        for i, p in enumerate(("weight", "bias"))
+    }
+    sd.update(
+        {
+            "fc1.weight": torch.from_numpy(emonet_py_fc1(ref["fc6"][0])),
+            "fc1.bias": torch.from_numpy(ref["fc6"][1]),
+            "fc2.weight": torch.from_numpy(ref["fc7"][0]),
+            "fc2.bias": torch.from_numpy(ref["fc7"][1]),
+            "fc3.weight": torch.from_numpy(ref["fc8"][0]),
+            "fc3.bias": torch.from_numpy(ref["fc8"][1]),
+        }
+    )
     model.load_state_dict(sd, strict=True)
     return model.eval()
 
@@ -210,22 +234,39 @@ def ecco_model(ref):
         def __init__(self, num_classes: int = 20):
             super().__init__()
             alpha = 9.999999747378752e-05
-            self.conv_0 = nn.Sequential(nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(),
-                                        nn.LocalResponseNorm(5, alpha=alpha, beta=0.75, k=1), nn.MaxPool2d(3, 2))
-            self.conv_1 = nn.Sequential(nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(),
-                                        nn.LocalResponseNorm(5, alpha=alpha, beta=0.75, k=1), nn.MaxPool2d(3, 2))
+            self.conv_0 = nn.Sequential(
+                nn.Conv2d(3, 96, 11, stride=4),
+                nn.ReLU(),
+                nn.LocalResponseNorm(5, alpha=alpha, beta=0.75, k=1),
+                nn.MaxPool2d(3, 2),
+            )
+            self.conv_1 = nn.Sequential(
+                nn.Conv2d(96, 256, 5, padding=2, groups=2),
+                nn.ReLU(),
+                nn.LocalResponseNorm(5, alpha=alpha, beta=0.75, k=1),
+                nn.MaxPool2d(3, 2),
+            )
             self.conv_2 = nn.Sequential(nn.Conv2d(256, 384, 3, padding=1), nn.ReLU())
             self.conv_3 = nn.Sequential(nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU())
             self.conv_4 = nn.Sequential(nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2))
             self.conv_5 = nn.Sequential(nn.Conv2d(256, 4096, 6), nn.ReLU())
             self.conv_6 = nn.Sequential(nn.Conv2d(4096, 4096, 1), nn.ReLU())
-            self.classifier = nn.Sequential(nn.Conv2d(4096, num_classes, 1), nn.Flatten(start_dim=-3, end_dim=-1),
-                                            nn.Softmax(dim=-1))
+            self.classifier = nn.Sequential(
+                nn.Conv2d(4096, num_classes, 1), nn.Flatten(start_dim=-3, end_dim=-1), nn.Softmax(dim=-1)
+            )
 
         def forward(self, x):
             x = x.to(torch.float)
-            for block in (self.conv_0, self.conv_1, self.conv_2, self.conv_3, self.conv_4, self.conv_5, self.conv_6,
-                          self.classifier):
+            for block in (
+                self.conv_0,
+                self.conv_1,
+                self.conv_2,
+                self.conv_3,
+                self.conv_4,
+                self.conv_5,
+                self.conv_6,
+                self.classifier,
+            ):
                 x = block(x)
             return x
 
@@ -252,12 +293,15 @@ def onnx2torch_state_dict(ref, mean_rgb: Optional[np.ndarray]):
         sd[f"Conv_{i}.weight"] = torch.from_numpy(np.ascontiguousarray(w if w.ndim == 4 else w[:, :, None, None]))
         sd[f"Conv_{i}.bias"] = torch.from_numpy(b)
     if mean_rgb is not None:
-        sd["initializers.onnx_initializer_0"] = torch.from_numpy(np.ascontiguousarray(mean_rgb.transpose(2, 0, 1)[None]))
+        sd["initializers.onnx_initializer_0"] = torch.from_numpy(
+            np.ascontiguousarray(mean_rgb.transpose(2, 0, 1)[None])
+        )
     return sd
 
 
 # --------------------------------------------------------------------------------------------------
 # ImageNet files: bvlc_alexnet.npy (caffe-tensorflow) and Caffe protobufs (ref holds BGR conv1 here)
+
 
 def caffe_tensorflow_layers(ref) -> dict[str, list[np.ndarray]]:
     """What caffe-tensorflow's DataReshaper emits: convs (kh, kw, cin, cout), fc6 re-wired to (h, w, c) rows."""
@@ -343,9 +387,32 @@ def caffemodel_bytes(ref, legacy: bool = False) -> bytes:
     legacy=True writes the V1 layout (NetParameter.layers = 2, V1LayerParameter name 4, enum type 5, blobs 6)
     of the original 2014 model-zoo file.
     """
-    order = ["data", "conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2", "conv3", "relu3",
-             "conv4", "relu4", "conv5", "relu5", "pool5", "fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8",
-             "prob"]
+    order = [
+        "data",
+        "conv1",
+        "relu1",
+        "norm1",
+        "pool1",
+        "conv2",
+        "relu2",
+        "norm2",
+        "pool2",
+        "conv3",
+        "relu3",
+        "conv4",
+        "relu4",
+        "conv5",
+        "relu5",
+        "pool5",
+        "fc6",
+        "relu6",
+        "drop6",
+        "fc7",
+        "relu7",
+        "drop7",
+        "fc8",
+        "prob",
+    ]
     msg = pb_field(1, b"AlexNet")
     for name in order:
         blobs = []
@@ -354,14 +421,23 @@ def caffemodel_bytes(ref, legacy: bool = False) -> bytes:
             w = w.reshape(w.shape[0], -1) if name.startswith("fc") else w
             blobs = [blob_bytes(w, legacy), blob_bytes(b, legacy)]
         if legacy:
-            layer = pb_field(2, b"bottom") + pb_field(3, name.encode()) + pb_field(4, name.encode()) + \
-                    pb_field(5, 4 if name.startswith("conv") else 18, wire=0) + \
-                    b"".join(pb_field(6, blob) for blob in blobs) + pb_field(7, struct.pack("<f", 1.0), wire=5)
+            layer = (
+                pb_field(2, b"bottom")
+                + pb_field(3, name.encode())
+                + pb_field(4, name.encode())
+                + pb_field(5, 4 if name.startswith("conv") else 18, wire=0)
+                + b"".join(pb_field(6, blob) for blob in blobs)
+                + pb_field(7, struct.pack("<f", 1.0), wire=5)
+            )
             msg += pb_field(2, layer)
         else:
-            layer = pb_field(1, name.encode()) + pb_field(2, b"Convolution" if name.startswith("conv") else b"X") + \
-                    pb_field(3, b"bottom") + pb_field(6, pb_field(3, struct.pack("<f", 1.0), wire=5)) + \
-                    b"".join(pb_field(7, blob) for blob in blobs)
+            layer = (
+                pb_field(1, name.encode())
+                + pb_field(2, b"Convolution" if name.startswith("conv") else b"X")
+                + pb_field(3, b"bottom")
+                + pb_field(6, pb_field(3, struct.pack("<f", 1.0), wire=5))
+                + b"".join(pb_field(7, blob) for blob in blobs)
+            )
             if name.startswith("conv"):
                 layer += pb_field(106, pb_field(1, 96, wire=0) + pb_field(5, 1, wire=0))  # convolution_param
             msg += pb_field(100, layer)
@@ -382,6 +458,7 @@ def caffe_mean_bgr(size: int = 256) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # Shared test data (memoised per process)
 
+
 def test_batch(image_files: dict, photos: dict) -> np.ndarray:
     """The conftest photos, files through `load_image` and arrays through `preprocess_array`: (N, 227, 227, 3)."""
     from emonet_tf.preprocessing import load_image, preprocess_array
@@ -396,6 +473,7 @@ def test_batch(image_files: dict, photos: dict) -> np.ndarray:
 
 def emonet_setup(batch: np.ndarray) -> dict:
     """20-way EmoNet weights calibrated on `batch`, its mean image, and the float64 reference outputs."""
+
     def make():
         mean = mean_image()
         ref = random_weights(seed=2019, num_classes=20)
@@ -416,8 +494,14 @@ def imagenet_setup(batch: np.ndarray) -> dict:
         x_full = nchw(batch[..., ::-1], crop_bgr)  # Caffe input: BGR image minus BGR mean
         probs_full = calibrate_head(ref, x_full)
         x_channel = nchw(batch[..., ::-1], np.asarray(IMAGENET_RGB_MEAN)[::-1])
-        return {"ref": ref, "blob": blob, "x_full": x_full, "probs_full": probs_full,
-                "x_channel": x_channel, "probs_channel": reference_forward(ref, x_channel)}
+        return {
+            "ref": ref,
+            "blob": blob,
+            "x_full": x_full,
+            "probs_full": probs_full,
+            "x_channel": x_channel,
+            "probs_channel": reference_forward(ref, x_channel),
+        }
 
     return cached(("imagenet", batch_digest(batch)), make)
 
@@ -425,8 +509,10 @@ def imagenet_setup(batch: np.ndarray) -> dict:
 def text_dump(batch: np.ndarray) -> str:
     """The full-size MATLAB text dump of `emonet_setup(batch)` (written once per process, ~15 s)."""
     setup = emonet_setup(batch)
-    return cached(("text_dump", batch_digest(batch)),
-                  lambda: write_matlab_text(setup["ref"], setup["mean"], os.path.join(scratch_dir(), "matlab_text")))
+    return cached(
+        ("text_dump", batch_digest(batch)),
+        lambda: write_matlab_text(setup["ref"], setup["mean"], os.path.join(scratch_dir(), "matlab_text")),
+    )
 
 
 def assert_parity(probs: np.ndarray, expected: np.ndarray, tol: float = 1e-5) -> None:

@@ -1,4 +1,5 @@
 """The `emonet` command on generated images and videos: every subcommand, every output format, bad input."""
+
 from __future__ import annotations
 
 import csv
@@ -84,8 +85,20 @@ def probabilities_of(row: dict) -> np.ndarray:
 
 def test_predict_folder_table_csv_json_plot_and_bad_files(weights, emonet, media, tmp_path, capsys):
     out_csv, out_json, plot_dir = tmp_path / "p.csv", tmp_path / "p.json", tmp_path / "plots"
-    rc = cli.main(["predict", "--weights", weights, str(media["folder"]), "--csv", str(out_csv),
-                   "--json", str(out_json), "--plot-dir", str(plot_dir)])
+    rc = cli.main(
+        [
+            "predict",
+            "--weights",
+            weights,
+            str(media["folder"]),
+            "--csv",
+            str(out_csv),
+            "--json",
+            str(out_json),
+            "--plot-dir",
+            str(plot_dir),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == cli.EXIT_OK
     # The terminal table: one line per file with its top 3; every bad file named on stderr.
@@ -108,16 +121,18 @@ def test_predict_folder_table_csv_json_plot_and_bad_files(weights, emonet, media
     for key in ("photo_jpg", "photo_png", "face_png"):
         (row,) = by_source[str(media[key])]
         assert row["kind"] == "image" and row["error"] == ""
-        np.testing.assert_allclose(probabilities_of(row), emonet.predict_images([media[key]])[0].probabilities,
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            probabilities_of(row), emonet.predict_images([media[key]])[0].probabilities, atol=1e-5
+        )
     # The video: every 5th frame of 12 (0, 5, 10) with its time at 12 fps, then the mean row.
     frames = [r for r in by_source[str(media["clip"])] if r["kind"] == "frame"]
     (mean_row,) = [r for r in by_source[str(media["clip"])] if r["kind"] == "video_mean"]
     assert [int(r["frame_index"]) for r in frames] == [0, 5, 10]
     np.testing.assert_allclose([float(r["timestamp_ms"]) for r in frames], [0.0, 416.667, 833.333], atol=1e-3)
     reference = emonet.predict_video(media["clip"], "every5")
-    np.testing.assert_allclose([probabilities_of(r) for r in frames], [f.probabilities for f in reference.frames],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        [probabilities_of(r) for r in frames], [f.probabilities for f in reference.frames], atol=1e-5
+    )
     np.testing.assert_allclose(probabilities_of(mean_row), reference.mean_probabilities, atol=1e-5)
     assert mean_row["n_frames"] == "3" and mean_row["top1"] == reference.top_k(1)[0][0]
     # Bad files: a row each, with the file named in the error column and no probabilities.
@@ -143,8 +158,10 @@ def test_predict_folder_table_csv_json_plot_and_bad_files(weights, emonet, media
 def test_predict_video_sampling_options(weights, media, tmp_path, capsys):
     for sampling in ("all", "fps10"):
         out = tmp_path / f"{sampling}.csv"
-        assert cli.main(["predict", "--weights", weights, str(media["clip"]), "--sampling", sampling,
-                         "--csv", str(out)]) == cli.EXIT_OK
+        assert (
+            cli.main(["predict", "--weights", weights, str(media["clip"]), "--sampling", sampling, "--csv", str(out)])
+            == cli.EXIT_OK
+        )
         frames = [int(r["frame_index"]) for r in read_csv(out) if r["kind"] == "frame"]
         expected = [f.index for f in video.iter_frames(str(media["clip"]), video.FrameSampling.parse(sampling))]
         assert frames == expected
@@ -155,8 +172,18 @@ def test_predict_video_sampling_options(weights, media, tmp_path, capsys):
 
 
 def test_exit_status_when_nothing_or_no_model(weights, media, tmp_path, capsys, monkeypatch):
-    rc = cli.main(["predict", "--weights", weights, str(media["broken"]), str(media["empty_video"]),
-                   str(tmp_path / "missing.jpg"), "--csv", str(tmp_path / "none.csv")])
+    rc = cli.main(
+        [
+            "predict",
+            "--weights",
+            weights,
+            str(media["broken"]),
+            str(media["empty_video"]),
+            str(tmp_path / "missing.jpg"),
+            "--csv",
+            str(tmp_path / "none.csv"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == cli.EXIT_NOTHING_PROCESSED
     assert "missing.jpg" in err and "broken.jpg" in err and "0 predicted, 3 failed" in err
@@ -184,8 +211,12 @@ def test_activations_npy_and_npz(weights, emonet, media, tmp_path, capsys):
     image = preprocessing.load_image(media["photo_jpg"])
     np.testing.assert_allclose(conv5[0], emonet.activations(image[None], "conv5")[0], atol=1e-4)
 
-    assert cli.main(["activations", "--weights", weights, "--layer", "fc8", *inputs, "--out", str(npz),
-                     "--sampling", "all"]) == 0
+    assert (
+        cli.main(
+            ["activations", "--weights", weights, "--layer", "fc8", *inputs, "--out", str(npz), "--sampling", "all"]
+        )
+        == 0
+    )
     with np.load(npz) as z:
         assert z["activations"].shape == (14, 20) and str(z["layer"]) == "fc8"
         assert list(z["sources"]) == [inputs[0]] + [inputs[1]] * 12 + [inputs[3]]
@@ -200,8 +231,21 @@ def test_activations_npy_and_npz(weights, emonet, media, tmp_path, capsys):
 
 def test_affect_with_shipped_and_fitted_coefficients(weights, emonet, media, photos, tmp_path, capsys):
     out = tmp_path / "affect.csv"
-    assert cli.main(["affect", "--weights", weights, str(media["photo_jpg"]), str(media["clip"]),
-                     str(media["broken"]), "--csv", str(out)]) == cli.EXIT_OK
+    assert (
+        cli.main(
+            [
+                "affect",
+                "--weights",
+                weights,
+                str(media["photo_jpg"]),
+                str(media["clip"]),
+                str(media["broken"]),
+                "--csv",
+                str(out),
+            ]
+        )
+        == cli.EXIT_OK
+    )
     rows = read_csv(out)
     logits = emonet.predict_images([media["photo_jpg"]])[0].logits.astype(np.float64)
     bias, w = affect.EMONET_PY_VALENCE_BIAS, np.array(affect.EMONET_PY_VALENCE_WEIGHTS)
@@ -210,8 +254,9 @@ def test_affect_with_shipped_and_fitted_coefficients(weights, emonet, media, pho
     assert float(rows[0]["arousal"]) == pytest.approx(bias + logits @ w, abs=1e-4)
     video_rows = [r for r in rows if r["source"] == str(media["clip"])]
     assert [r["kind"] for r in video_rows] == ["frame"] * 3 + ["video_mean"]
-    assert float(video_rows[-1]["valence"]) == pytest.approx(np.mean([float(r["valence"]) for r in video_rows[:3]]),
-                                                             abs=1e-9)
+    assert float(video_rows[-1]["valence"]) == pytest.approx(
+        np.mean([float(r["valence"]) for r in video_rows[:3]]), abs=1e-9
+    )
     assert "broken.jpg" in rows[-1]["error"] and "broken.jpg" in capsys.readouterr().err
 
     # Fit read-outs from a ratings table (file names relative to the table; one unreadable file left out).
@@ -220,7 +265,7 @@ def test_affect_with_shipped_and_fitted_coefficients(weights, emonet, media, pho
     rng = np.random.default_rng(0)
     names = []
     for i in range(10):
-        crop = photos["hopper"][rng.integers(0, 200):, rng.integers(0, 200):]
+        crop = photos["hopper"][rng.integers(0, 200) :, rng.integers(0, 200) :]
         names.append(f"img{i}.png")
         cv2.imwrite(str(rated / names[-1]), cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2BGR))
     shutil.copy(media["broken"], rated / "broken.jpg")
@@ -230,8 +275,24 @@ def test_affect_with_shipped_and_fitted_coefficients(weights, emonet, media, pho
     lines[0] = f"{names[0]},{values[0, 0]:.3f},\n"  # a missing arousal rating: left out of that fit only
     table.write_text("Filename,valence,arousal\n" + "".join(lines))
     coef, plot_dir = tmp_path / "coef.json", tmp_path / "fit_plots"
-    assert cli.main(["affect", "--weights", weights, "--fit", str(table), "--out", str(coef), "--folds", "5",
-                     "--plot-dir", str(plot_dir)]) == cli.EXIT_OK
+    assert (
+        cli.main(
+            [
+                "affect",
+                "--weights",
+                weights,
+                "--fit",
+                str(table),
+                "--out",
+                str(coef),
+                "--folds",
+                "5",
+                "--plot-dir",
+                str(plot_dir),
+            ]
+        )
+        == cli.EXIT_OK
+    )
     printed = capsys.readouterr()
     assert "valence:" in printed.out and "5-fold CV r =" in printed.out and "broken.jpg" in printed.err
     assert "1 file(s) without a arousal rating" in printed.err
@@ -242,8 +303,12 @@ def test_affect_with_shipped_and_fitted_coefficients(weights, emonet, media, pho
     assert all(plots.is_png(str(plot_dir / f"{t}_cv.png")) for t in ("valence", "arousal"))
     # The file works with --coefficients and gives bias + logits . weights.
     out2 = tmp_path / "affect2.json"
-    assert cli.main(["affect", "--weights", weights, "--coefficients", str(coef), str(media["photo_jpg"]),
-                     "--json", str(out2)]) == cli.EXIT_OK
+    assert (
+        cli.main(
+            ["affect", "--weights", weights, "--coefficients", str(coef), str(media["photo_jpg"]), "--json", str(out2)]
+        )
+        == cli.EXIT_OK
+    )
     readouts = affect.load_readouts(str(coef))
     row = json.loads(out2.read_text())["rows"][0]
     assert row["valence"] == pytest.approx(float(readouts["valence"].predict(logits)), abs=1e-4)
@@ -252,8 +317,12 @@ def test_affect_with_shipped_and_fitted_coefficients(weights, emonet, media, pho
 
 def test_evaluate_labelled_folder(weights, emonet, media, tmp_path, capsys):
     root = tmp_path / "labelled"
-    for label, files in (("Awe", ["photo_jpg", "clip"]), ("sexual_desire", ["photo_png"]),
-                         ("Empathetic Pain", ["face_png", "broken"]), ("Nostalgia", ["photo_jpg"])):
+    for label, files in (
+        ("Awe", ["photo_jpg", "clip"]),
+        ("sexual_desire", ["photo_png"]),
+        ("Empathetic Pain", ["face_png", "broken"]),
+        ("Nostalgia", ["photo_jpg"]),
+    ):
         (root / label).mkdir(parents=True)
         for key in files:
             shutil.copy(media[key], root / label / media[key].name)
@@ -265,10 +334,12 @@ def test_evaluate_labelled_folder(weights, emonet, media, tmp_path, capsys):
     # Frame level: 1 image + 3 clip frames (Awe), 1 (Sexual Desire), 1 (Empathic Pain).
     assert metrics["num_examples"] == 6 and metrics["video"]["num_videos"] == 4
     labels = [4, 4, 4, 4, 18, 9]
-    preds = [emonet.predict_images([media["photo_jpg"]])[0].probabilities,
-             *[f.probabilities for f in emonet.predict_video(media["clip"]).frames],
-             emonet.predict_images([media["photo_png"]])[0].probabilities,
-             emonet.predict_images([media["face_png"]])[0].probabilities]
+    preds = [
+        emonet.predict_images([media["photo_jpg"]])[0].probabilities,
+        *[f.probabilities for f in emonet.predict_video(media["clip"]).frames],
+        emonet.predict_images([media["photo_png"]])[0].probabilities,
+        emonet.predict_images([media["face_png"]])[0].probabilities,
+    ]
     expected_top1 = float(np.mean(np.argmax(preds, axis=1) == labels))
     assert metrics["top1"] == pytest.approx(expected_top1)
     assert metrics["support"][4] == 4 and metrics["support"][18] == 1 and metrics["support"][9] == 1
@@ -280,19 +351,42 @@ def test_evaluate_labelled_folder(weights, emonet, media, tmp_path, capsys):
 def test_evaluate_tfds_split(weights, emonet, tmp_path, capsys):
     from _training_helpers import make_dataset
 
-    builder = make_dataset(str(tmp_path / "tfds"), name="cli_frames", videos_per_class=(1, 2), frames_per_video=2,
-                           class_names=["Awe", "sexual_desire", "Nostalgia"])
+    builder = make_dataset(
+        str(tmp_path / "tfds"),
+        name="cli_frames",
+        videos_per_class=(1, 2),
+        frames_per_video=2,
+        class_names=["Awe", "sexual_desire", "Nostalgia"],
+    )
     out_dir = tmp_path / "eval"
-    assert cli.main(["evaluate", "--weights", weights, "--dataset", builder.data_dir, "--split", "test",
-                     "--out_dir", str(out_dir)]) == cli.EXIT_OK
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--weights",
+                weights,
+                "--dataset",
+                builder.data_dir,
+                "--split",
+                "test",
+                "--out_dir",
+                str(out_dir),
+            ]
+        )
+        == cli.EXIT_OK
+    )
     captured = capsys.readouterr()
     assert "4 examples with labels the model does not predict were left out (Nostalgia)" in captured.err
     assert "top1" in captured.out and "paper" in captured.out
     metrics = json.loads((out_dir / "eval_metrics.json").read_text())
     assert metrics["num_examples"] == 8 and metrics["video"]["num_videos"] == 4
     assert metrics["support"][4] == 4 and metrics["support"][18] == 4
-    assert cli.main(["evaluate", "--weights", weights, "--dataset", str(tmp_path / "nothing_here"),
-                     "--out_dir", str(out_dir)]) == cli.EXIT_USAGE
+    assert (
+        cli.main(
+            ["evaluate", "--weights", weights, "--dataset", str(tmp_path / "nothing_here"), "--out_dir", str(out_dir)]
+        )
+        == cli.EXIT_USAGE
+    )
 
 
 def test_convert_and_export(weights, emonet, media, tmp_path, capsys):
@@ -305,31 +399,54 @@ def test_convert_and_export(weights, emonet, media, tmp_path, capsys):
     assert "bogus.pth" in capsys.readouterr().err
 
     out = tmp_path / "serving" / "1"
-    assert cli.main(["export", "--weights", str(converted), "--out", str(out), "--keras", "--resize-method",
-                     "matlab"]) == cli.EXIT_OK
+    assert (
+        cli.main(["export", "--weights", str(converted), "--out", str(out), "--keras", "--resize-method", "matlab"])
+        == cli.EXIT_OK
+    )
     printed = capsys.readouterr().out
     assert "serving_default" in printed and f"Keras model {out}.keras" in printed
     import tensorflow as tf
 
     served = tf.saved_model.load(str(out)).signatures["serving_default"](
-        images_bytes=tf.constant([media["photo_jpg"].read_bytes()]))
-    np.testing.assert_allclose(served["probabilities"].numpy()[0],
-                               emonet.predict_images([media["photo_jpg"]])[0].probabilities, atol=1e-5)
+        images_bytes=tf.constant([media["photo_jpg"].read_bytes()])
+    )
+    np.testing.assert_allclose(
+        served["probabilities"].numpy()[0], emonet.predict_images([media["photo_jpg"]])[0].probabilities, atol=1e-5
+    )
     assert EmoNet.from_weights(f"{out}.keras").class_names == tuple(EMONET_CATEGORIES)
 
 
 def test_python_dash_m_runs_the_cli(weights, media, tmp_path):
     out = tmp_path / "p.json"
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", "emonet_tf.cli", "predict", "--weights", weights,
-                           str(media["photo_png"]), str(media["broken"]), "--json", str(out)],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=str(tmp_path))
+    env = dict(
+        os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="2"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emonet_tf.cli",
+            "predict",
+            "--weights",
+            weights,
+            str(media["photo_png"]),
+            str(media["broken"]),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "b_pack.png" in proc.stdout and "broken.jpg" in proc.stderr
     rows = json.loads(out.read_text())["rows"]
     assert [r["error"] is None for r in rows] == [True, False]
-    proc = subprocess.run([sys.executable, "-m", "emonet_tf.cli", "--help"], capture_output=True, text=True,
-                          env=env, timeout=300)
-    assert proc.returncode == 0 and all(c in proc.stdout for c in
-                                        ("predict", "evaluate", "convert", "export", "affect", "activations"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "emonet_tf.cli", "--help"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0 and all(
+        c in proc.stdout for c in ("predict", "evaluate", "convert", "export", "affect", "activations")
+    )

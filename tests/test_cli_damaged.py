@@ -4,6 +4,7 @@ A damaged video here is an MJPG AVI cut after 60% of its bytes (decodes part-way
 ends before its own duration). Frames are 32x24, a few dozen per clip, so the whole module runs in
 seconds on CPU.
 """
+
 from __future__ import annotations
 
 import csv
@@ -83,11 +84,25 @@ def test_library_skip_returns_no_frames_and_keep_returns_them_with_the_damage(em
 
 
 @pytest.mark.parametrize("policy", ["skip", "keep"])
-def test_predict_csv_and_json_mark_every_row_of_a_damaged_or_failed_video(weights, clips, cut_frames, tmp_path,
-                                                                          capsys, policy):
+def test_predict_csv_and_json_mark_every_row_of_a_damaged_or_failed_video(
+    weights, clips, cut_frames, tmp_path, capsys, policy
+):
     out_csv, out_json = tmp_path / "p.csv", tmp_path / "p.json"
-    argv = ["predict", "--weights", weights, "--sampling", "all", "--no-progress", "--csv", str(out_csv),
-            "--json", str(out_json), str(clips["good"]), str(clips["cut"]), str(clips["empty"])]
+    argv = [
+        "predict",
+        "--weights",
+        weights,
+        "--sampling",
+        "all",
+        "--no-progress",
+        "--csv",
+        str(out_csv),
+        "--json",
+        str(out_json),
+        str(clips["good"]),
+        str(clips["cut"]),
+        str(clips["empty"]),
+    ]
     if policy == "keep":
         argv += ["--damaged", "keep"]
     assert cli.main(argv) == cli.EXIT_OK
@@ -114,12 +129,26 @@ def test_predict_csv_and_json_mark_every_row_of_a_damaged_or_failed_video(weight
 
 
 @pytest.mark.parametrize("policy", ["skip", "keep"])
-def test_activations_npy_writes_a_rows_sidecar_and_never_unmarked_rows_of_a_failed_video(weights, clips, cut_frames,
-                                                                                         tmp_path, policy):
+def test_activations_npy_writes_a_rows_sidecar_and_never_unmarked_rows_of_a_failed_video(
+    weights, clips, cut_frames, tmp_path, policy
+):
     out = tmp_path / "fc8.npy"
     inputs = [str(clips["good"]), str(clips["cut"]), str(clips["empty"]), str(clips["other"])]
-    argv = ["activations", "--weights", weights, "--layer", "fc8", "--sampling", "all", "--no-progress",
-            "--damaged", policy, *inputs, "--out", str(out)]
+    argv = [
+        "activations",
+        "--weights",
+        weights,
+        "--layer",
+        "fc8",
+        "--sampling",
+        "all",
+        "--no-progress",
+        "--damaged",
+        policy,
+        *inputs,
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == cli.EXIT_OK
     acts = np.load(out)
     sidecar = read_csv(cli.rows_sidecar_path(str(out)))
@@ -145,8 +174,26 @@ def test_activations_npy_writes_a_rows_sidecar_and_never_unmarked_rows_of_a_fail
 def test_activations_npz_flags_damaged_rows(weights, emonet, clips, cut_frames, tmp_path):
     out = tmp_path / "fc8.npz"
     inputs = [str(clips["cut"]), str(clips["good"])]
-    assert cli.main(["activations", "--weights", weights, "--layer", "fc8", "--sampling", "all", "--no-progress",
-                     "--damaged", "keep", *inputs, "--out", str(out)]) == cli.EXIT_OK
+    assert (
+        cli.main(
+            [
+                "activations",
+                "--weights",
+                weights,
+                "--layer",
+                "fc8",
+                "--sampling",
+                "all",
+                "--no-progress",
+                "--damaged",
+                "keep",
+                *inputs,
+                "--out",
+                str(out),
+            ]
+        )
+        == cli.EXIT_OK
+    )
     with np.load(out) as z:
         n = len(cut_frames)
         assert list(z["damaged"]) == [True] * n + [False] * 11
@@ -154,8 +201,24 @@ def test_activations_npz_flags_damaged_rows(weights, emonet, clips, cut_frames, 
         assert list(z["frame_index"][:n]) == cut_frames and str(z["damaged_policy"]) == "keep"
         expected = emonet.predict_video(clips["cut"], "all", damaged="keep").frames[0].logits
         np.testing.assert_allclose(z["activations"][0], expected, atol=1e-4)
-    assert cli.main(["activations", "--weights", weights, "--layer", "fc8", "--sampling", "all", "--no-progress",
-                     *inputs, "--out", str(out)]) == cli.EXIT_OK
+    assert (
+        cli.main(
+            [
+                "activations",
+                "--weights",
+                weights,
+                "--layer",
+                "fc8",
+                "--sampling",
+                "all",
+                "--no-progress",
+                *inputs,
+                "--out",
+                str(out),
+            ]
+        )
+        == cli.EXIT_OK
+    )
     with np.load(out) as z:
         assert set(z["sources"]) == {inputs[1]} and not z["damaged"].any()
         assert list(z["failed_sources"]) == [inputs[0]] and "damaged video skipped" in z["errors"][0]
@@ -165,8 +228,25 @@ def test_activations_npz_flags_damaged_rows(weights, emonet, clips, cut_frames, 
 def test_evaluate_folder_follows_the_policy_and_reports_it(weights, clips, cut_frames, tmp_path, capsys, policy):
     root = clips["good"].parents[1]
     out_dir = tmp_path / "eval"
-    assert cli.main(["evaluate", "--weights", weights, "--folder", str(root), "--sampling", "all", "--no-progress",
-                     "--damaged", policy, "--out-dir", str(out_dir)]) == cli.EXIT_OK
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--weights",
+                weights,
+                "--folder",
+                str(root),
+                "--sampling",
+                "all",
+                "--no-progress",
+                "--damaged",
+                policy,
+                "--out-dir",
+                str(out_dir),
+            ]
+        )
+        == cli.EXIT_OK
+    )
     metrics = json.loads((out_dir / "eval_metrics.json").read_text())
     report = metrics["inputs"]
     assert report["damaged_policy"] == policy
@@ -177,12 +257,14 @@ def test_evaluate_folder_follows_the_policy_and_reports_it(weights, clips, cut_f
     else:
         assert metrics["num_examples"] == 11 + len(cut_frames) + 6 and failed == ["noise.mp4"]
         assert [(pathlib.Path(d["source"]).name, d["frames"]) for d in report["damaged_kept"]] == [
-            ("cut.avi", len(cut_frames))]
+            ("cut.avi", len(cut_frames))
+        ]
         assert "cut.avi" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------
 # Damage messages count sampled frames (of decoded); inputs of every kind are reported by name.
+
 
 def _cut_counts(clip, sampling):
     frames = video.iter_frames(clip, video.FrameSampling.parse(sampling), damaged="keep")
@@ -195,8 +277,17 @@ def _cut_counts(clip, sampling):
 def test_damage_messages_say_sampled_frames_of_decoded(weights, clips, tmp_path, capsys, command):
     sampled, decoded = _cut_counts(clips["cut"], "every5")
     out = ["--csv", str(tmp_path / "p.csv")] if command == "predict" else ["--out", str(tmp_path / "a.npz")]
-    base = [command, "--weights", weights, "--sampling", "every5", "--no-progress", *out,
-            str(clips["cut"]), str(clips["good"])]
+    base = [
+        command,
+        "--weights",
+        weights,
+        "--sampling",
+        "every5",
+        "--no-progress",
+        *out,
+        str(clips["cut"]),
+        str(clips["good"]),
+    ]
     assert cli.main(base) == cli.EXIT_OK
     err = capsys.readouterr().err
     note = cli.frames_note(sampled, decoded)  # "1 sampled frame (of 2 decoded)"
@@ -228,22 +319,25 @@ def test_transport_stream_and_other_new_video_extensions_are_videos(weights, cli
     assert cli.kind_of(str(ts)) == "video" and cli.kind_of("x.M2TS") == "video" and cli.kind_of("x.y4m") == "video"
     assert [x.path for x in cli.collect_inputs([str(folder)])] == [str(ts)]
     out = tmp_path / "p.csv"
-    assert cli.main(["predict", "--weights", weights, "--sampling", "all", "--no-progress", "--csv", str(out),
-                     str(ts)]) == cli.EXIT_OK
+    assert (
+        cli.main(["predict", "--weights", weights, "--sampling", "all", "--no-progress", "--csv", str(out), str(ts)])
+        == cli.EXIT_OK
+    )
     rows = read_csv(out)
     assert [r["kind"] for r in rows] == ["frame"] * 11 + ["video_mean"] and {r["status"] for r in rows} == {"ok"}
 
 
-def test_folder_named_like_a_video_and_audio_only_file_given_explicitly_are_reported(weights, clips, tmp_path,
-                                                                                     capsys):
+def test_folder_named_like_a_video_and_audio_only_file_given_explicitly_are_reported(weights, clips, tmp_path, capsys):
     fake = tmp_path / "x.mp4"
     fake.mkdir()
     (fake / "inside.mp4").write_bytes(clips["good"].read_bytes())
     audio = _write_wav(tmp_path / "song.m4a")
     inputs = [str(fake), str(audio), str(clips["good"])]
     out = tmp_path / "p.csv"
-    assert cli.main(["predict", "--weights", weights, "--sampling", "all", "--no-progress", "--csv", str(out),
-                     *inputs]) == cli.EXIT_OK
+    assert (
+        cli.main(["predict", "--weights", weights, "--sampling", "all", "--no-progress", "--csv", str(out), *inputs])
+        == cli.EXIT_OK
+    )
     rows = {r["source"]: r for r in read_csv(out) if r["kind"] != "frame"}
     assert rows[str(fake)]["status"] == "failed" and "not a regular file" in rows[str(fake)]["error"]
     error = rows[str(audio)]["error"]
@@ -251,8 +345,24 @@ def test_folder_named_like_a_video_and_audio_only_file_given_explicitly_are_repo
     assert "cannot decode as an image" in error and "no video stream" in error, error
 
     npy = tmp_path / "a.npy"
-    assert cli.main(["activations", "--weights", weights, "--layer", "fc8", "--sampling", "all", "--no-progress",
-                     *inputs, "--out", str(npy)]) == cli.EXIT_OK
+    assert (
+        cli.main(
+            [
+                "activations",
+                "--weights",
+                weights,
+                "--layer",
+                "fc8",
+                "--sampling",
+                "all",
+                "--no-progress",
+                *inputs,
+                "--out",
+                str(npy),
+            ]
+        )
+        == cli.EXIT_OK
+    )
     failed = {r["source"]: r["detail"] for r in read_csv(cli.rows_sidecar_path(str(npy))) if r["status"] == "failed"}
     assert set(failed) == {str(fake), str(audio)}
     assert "not a regular file" in failed[str(fake)] and "no video stream" in failed[str(audio)]
@@ -275,11 +385,33 @@ def test_exif_orientation_flag_reaches_the_image_decoder_in_every_image_command(
         assert doc["exif_orientation"] == bool(flag)
         np.testing.assert_allclose([doc["rows"][0][n] for n in emonet.class_names], expected, atol=1e-5)
         npz = tmp_path / f"a{len(flag)}.npz"
-        assert cli.main(["activations", "--weights", weights, "--layer", "softmax", "--no-progress", str(path),
-                         "--out", str(npz), *flag]) == 0
+        assert (
+            cli.main(
+                [
+                    "activations",
+                    "--weights",
+                    weights,
+                    "--layer",
+                    "softmax",
+                    "--no-progress",
+                    str(path),
+                    "--out",
+                    str(npz),
+                    *flag,
+                ]
+            )
+            == 0
+        )
         with np.load(npz) as z:
             np.testing.assert_allclose(z["activations"][0], expected, atol=1e-5)
     for command in ("evaluate", "affect"):
-        assert cli.build_parser().parse_args([command, "--exif-orientation", "--out-dir", "x"]
-                                             if command == "evaluate" else [command, "--exif-orientation"]
-                                             ).exif_orientation is True
+        assert (
+            cli.build_parser()
+            .parse_args(
+                [command, "--exif-orientation", "--out-dir", "x"]
+                if command == "evaluate"
+                else [command, "--exif-orientation"]
+            )
+            .exif_orientation
+            is True
+        )

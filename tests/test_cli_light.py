@@ -2,6 +2,7 @@
 
 Timing is a benchmark matter; what is tested here is the cause: TensorFlow stays out of the process.
 """
+
 import subprocess
 import sys
 import textwrap
@@ -48,6 +49,8 @@ def test_python_dash_m_weights_is_emonet_convert_and_parses_without_tensorflow()
     lines = proc.stdout.splitlines()
     assert "TENSORFLOW False" in lines, proc.stdout[-2000:]
     assert [line.split()[1] for line in lines if line.startswith("STATUS ")] == ["0", "2", "2"], proc.stdout[-2000:]
-    assert "usage: emonet convert" in proc.stdout and "--new-head-classes N, --new_head_classes N, --new-head N" in \
-        proc.stdout, proc.stdout[-3000:]
+    assert (
+        "usage: emonet convert" in proc.stdout
+        and "--new-head-classes N, --new_head_classes N, --new-head N" in proc.stdout
+    ), proc.stdout[-3000:]
     assert proc.stderr.count("usage: emonet convert") == 2 and "Traceback" not in proc.stderr

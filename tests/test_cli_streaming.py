@@ -2,6 +2,7 @@
 
 Run with `pytest -m slow tests/test_cli_streaming.py -s` (prints the measured numbers).
 """
+
 from __future__ import annotations
 
 import time
@@ -54,8 +55,10 @@ def test_video_memory_does_not_grow_with_length(emonet, tmp_path):
     n_short, peak_short = _peak_traced(emonet, short)
     n_long, peak_long = _peak_traced(emonet, long)
     seconds = time.perf_counter() - start
-    print(f"\nstreamed {n_short} and {n_long} sampled frames: peak traced memory {peak_short / 2**20:.1f} MiB "
-          f"vs {peak_long / 2**20:.1f} MiB ({seconds:.1f} s)")
+    print(
+        f"\nstreamed {n_short} and {n_long} sampled frames: peak traced memory {peak_short / 2**20:.1f} MiB "
+        f"vs {peak_long / 2**20:.1f} MiB ({seconds:.1f} s)"
+    )
     assert (n_short, n_long) == (32, 320)
     # Ten times the frames; the peak is one batch of decoded and preprocessed frames either way.
     assert peak_long < 1.25 * peak_short + 2**20, (peak_short, peak_long)
@@ -71,7 +74,7 @@ def test_thread_pool_path_equals_sequential_and_report_throughput(emonet, tmp_pa
 
     start = time.perf_counter()
     images = np.stack([preprocessing.load_image(p) for p in paths])
-    sequential = np.concatenate([emonet.predict_arrays(images[s:s + 32]) for s in range(0, 64, 32)])
+    sequential = np.concatenate([emonet.predict_arrays(images[s : s + 32]) for s in range(0, 64, 32)])
     t_seq = time.perf_counter() - start
     rates = {}
     for workers in (1, 2, 4):
@@ -79,8 +82,10 @@ def test_thread_pool_path_equals_sequential_and_report_throughput(emonet, tmp_pa
         pooled = list(emonet.iter_predict_images(paths, batch_size=32, workers=workers))
         rates[workers] = 64 / (time.perf_counter() - start)
         np.testing.assert_allclose(np.stack([p.probabilities for p in pooled]), sequential, atol=1e-5)
-    print(f"\n64 images 640x480 JPEG, MATLAB resize: sequential {64 / t_seq:.1f} images/s; thread pool " +
-          ", ".join(f"{w} worker(s) {r:.1f} images/s" for w, r in rates.items()))
+    print(
+        f"\n64 images 640x480 JPEG, MATLAB resize: sequential {64 / t_seq:.1f} images/s; thread pool "
+        + ", ".join(f"{w} worker(s) {r:.1f} images/s" for w, r in rates.items())
+    )
 
 
 def test_export_command_with_tflite(emonet, tmp_path, capsys):

@@ -1,4 +1,5 @@
 """The tf.data pipeline: same decode as serving, (seed, epoch) order, sharding, resume, fail-fast errors."""
+
 import time
 
 import numpy as np
@@ -6,9 +7,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from emonet_tf import data, preprocessing
-
 from _training_helpers import make_dataset
+from emonet_tf import data, preprocessing
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,9 @@ def test_training_images_are_the_serving_preprocessing(info):
     ds = data.train_dataset(info, "train", global_batch_size=4, seed=3, epoch=0)
     images, labels = next(iter(ds))
     order = indices(info, seed=3, epoch=0, global_batch_size=4, shuffle_buffer=16384)[:4]
-    raw = list(info.builder.as_dataset(split="train", shuffle_files=False,
-                                       decoders={"image": tfds.decode.SkipDecoding()}))
+    raw = list(
+        info.builder.as_dataset(split="train", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    )
     expected = np.stack([preprocessing.preprocess_image_bytes(raw[i]["image"]).numpy() for i in order])
     np.testing.assert_array_equal(images.numpy(), expected)
     np.testing.assert_array_equal(labels.numpy(), [int(raw[i]["label"]) for i in order])
@@ -75,8 +76,8 @@ def test_shards_of_a_step_make_up_the_global_batch(info):
     full = indices(info, **kw)
     shards = [indices(info, input_context=tf.distribute.InputContext(2, i, 2), **kw) for i in range(2)]
     for step in range(4):
-        per_worker = [set(s[2 * step:2 * step + 2]) for s in shards]
-        assert per_worker[0] | per_worker[1] == set(full[4 * step:4 * step + 4])
+        per_worker = [set(s[2 * step : 2 * step + 2]) for s in shards]
+        assert per_worker[0] | per_worker[1] == set(full[4 * step : 4 * step + 4])
         assert not per_worker[0] & per_worker[1]
     ctx = tf.distribute.InputContext(2, 1, 2)
     batches = list(data.train_dataset(info, "train", global_batch_size=4, seed=5, epoch=0, input_context=ctx))

@@ -5,6 +5,7 @@ Paths: the host (`decode_image_file`, `load_image`: EmoNet.predict_images and th
 SavedModel's `serving_default` bytes signature. The corpus (tests/decoding_corpus.py) is generated
 here: every JPEG/PNG/BMP/GIF/WebP/TIFF variant in 64 x 48 and exactly 227 x 227.
 """
+
 from __future__ import annotations
 
 import io
@@ -43,14 +44,39 @@ def test_corpus_covers_the_formats_and_catches_the_old_decoder(corpus):
     # What the corpus must contain, and proof that it detects the two reported faults of the old
     # in-graph decoder (tf.io.decode_image): the fast IDCT, and colour-table BMPs read as grey indices.
     names = {name.rsplit("_", 1)[0] for name in corpus}
-    for needed in ("jpeg_progressive", "jpeg_q100", "jpeg_cmyk", "jpeg_ycck", "jpeg_exif_rotate90", "png_grey1",
-                   "png_grey2", "png_grey4", "png_rgb16", "png_palette8_trns", "png_grey_alpha8", "png_rgba8",
-                   "bmp_1bit", "bmp_palette4", "bmp_palette8", "bmp_grey8", "bmp_rgb16_555", "bmp_rgb32",
-                   "bmp_rle8", "bmp_rle4", "gif_animated", "webp_lossy", "webp_lossless", "webp_animated",
-                   "tiff_rgb8", "tiff_rgb16"):
+    for needed in (
+        "jpeg_progressive",
+        "jpeg_q100",
+        "jpeg_cmyk",
+        "jpeg_ycck",
+        "jpeg_exif_rotate90",
+        "png_grey1",
+        "png_grey2",
+        "png_grey4",
+        "png_rgb16",
+        "png_palette8_trns",
+        "png_grey_alpha8",
+        "png_rgba8",
+        "bmp_1bit",
+        "bmp_palette4",
+        "bmp_palette8",
+        "bmp_grey8",
+        "bmp_rgb16_555",
+        "bmp_rgb32",
+        "bmp_rle8",
+        "bmp_rle4",
+        "gif_animated",
+        "webp_lossy",
+        "webp_lossless",
+        "webp_animated",
+        "tiff_rgb8",
+        "tiff_rgb16",
+    ):
         assert needed in names, needed
-    old = {name: tf.io.decode_image(corpus[name].path.read_bytes(), channels=3, expand_animations=False).numpy()
-           for name in ("jpeg_q100_exact", "bmp_palette8_all_blue_small")}
+    old = {
+        name: tf.io.decode_image(corpus[name].path.read_bytes(), channels=3, expand_animations=False).numpy()
+        for name in ("jpeg_q100_exact", "bmp_palette8_all_blue_small")
+    }
     assert _max_diff(old["jpeg_q100_exact"], corpus["jpeg_q100_exact"].expected) >= 3
     assert (old["bmp_palette8_all_blue_small"] == 1).all()
     assert (corpus["bmp_palette8_all_blue_small"].expected == (0, 0, 255)).all()
@@ -91,8 +117,9 @@ def test_tf_data_path_decodes_exactly_or_refuses_with_the_reason(corpus):
     for (name, item), image in zip(exact, ds.map(preprocessing.preprocess_image_bytes)):
         assert _max_diff(image.numpy(), item.expected) == 0, name
     # One pipeline for all refused files: a tf.data iterator reports each element's error and goes on.
-    iterator = iter(tf.data.Dataset.from_tensor_slices([f.path.read_bytes() for _, f in refused])
-                    .map(preprocessing.decode_image))
+    iterator = iter(
+        tf.data.Dataset.from_tensor_slices([f.path.read_bytes() for _, f in refused]).map(preprocessing.decode_image)
+    )
     for name, item in refused:
         with pytest.raises(tf.errors.InvalidArgumentError) as info:
             next(iterator)
@@ -153,9 +180,11 @@ def test_saved_model_refuses_with_the_item_and_the_reason(corpus, served):
 def _truncated_files(tmp_path):
     rgb = decoding_corpus.structured(96, 128, 3, seed=3)
     files = {}
-    for name, fmt, kwargs in (("baseline.jpg", "JPEG", {"quality": 90}),
-                              ("progressive.jpg", "JPEG", {"quality": 90, "progressive": True}),
-                              ("image.png", "PNG", {})):
+    for name, fmt, kwargs in (
+        ("baseline.jpg", "JPEG", {"quality": 90}),
+        ("progressive.jpg", "JPEG", {"quality": 90, "progressive": True}),
+        ("image.png", "PNG", {}),
+    ):
         buf = io.BytesIO()
         Image.fromarray(rgb).save(buf, fmt, **kwargs)
         path = tmp_path / f"half_{name}"
@@ -197,8 +226,7 @@ def test_exif_orientation_is_ignored_by_default_and_applied_on_request(tmp_path,
     np.testing.assert_array_equal(preprocessing.decode_image(tf.constant(path.read_bytes())).numpy(), as_stored)
     expected = preprocessing.preprocess_array(as_displayed)
     np.testing.assert_array_equal(preprocessing.load_image(path, exif_orientation=True), expected)
-    np.testing.assert_array_equal(
-        preprocessing.preprocess_bytes(path.read_bytes(), exif_orientation=True), expected)
+    np.testing.assert_array_equal(preprocessing.preprocess_bytes(path.read_bytes(), exif_orientation=True), expected)
 
 
 def test_exif_orientation_of_16_bit_png(tmp_path):
@@ -218,8 +246,10 @@ def test_exif_orientation_of_16_bit_png(tmp_path):
 
 
 def test_host_errors_name_the_source_and_the_reason(tmp_path):
-    cases = {"empty.png": (b"", "empty file"),
-             "notes.jpg": (b"this is not an image", "not a JPEG, PNG, GIF, BMP, WEBP, TIFF")}
+    cases = {
+        "empty.png": (b"", "empty file"),
+        "notes.jpg": (b"this is not an image", "not a JPEG, PNG, GIF, BMP, WEBP, TIFF"),
+    }
     # A format PIL reads but the library does not accept (outside MATLAB's imread formats).
     buf = io.BytesIO()
     Image.fromarray(decoding_corpus.structured(8, 8, 3, seed=1)).save(buf, "TGA")

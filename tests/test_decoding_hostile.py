@@ -2,6 +2,7 @@
 GIFs, malformed BMP headers. Each is generated here; each must be refused quickly, with a reason, never
 hang or take gigabytes. (tests/test_decoding_conformance.py checks the pixels of well-formed files.)
 """
+
 from __future__ import annotations
 
 import io
@@ -75,9 +76,13 @@ def test_weight_readers_refuse_what_is_not_a_regular_file(odd_paths, tmp_path):
             continue  # a folder is a MATLAB text dump candidate: refused as "not a MATLAB text dump"
         weight_path = path.with_suffix(".pth")
         os.rename(path, weight_path)
-        for call in (lambda: weights.read_weights(weight_path), lambda: weights.read_weights(weight_path, "ecco_pth"),
-                     lambda: weights.detect_format(weight_path), lambda: EmoNet.from_weights(weight_path),
-                     lambda: EmoNet.from_weights(weight_path, format="caffemodel")):
+        for call in (
+            lambda: weights.read_weights(weight_path),
+            lambda: weights.read_weights(weight_path, "ecco_pth"),
+            lambda: weights.detect_format(weight_path),
+            lambda: EmoNet.from_weights(weight_path),
+            lambda: EmoNet.from_weights(weight_path, format="caffemodel"),
+        ):
             err = _finishes(call)
             assert isinstance(err, weights.WeightFormatError), (kind, err)
             assert str(weight_path) in str(err) and kind in str(err), str(err)
@@ -85,8 +90,11 @@ def test_weight_readers_refuse_what_is_not_a_regular_file(odd_paths, tmp_path):
 
 def test_missing_weight_file_is_a_weight_format_error_and_a_file_not_found_error(tmp_path):
     missing = tmp_path / "nothing.pth"
-    for call in (lambda: weights.read_weights(missing), lambda: weights.read_weights(missing, "bvlc_npy"),
-                 lambda: EmoNet.from_weights(missing)):
+    for call in (
+        lambda: weights.read_weights(missing),
+        lambda: weights.read_weights(missing, "bvlc_npy"),
+        lambda: EmoNet.from_weights(missing),
+    ):
         with pytest.raises(weights.WeightFormatError, match="nothing.pth: no such file") as info:
             call()
         assert isinstance(info.value, FileNotFoundError)
@@ -130,8 +138,12 @@ def test_predict_images_exif_orientation_is_passed_to_the_loader(emonet, tmp_pat
 # == Hostile image bytes =====================================================================================
 def _png(width: int, height: int, rows: bytes = b"") -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
-    return (b"\x89PNG\r\n\x1a\n" + decoding_corpus._chunk(b"IHDR", ihdr) + decoding_corpus._chunk(b"IDAT", rows)
-            + decoding_corpus._chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + decoding_corpus._chunk(b"IHDR", ihdr)
+        + decoding_corpus._chunk(b"IDAT", rows)
+        + decoding_corpus._chunk(b"IEND", b"")
+    )
 
 
 def _grey_png_bomb(side: int = 12000) -> bytes:
@@ -148,7 +160,7 @@ def _jpeg(height=None, width=None) -> bytes:
     data = bytearray(buf.getvalue())
     sof = data.find(b"\xff\xc0")
     if height is not None:
-        data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+        data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -181,8 +193,8 @@ HOSTILE = {  # name: (bytes, words of the in-graph refusal)
     "png_bomb_12000": (_grey_png_bomb(), "PNG of 12000 x 12000 = 144000000 pixels, more than MAX_IMAGE_PIXELS"),
     "png_width_0": (_png(0, 5), "PNG whose header declares 0 x 5 pixels"),
     "png_height_0": (_png(5, 0), "PNG whose header declares 5 x 0 pixels"),
-    "png_int_max": (_png(2 ** 31 - 1, 2 ** 31 - 1), "more than MAX_IMAGE_PIXELS"),
-    "png_4g_wide": (_png(2 ** 32 - 1, 1), "more than MAX_IMAGE_PIXELS"),
+    "png_int_max": (_png(2**31 - 1, 2**31 - 1), "more than MAX_IMAGE_PIXELS"),
+    "png_4g_wide": (_png(2**32 - 1, 1), "more than MAX_IMAGE_PIXELS"),
     "jpeg_sof_height_0": (_jpeg(0, 16), "JPEG whose header declares 16 x 0 pixels"),
     "jpeg_sof_30000": (_jpeg(30000, 30000), "JPEG of 30000 x 30000 = 900000000 pixels"),
     "gif_600_frames": (_animated_gif(), "animated GIF"),
@@ -214,8 +226,10 @@ def test_host_refuses_bombs_from_the_header_before_decoding(tmp_path):
     path.write_bytes(HOSTILE["png_bomb_12000"][0])
     assert path.stat().st_size < 200_000
     start = time.monotonic()
-    with pytest.raises(preprocessing.ImageDecodeError,
-                       match=r"bomb.png: 12000 x 12000 = 144000000 pixels, more than MAX_IMAGE_PIXELS \(40000000\)"):
+    with pytest.raises(
+        preprocessing.ImageDecodeError,
+        match=r"bomb.png: 12000 x 12000 = 144000000 pixels, more than MAX_IMAGE_PIXELS \(40000000\)",
+    ):
         preprocessing.load_image(path)
     assert time.monotonic() - start < 5  # was 56 s and 11.5 GB
     for name in ("jpeg_sof_30000", "webp_16000"):

@@ -5,6 +5,7 @@ subprocesses (logical devices and collective ops must be configured before TF in
 They train the full network path (feature_cache=False, fc8 only) so that the sharded image
 pipeline, the replica batches and the optimizer's gradient all-reduce are all exercised.
 """
+
 import json
 import os
 import subprocess
@@ -14,9 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emonet_tf import distribute, training
-
 from _training_helpers import free_port, make_dataset, worker_env
+from emonet_tf import distribute, training
 
 WORKER = os.path.join(os.path.dirname(__file__), "workers", "train_worker.py")
 
@@ -26,8 +26,9 @@ def test_auto_resolution(monkeypatch):
     expected = "mirrored" if tf.config.list_physical_devices("GPU") else "one_device"
     assert distribute.resolve_strategy_name("auto") == expected
     assert distribute.resolve_strategy_name("auto", tpu="grpc://10.0.0.2:8470") == "tpu"
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
-                                                "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}})
+    )
     assert distribute.resolve_strategy_name("auto") == "multi_worker"
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker"}}))
     assert distribute.resolve_strategy_name("auto") == expected
@@ -57,11 +58,22 @@ def reference(tmp_path_factory):
     """One-device run: fc8 on the full network, global batch 4, 4 steps (one epoch of 18 frames)."""
     root = tmp_path_factory.mktemp("dist")
     dataset_dir = make_dataset(str(root / "tfds"), videos_per_class=(3, 1), frames_per_video=2).data_dir
-    values = dict(dataset=str(dataset_dir), init="scratch", global_batch_size=4, epochs=1, eval_split="",
-                  export=False, feature_cache=False, learning_rate=1e-3, seed=11, checkpoint_every=2,
-                  log_every=1)
-    result = training.train_and_evaluate(training.TrainConfig(model_dir=str(root / "one"), strategy="one_device",
-                                                              **values))
+    values = dict(
+        dataset=str(dataset_dir),
+        init="scratch",
+        global_batch_size=4,
+        epochs=1,
+        eval_split="",
+        export=False,
+        feature_cache=False,
+        learning_rate=1e-3,
+        seed=11,
+        checkpoint_every=2,
+        log_every=1,
+    )
+    result = training.train_and_evaluate(
+        training.TrainConfig(model_dir=str(root / "one"), strategy="one_device", **values)
+    )
     return root, values, [np.asarray(w) for w in result["model"].head.get_weights()]
 
 
@@ -72,8 +84,15 @@ def run_workers(root, name, values, envs, logical_cpus=0, timeout=420):
     for i, env in enumerate(envs):
         out = root / f"{name}_{i}.npz"
         outs.append(out)
-        procs.append(subprocess.Popen([sys.executable, WORKER, str(config_path), str(out), str(logical_cpus)],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, WORKER, str(config_path), str(out), str(logical_cpus)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     logs = []
     try:
         for p in procs:
@@ -98,9 +117,13 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(reference, feature_ca
     root, values, ref = reference
     env = worker_env()
     env.pop("TF_CONFIG", None)
-    (result,) = run_workers(root, f"mirrored_{feature_cache}", dict(values, strategy="mirrored",
-                                                                    feature_cache=feature_cache),
-                            [env], logical_cpus=2)
+    (result,) = run_workers(
+        root,
+        f"mirrored_{feature_cache}",
+        dict(values, strategy="mirrored", feature_cache=feature_cache),
+        [env],
+        logical_cpus=2,
+    )
     assert str(result["strategy"]) == "mirrored" and int(result["replicas"]) == 2 and int(result["step"]) == 4
     assert_same_head(result, ref)
 

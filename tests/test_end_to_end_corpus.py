@@ -8,8 +8,8 @@
 3. The SavedModel, loaded by a fresh interpreter that never imports emonet_tf, gives the same
    probabilities on the test frames' JPEG bytes as the exported .keras model in the library.
 """
+
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -17,7 +17,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import reference
@@ -30,8 +29,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def corpus(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tfds")
     builder = ck.Builder(data_dir=str(data_dir), config="emonet20_every5")
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=str(ck.Builder.code_path.parent / "dummy_data")))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(ck.Builder.code_path.parent / "dummy_data"))
+    )
     return builder
 
 
@@ -40,11 +40,28 @@ def test_corpus_to_trained_served_model(corpus, tmp_path):
     weights = reference.write_bvlc_npy(layers, str(tmp_path / "bvlc_alexnet.npy"))
     model_dir = tmp_path / "run"
     flagfile = tmp_path / "flags.txt"
-    flagfile.write_text("\n".join([
-        f"--dataset={corpus.data_path}", f"--model_dir={model_dir}", "--init=imagenet", f"--weights={weights}",
-        "--train_layers=fc8", "--global_batch_size=4", "--epochs=1", "--log_every=1", "--checkpoint_every=2"]))
-    proc = subprocess.run([sys.executable, str(REPO / "train.py"), f"--flagfile={flagfile}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
+    flagfile.write_text(
+        "\n".join(
+            [
+                f"--dataset={corpus.data_path}",
+                f"--model_dir={model_dir}",
+                "--init=imagenet",
+                f"--weights={weights}",
+                "--train_layers=fc8",
+                "--global_batch_size=4",
+                "--epochs=1",
+                "--log_every=1",
+                "--checkpoint_every=2",
+            ]
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), f"--flagfile={flagfile}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     metrics = json.loads((model_dir / "eval" / "eval_metrics.json").read_text())
@@ -60,16 +77,17 @@ def test_corpus_to_trained_served_model(corpus, tmp_path):
     np.save(tmp_path / "jpegs.npy", np.array(jpegs, dtype=object), allow_pickle=True)
     script = textwrap.dedent(f"""
         import sys, numpy as np, tensorflow as tf
-        served = tf.saved_model.load({str(model_dir / 'export' / 'saved_model')!r})
-        jpegs = np.load({str(tmp_path / 'jpegs.npy')!r}, allow_pickle=True)
+        served = tf.saved_model.load({str(model_dir / "export" / "saved_model")!r})
+        jpegs = np.load({str(tmp_path / "jpegs.npy")!r}, allow_pickle=True)
         out = served.signatures["serving_default"](images_bytes=tf.constant(list(jpegs)))
-        np.save({str(tmp_path / 'served.npy')!r}, out["probabilities"].numpy())
+        np.save({str(tmp_path / "served.npy")!r}, out["probabilities"].numpy())
         assert not any(m.startswith("emonet_tf") for m in sys.modules), "the SavedModel must not need emonet_tf"
     """)
     served = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert served.returncode == 0, served.stderr[-4000:]
 
     import keras
+
     from emonet_tf import EmoNet
 
     trained = keras.saving.load_model(model_dir / "export" / "emonet.keras")

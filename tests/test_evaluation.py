@@ -1,4 +1,5 @@
 """Metrics against brute-force definitions; report files; the paper's figures beside ours."""
+
 import json
 import math
 
@@ -83,6 +84,7 @@ def test_report_files_and_paper_comparison(tmp_path):
 # The scikit-learn implementation against numbers frozen from the previous, hand-written one
 # (commit 4d50145: average-rank Mann-Whitney AUC, stable-argsort top-k), computed on 2026-12-01.
 
+
 def _tied_scores():
     """80 rows of integer scores 0..5 over 20 classes (ties in almost every row); class 19 is absent."""
     rng = np.random.default_rng(11)
@@ -90,10 +92,28 @@ def _tied_scores():
 
 
 FROZEN_TOP_K = {1: 0.075, 2: 0.175, 3: 0.2375, 5: 0.325}
-FROZEN_AUC = [0.5641447368421053, 0.2565789473684211, 0.42367906066536204, 0.6762820512820513, 0.5575657894736842,
-              0.974025974025974, 0.37335526315789475, 0.6037181996086106, 0.2564102564102564, 0.39144736842105265,
-              0.5106666666666667, 0.4053819444444444, 0.48085585585585583, 0.40315315315315314, 0.8012820512820513,
-              0.5789473684210527, 0.6835443037974683, 0.38782051282051283, 0.8173333333333334, math.nan]
+FROZEN_AUC = [
+    0.5641447368421053,
+    0.2565789473684211,
+    0.42367906066536204,
+    0.6762820512820513,
+    0.5575657894736842,
+    0.974025974025974,
+    0.37335526315789475,
+    0.6037181996086106,
+    0.2564102564102564,
+    0.39144736842105265,
+    0.5106666666666667,
+    0.4053819444444444,
+    0.48085585585585583,
+    0.40315315315315314,
+    0.8012820512820513,
+    0.5789473684210527,
+    0.6835443037974683,
+    0.38782051282051283,
+    0.8173333333333334,
+    math.nan,
+]
 
 
 def test_sklearn_metrics_equal_the_previous_implementation_with_ties():
@@ -125,8 +145,9 @@ def test_top_k_tie_convention_and_agreement_with_sklearn_without_ties():
     rng = np.random.default_rng(3)
     scores, labels = rng.random((50, 7)), rng.integers(0, 7, 50)
     for k in (1, 2, 3, 6):
-        assert evaluation.top_k_accuracy(scores, labels, k) == top_k_accuracy_score(labels, scores, k=k,
-                                                                                   labels=np.arange(7))
+        assert evaluation.top_k_accuracy(scores, labels, k) == top_k_accuracy_score(
+            labels, scores, k=k, labels=np.arange(7)
+        )
     # Two classes: top-1 is argmax accuracy, on probabilities or logits alike.
     two = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
     assert evaluation.top_k_accuracy(two, np.array([0, 0, 0]), 1) == pytest.approx(2 / 3)

@@ -1,4 +1,5 @@
 """SavedModel / .keras / TFLite export: served outputs equal the Keras model's, from a process without emonet_tf."""
+
 from __future__ import annotations
 
 import json
@@ -66,9 +67,21 @@ def served(exports, image_files, tmp_path_factory):
         np.savez(out, **result)
     """)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", script, json.dumps({k: exports[k] for k in ("plain", "featured")}),
-                           json.dumps(files), str(out)], capture_output=True, text=True, env=env, timeout=300,
-                          cwd=str(out.parent))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            json.dumps({k: exports[k] for k in ("plain", "featured")}),
+            json.dumps(files),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=str(out.parent),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with np.load(out, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
@@ -119,8 +132,13 @@ def test_preprocessed_signature_class_names_asset_and_size(model, exports, image
 def test_saved_model_cli_lists_both_signatures(exports):
     cli = pathlib.Path(sys.executable).with_name("saved_model_cli")
     assert cli.exists(), cli
-    proc = subprocess.run([str(cli), "show", "--dir", exports["featured"], "--all"], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    proc = subprocess.run(
+        [str(cli), "show", "--dir", exports["featured"], "--all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = proc.stdout
     assert "signature_def['serving_default']" in text and "signature_def['serve_preprocessed']" in text

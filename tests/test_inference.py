@@ -1,4 +1,5 @@
 """The one-call prediction API, including bad input inside a batch."""
+
 import keras
 import numpy as np
 import pytest

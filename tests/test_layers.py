@@ -1,4 +1,5 @@
 """LRN and grouped convolution against direct, independent numpy/Keras computations."""
+
 import keras
 import numpy as np
 import pytest
@@ -56,8 +57,9 @@ def test_lrn_stays_float32_under_mixed_precision():
         keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.mark.parametrize("kernel,strides,padding,cin,filters", [
-    (5, 1, "same", 96, 256), (3, 1, "same", 384, 384), (3, 2, "valid", 8, 6)])
+@pytest.mark.parametrize(
+    "kernel,strides,padding,cin,filters", [(5, 1, "same", 96, 256), (3, 1, "same", 384, 384), (3, 2, "valid", 8, 6)]
+)
 def test_grouped_conv_equals_two_independent_convolutions(kernel, strides, padding, cin, filters):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 9, 11, cin)).astype("float32")
@@ -70,8 +72,10 @@ def test_grouped_conv_equals_two_independent_convolutions(kernel, strides, paddi
     for g in range(2):
         conv = keras.layers.Conv2D(filters // 2, kernel, strides=strides, padding=padding)
         conv.build((None, None, None, cin // 2))
-        conv.set_weights([w[..., g * filters // 2:(g + 1) * filters // 2], b[g * filters // 2:(g + 1) * filters // 2]])
-        halves.append(np.asarray(conv(x[..., g * cin // 2:(g + 1) * cin // 2])))
+        conv.set_weights(
+            [w[..., g * filters // 2 : (g + 1) * filters // 2], b[g * filters // 2 : (g + 1) * filters // 2]]
+        )
+        halves.append(np.asarray(conv(x[..., g * cin // 2 : (g + 1) * cin // 2])))
     expected = np.concatenate(halves, axis=-1)
     assert y.shape == expected.shape == tuple(grouped.compute_output_shape(x.shape))
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)

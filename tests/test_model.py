@@ -1,4 +1,5 @@
 """The EmoNet network: shapes at every named layer, parameter count, serialization, variants."""
+
 import keras
 import numpy as np
 import pytest
@@ -7,10 +8,23 @@ from emonet_tf import EMONET_CATEGORIES, AlexNetBackbone, EmoNetClassifier
 from emonet_tf.backbone import WEIGHT_SHAPES
 
 EXPECTED_SHAPES = {
-    "zerocenter": (227, 227, 3), "conv1": (55, 55, 96), "relu1": (55, 55, 96), "norm1": (55, 55, 96),
-    "pool1": (27, 27, 96), "conv2": (27, 27, 256), "norm2": (27, 27, 256), "pool2": (13, 13, 256),
-    "conv3": (13, 13, 384), "conv4": (13, 13, 384), "conv5": (13, 13, 256), "pool5": (6, 6, 256),
-    "flatten": (9216,), "fc6": (4096,), "relu6": (4096,), "fc7": (4096,), "relu7": (4096,),
+    "zerocenter": (227, 227, 3),
+    "conv1": (55, 55, 96),
+    "relu1": (55, 55, 96),
+    "norm1": (55, 55, 96),
+    "pool1": (27, 27, 96),
+    "conv2": (27, 27, 256),
+    "norm2": (27, 27, 256),
+    "pool2": (13, 13, 256),
+    "conv3": (13, 13, 384),
+    "conv4": (13, 13, 384),
+    "conv5": (13, 13, 256),
+    "pool5": (6, 6, 256),
+    "flatten": (9216,),
+    "fc6": (4096,),
+    "relu6": (4096,),
+    "fc7": (4096,),
+    "relu7": (4096,),
 }
 
 
@@ -61,8 +75,9 @@ def test_backbone_ends_at_any_named_layer():
 
 
 def test_custom_head_and_logits():
-    model = EmoNetClassifier(AlexNetBackbone(output_layer="relu6"), num_classes=3, activation=None,
-                             class_names=["a", "b", "c"])
+    model = EmoNetClassifier(
+        AlexNetBackbone(output_layer="relu6"), num_classes=3, activation=None, class_names=["a", "b", "c"]
+    )
     assert tuple(model.output.shape) == (None, 3)
     assert model.head.kernel.shape == (4096, 3)
     with pytest.raises(ValueError, match="num_classes=4"):

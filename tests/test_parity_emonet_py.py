@@ -3,6 +3,7 @@
 The model issue's check: max |softmax difference| < 1e-5 against AlexNetBigEmoNet (torch 2.13 CPU) on real
 photos, identical top-1; skipped cleanly where torch is not installed.
 """
+
 from __future__ import annotations
 
 import keras
@@ -114,8 +115,10 @@ def test_state_dict_with_wrong_shape_names_key_and_both_shapes(emonet_py, tmp_pa
     sd = emonet_py[0].state_dict()
     sd["conv4.weight"] = torch.zeros(384, 384, 3, 3)  # ungrouped
     torch.save(sd, tmp_path / "bad.pth")
-    with pytest.raises(WeightMismatchError,
-                       match=r"bad\.pth: conv4\.weight: expected shape \(384, 192, 3, 3\), found \(384, 384, 3, 3\)"):
+    with pytest.raises(
+        WeightMismatchError,
+        match=r"bad\.pth: conv4\.weight: expected shape \(384, 192, 3, 3\), found \(384, 384, 3, 3\)",
+    ):
         read_weights(tmp_path / "bad.pth")
 
 

@@ -1,4 +1,5 @@
 """Per-example prediction files: values read back equal the model's outputs; streaming; errors."""
+
 from __future__ import annotations
 
 import csv
@@ -37,17 +38,22 @@ def model():
 def reference_outputs(model, images):
     """The model's own outputs: its softmax, its fc8 layer and its backbone (relu7)."""
     fc8 = keras.Model(model.input, model.get_layer("fc8").output)
-    return (np.asarray(model(images, training=False)), np.asarray(fc8(images, training=False)),
-            np.asarray(model.backbone(images, training=False)))
+    return (
+        np.asarray(model(images, training=False)),
+        np.asarray(fc8(images, training=False)),
+        np.asarray(model.backbone(images, training=False)),
+    )
 
 
 def frames_dataset(n=5, batch=2):
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, size=(n, 227, 227, 3)).astype(np.float32)
-    meta = {"label": np.array([0, 2, 1, 1, 0], np.int64)[:n],
-            "video_id": np.array([b"v1", b"v1", b"v2", b"v2", b"v3"])[:n],
-            "frame_index": np.array([0, 5, 0, 5, 10], np.int32)[:n],
-            "timestamp_ms": np.array([0.0, 166.833, 0.0, 208.5, 400.25])[:n]}
+    meta = {
+        "label": np.array([0, 2, 1, 1, 0], np.int64)[:n],
+        "video_id": np.array([b"v1", b"v1", b"v2", b"v2", b"v3"])[:n],
+        "frame_index": np.array([0, 5, 0, 5, 10], np.int32)[:n],
+        "timestamp_ms": np.array([0.0, 166.833, 0.0, 208.5, 400.25])[:n],
+    }
     ds = tf.data.Dataset.from_tensor_slices(dict(meta, image=images)).batch(batch)
     return ds, images, meta
 
@@ -62,15 +68,25 @@ def test_csv_and_parquet_hold_the_model_outputs_and_the_frame_fields(model, tmp_
     probs, logits, fc7 = reference_outputs(model, images)
     assert probs.std(axis=0).min() > 1e-3  # the check below is not between near-constant columns
 
-    out_csv = predictions.write_predictions(model, ds, str(tmp_path / "p.csv"), logits=True, fc7="columns",
-                                            label_names=NAMES)
-    out_pq = predictions.write_predictions(model, ds, str(tmp_path / "p.parquet"), logits=True, fc7="npy",
-                                           label_names=NAMES)
+    out_csv = predictions.write_predictions(
+        model, ds, str(tmp_path / "p.csv"), logits=True, fc7="columns", label_names=NAMES
+    )
+    out_pq = predictions.write_predictions(
+        model, ds, str(tmp_path / "p.parquet"), logits=True, fc7="npy", label_names=NAMES
+    )
     assert out_csv.rows == out_pq.rows == 5 and out_pq.fc7_path == str(tmp_path / "p.fc7.npy")
 
     table = pq.read_table(out_pq.path)
-    assert table.column_names == ["index", "video_id", "frame_index", "timestamp_ms", "label", "label_name",
-                                  *NAMES, *[f"logit_{n}" for n in NAMES]]
+    assert table.column_names == [
+        "index",
+        "video_id",
+        "frame_index",
+        "timestamp_ms",
+        "label",
+        "label_name",
+        *NAMES,
+        *[f"logit_{n}" for n in NAMES],
+    ]
     assert table.schema.field("red").type == pa.float32()
     got = table.to_pydict()
     assert got["index"] == [0, 1, 2, 3, 4]
@@ -108,23 +124,45 @@ def test_a_tfds_split_with_tuples_or_dicts_gives_the_evaluation_numbers(model, t
     from _training_helpers import frame, jpeg
 
     rng = np.random.default_rng(1)
-    examples = [(i, {"image": jpeg(frame(("red", "green", "blue")[i % 3], rng)), "label": i % 3,
-                     "video_id": f"vid{i // 2}", "frame_index": 5 * (i % 2), "timestamp_ms": 200.5 * (i % 2)})
-                for i in range(7)]
-    features = tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-        "label": tfds.features.ClassLabel(names=list(NAMES)), "video_id": tfds.features.Text(),
-        "frame_index": np.int32, "timestamp_ms": np.float32})
+    examples = [
+        (
+            i,
+            {
+                "image": jpeg(frame(("red", "green", "blue")[i % 3], rng)),
+                "label": i % 3,
+                "video_id": f"vid{i // 2}",
+                "frame_index": 5 * (i % 2),
+                "timestamp_ms": 200.5 * (i % 2),
+            },
+        )
+        for i in range(7)
+    ]
+    features = tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(names=list(NAMES)),
+            "video_id": tfds.features.Text(),
+            "frame_index": np.int32,
+            "timestamp_ms": np.float32,
+        }
+    )
     builder = tfds.dataset_builders.store_as_tfds_dataset(
-        name="tiny_predictions", version="1.0.0", features=features, split_datasets={"test": examples},
-        data_dir=str(tmp_path / "tfds"), disable_shuffling=True)
+        name="tiny_predictions",
+        version="1.0.0",
+        features=features,
+        split_datasets={"test": examples},
+        data_dir=str(tmp_path / "tfds"),
+        disable_shuffling=True,
+    )
     info = data.inspect_dataset(builder.data_dir, splits=("test",))
 
     batches = predictions.prediction_batches(info, "test", batch_size=3)
-    out = predictions.write_predictions(model, batches, str(tmp_path / "split.parquet"),
-                                        label_names=info.class_names, collect=True)
+    out = predictions.write_predictions(
+        model, batches, str(tmp_path / "split.parquet"), label_names=info.class_names, collect=True
+    )
     probs, labels, video_ids = evaluation.predict_dataset(
-        model, data.eval_dataset(info, "test", batch_size=3, with_video_id=True))
+        model, data.eval_dataset(info, "test", batch_size=3, with_video_id=True)
+    )
     np.testing.assert_allclose(out.probabilities, probs, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(out.labels, labels)
     assert out.video_ids.tolist() == [v.decode() for v in video_ids]
@@ -134,8 +172,9 @@ def test_a_tfds_split_with_tuples_or_dicts_gives_the_evaluation_numbers(model, t
     assert got["label_name"] == [NAMES[i % 3] for i in range(7)]
 
     # The (images, labels, video_ids) tuples of data.eval_dataset work too; missing fields are empty.
-    plain = predictions.write_predictions(model, data.eval_dataset(info, "test", batch_size=4),
-                                          str(tmp_path / "tuples.csv"), collect=True)
+    plain = predictions.write_predictions(
+        model, data.eval_dataset(info, "test", batch_size=4), str(tmp_path / "tuples.csv"), collect=True
+    )
     rows = read_csv(plain.path)
     assert [r["frame_index"] for r in rows] == [""] * 7 and [r["video_id"] for r in rows] == [""] * 7
     assert plain.video_ids is None
@@ -172,8 +211,9 @@ def test_memory_stays_flat_with_the_number_of_batches(tmp_path, suffix, fc7):
 
     def peak(n, name):
         tracemalloc.start()
-        out = predictions.write_predictions(model, batches(n), str(tmp_path / f"{name}.{suffix}"), fc7=fc7,
-                                            row_group_rows=1024)
+        out = predictions.write_predictions(
+            model, batches(n), str(tmp_path / f"{name}.{suffix}"), fc7=fc7, row_group_rows=1024
+        )
         peak_bytes = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert out.rows == 256 * n
@@ -197,8 +237,9 @@ def test_memory_stays_flat_with_the_number_of_batches(tmp_path, suffix, fc7):
         parquet = pq.ParquetFile(out.path)
         assert parquet.metadata.num_row_groups == 10  # 1024-row groups
         last = parquet.read_row_group(9).to_pydict()
-        np.testing.assert_allclose(np.stack([last[f"fc7_{i:04d}"] for i in range(512)], axis=1)[-256:], expected,
-                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            np.stack([last[f"fc7_{i:04d}"] for i in range(512)], axis=1)[-256:], expected, rtol=1e-6, atol=1e-6
+        )
 
 
 def test_errors_and_interrupted_runs(model, tmp_path, monkeypatch):
@@ -208,8 +249,9 @@ def test_errors_and_interrupted_runs(model, tmp_path, monkeypatch):
     with pytest.raises(predictions.PredictionsError, match="fc7 must be"):
         predictions.write_predictions(model, ds, str(tmp_path / "p.csv"), fc7="yes")
     with pytest.raises(predictions.PredictionsError, match="need an EmoNetClassifier"):
-        predictions.write_predictions(lambda x, training=False: x, ds, str(tmp_path / "p.csv"), logits=True,
-                                      class_names=NAMES)
+        predictions.write_predictions(
+            lambda x, training=False: x, ds, str(tmp_path / "p.csv"), logits=True, class_names=NAMES
+        )
     with pytest.raises(predictions.PredictionsError, match="clash"):
         predictions.write_predictions(model, ds, str(tmp_path / "p.csv"), class_names=("label", "a", "b"))
     with pytest.raises(predictions.PredictionsError, match="3 outputs for 2 class names"):

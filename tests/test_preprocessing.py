@@ -1,4 +1,5 @@
 """Preprocessing on real encoded images of every kind, against an independent MATLAB imresize transcription."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -74,8 +75,11 @@ def test_rgb_order_and_in_graph_bytes_path():
     out = preprocessing.preprocess_image_bytes(tf.constant(png.tobytes())).numpy()
     _check_227(out)
     assert out[10, 100, 0] == 255 and out[10, 100, 2] == 0 and out[200, 100, 0] == 0
-    batch = tf.map_fn(preprocessing.preprocess_image_bytes, tf.constant([png.tobytes()] * 2),
-                      fn_output_signature=tf.TensorSpec([227, 227, 3], tf.float32))
+    batch = tf.map_fn(
+        preprocessing.preprocess_image_bytes,
+        tf.constant([png.tobytes()] * 2),
+        fn_output_signature=tf.TensorSpec([227, 227, 3], tf.float32),
+    )
     np.testing.assert_array_equal(batch[1].numpy(), out)
 
 
@@ -98,6 +102,7 @@ def test_bad_files_name_the_file(tmp_path):
     empty.write_bytes(b"")
     truncated = tmp_path / "truncated.png"
     import cv2
+
     ok, png = cv2.imencode(".png", np.zeros((40, 40, 3), np.uint8))
     truncated.write_bytes(png.tobytes()[:30])
     for path in (text, empty, truncated, tmp_path / "missing.jpg"):

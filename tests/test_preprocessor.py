@@ -3,6 +3,7 @@
 The end-to-end check trains with non-default preprocessing (bilinear, no antialias), exports, and serves the
 SavedModel from a process that imports TensorFlow only: it must resize as training did, not as the default.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,10 +18,9 @@ import keras
 import numpy as np
 import pytest
 
+from _training_helpers import make_dataset
 from emonet_tf import EmoNet, EmoNetClassifier, export, features, training
 from emonet_tf.preprocessor import EmoNetPreprocessor, resolve
-
-from _training_helpers import make_dataset
 
 # Large photos, so that the resize method matters (a 227x227 image is not resampled at all).
 SERVED = ("rgb_jpeg", "rgb_png", "wide_jpeg", "gray_png")
@@ -36,10 +36,12 @@ def test_config_round_trip_and_validation():
     assert resolve(None) == EmoNetPreprocessor()
     assert resolve(p, resize_method="area") == EmoNetPreprocessor(resize_method="area", antialias=False)
     assert resolve(p, antialias=None) == p  # None keeps the setting
-    for bad, match in ((dict(resize_method="cubic"), "Unknown resize method 'cubic'"),
-                       (dict(image_size=224), "image_size must be 227"),
-                       (dict(jpeg_dct_method="INTEGER_FAST"), "jpeg_dct_method='INTEGER_FAST' is not supported"),
-                       (dict(channel_order="bgr"), "channel_order='bgr' is not supported")):
+    for bad, match in (
+        (dict(resize_method="cubic"), "Unknown resize method 'cubic'"),
+        (dict(image_size=224), "image_size must be 227"),
+        (dict(jpeg_dct_method="INTEGER_FAST"), "jpeg_dct_method='INTEGER_FAST' is not supported"),
+        (dict(channel_order="bgr"), "channel_order='bgr' is not supported"),
+    ):
         with pytest.raises(ValueError, match=match):
             EmoNetPreprocessor(**bad)
     with pytest.raises(ValueError, match=r"Unknown preprocessing settings \['gamma'\]"):
@@ -106,9 +108,15 @@ def test_feature_cache_fingerprint_covers_every_setting(tmp_path):
 
     builder = make_dataset(str(tmp_path), videos_per_class=(1, 1), frames_per_video=1)
     info = data.inspect_dataset(builder.data_dir, splits=("train",))
-    prints = {features.cache_fingerprint("h", info, "train", p, "float32")
-              for p in (EmoNetPreprocessor(), EmoNetPreprocessor(antialias=False),
-                        EmoNetPreprocessor(resize_method="bicubic"), EmoNetPreprocessor(exif_orientation=True))}
+    prints = {
+        features.cache_fingerprint("h", info, "train", p, "float32")
+        for p in (
+            EmoNetPreprocessor(),
+            EmoNetPreprocessor(antialias=False),
+            EmoNetPreprocessor(resize_method="bicubic"),
+            EmoNetPreprocessor(exif_orientation=True),
+        )
+    }
     assert len(prints) == 4
 
 
@@ -117,10 +125,21 @@ def trained(tmp_path_factory):
     """A head trained with bilinear, non-antialiased resizing, evaluated, exported."""
     root = tmp_path_factory.mktemp("trained")
     builder = make_dataset(str(root / "tfds"), videos_per_class=(2, 1), frames_per_video=2)
-    config = training.TrainConfig(dataset=builder.data_dir, model_dir=str(root / "run"), init="scratch",
-                                  global_batch_size=4, epochs=2, eval_split="test", export=True, log_every=1,
-                                  checkpoint_every=100, seed=5, progress=False, eval_predictions="eval.csv",
-                                  **NON_DEFAULT)
+    config = training.TrainConfig(
+        dataset=builder.data_dir,
+        model_dir=str(root / "run"),
+        init="scratch",
+        global_batch_size=4,
+        epochs=2,
+        eval_split="test",
+        export=True,
+        log_every=1,
+        checkpoint_every=100,
+        seed=5,
+        progress=False,
+        eval_predictions="eval.csv",
+        **NON_DEFAULT,
+    )
     result = training.train_and_evaluate(config)
     return result
 
@@ -158,9 +177,14 @@ def test_served_model_resizes_as_it_was_trained(trained, image_files, tmp_path):
         assert "emonet_tf" not in sys.modules
         np.savez(out, logits=served["logits"].numpy(), config=np.array(config))
     """)
-    proc = subprocess.run([sys.executable, "-c", script, trained["export"]["saved_model"], json.dumps(files),
-                           str(out)], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), cwd=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, trained["export"]["saved_model"], json.dumps(files), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        cwd=str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with np.load(out) as z:
         served, config = z["logits"], json.loads(str(z["config"]))

@@ -3,6 +3,7 @@
 All builds read the committed tiny dummy corpora (tfds_builders/*/dummy_data) or copies of them in
 tmp dirs; nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import collections
@@ -16,9 +17,9 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 cv2 = pytest.importorskip("cv2")
 
+from _tfds_helpers import build_dataset  # noqa: E402
 from emonet_tf.categories import COWEN_KELTNER_CATEGORIES, EMONET_CATEGORIES  # noqa: E402
 from emonet_tf.video import FrameSampling, iter_frames  # noqa: E402
-from _tfds_helpers import build_dataset  # noqa: E402
 from tfds_builders import make_dummy_data as dummy  # noqa: E402
 from tfds_builders import video_frames as vf  # noqa: E402
 from tfds_builders.cowen_keltner import cowen_keltner_dataset_builder as ck  # noqa: E402
@@ -35,8 +36,17 @@ def build(builder_cls, data_dir, manual_dir, config, beam=False, **kwargs):
 def records(builder, split):
     """Sorted (video_id, frame_index, timestamp_ms, label, jpeg bytes as stored, soft_label) tuples."""
     ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-    return sorted((ex["video_id"].decode(), int(ex["frame_index"]), float(ex["timestamp_ms"]), int(ex["label"]),
-                   bytes(ex["image"]), tuple(np.round(ex["soft_label"], 6))) for ex in tfds.as_numpy(ds))
+    return sorted(
+        (
+            ex["video_id"].decode(),
+            int(ex["frame_index"]),
+            float(ex["timestamp_ms"]),
+            int(ex["label"]),
+            bytes(ex["image"]),
+            tuple(np.round(ex["soft_label"], 6)),
+        )
+        for ex in tfds.as_numpy(ds)
+    )
 
 
 def skipped_names(summary_part):
@@ -68,8 +78,11 @@ def test_summary_names_every_bad_input(every5):
     summary = vf.read_summary(every5.data_path)
     assert summary["config"] == "emonet20_every5" and summary["jpeg_quality"] == vf.JPEG_QUALITY
     assert skipped_names(summary["left_out_at_label_stage"]) == {
-        "label_missing": ["0013"], "label_not_in_config": ["0005", "0006", "0014"],
-        "label_unknown": ["0012"], "video_missing": ["0009"]}
+        "label_missing": ["0013"],
+        "label_not_in_config": ["0005", "0006", "0014"],
+        "label_unknown": ["0012"],
+        "video_missing": ["0009"],
+    }
     train, test = summary["splits"]["train"], summary["splits"]["test"]
     assert (train["videos_written"], train["frames_written"], train["videos_skipped"]) == (4, 13, 2)
     assert skipped_names(train["skipped"]) == {"video_damaged": ["0008"], "video_unreadable": ["0007"]}
@@ -101,7 +114,9 @@ def test_two_builds_give_identical_records(every5, tmp_path):
         first = sorted(p.name for p in pathlib.Path(every5.data_path).glob(f"*-{split}.tfrecord*"))
         assert first
         for name in first:
-            assert (pathlib.Path(again.data_path) / name).read_bytes() == (pathlib.Path(every5.data_path) / name).read_bytes()
+            assert (pathlib.Path(again.data_path) / name).read_bytes() == (
+                pathlib.Path(every5.data_path) / name
+            ).read_bytes()
 
 
 def test_beam_build_gives_the_same_examples_and_summary(every5, tmp_path):
@@ -126,14 +141,15 @@ def test_records_hold_exactly_the_frames_and_timestamps_the_video_reader_gives(c
         assert got
         for video_id, frames in got.items():
             path = vf.find_videos(CK_DUMMY)[0][video_id]
-            expected = [(f.index, float(np.float32(f.timestamp_ms)))
-                        for f in iter_frames(path, FrameSampling.parse(name))]
+            expected = [
+                (f.index, float(np.float32(f.timestamp_ms))) for f in iter_frames(path, FrameSampling.parse(name))
+            ]
             assert frames == expected, (name, video_id)
 
 
 def test_soft_labels_are_normalized_shares_over_the_config_categories(every5, ck27_builds):
     for builder, categories in ((every5, EMONET_CATEGORIES), (ck27_builds["all"], COWEN_KELTNER_CATEGORIES)):
-        for video_id, _, _, label, _, soft in records(builder, "train"):
+        for _video_id, _, _, label, _, soft in records(builder, "train"):
             soft = np.array(soft)
             assert soft.shape == (len(categories),) and abs(soft.sum() - 1) < 1e-5
             assert int(np.argmax(soft)) == label
@@ -171,8 +187,16 @@ def test_ratings_table_alone_gives_argmax_labels_and_a_stratified_hash_split(tmp
     builder = build(ck.Builder, tmp_path / "data", root, config)
     names = builder.info.features["label"].names
     labels = {r[0]: names[r[3]] for split in ("train", "test") for r in records(builder, split)}
-    assert labels == {"0001": "Adoration", "0002": "Amusement", "0003": "Awe", "0004": "Fear", "0005": "Nostalgia",
-                      "0010": "Adoration", "0011": "Fear", "0014": "Anger"}
+    assert labels == {
+        "0001": "Adoration",
+        "0002": "Amusement",
+        "0003": "Awe",
+        "0004": "Fear",
+        "0005": "Nostalgia",
+        "0010": "Adoration",
+        "0011": "Fear",
+        "0014": "Anger",
+    }
     expected = vf.hash_split(labels, 0.5)
     for split in ("train", "test"):
         assert {r[0] for r in records(builder, split)} == {v for v, s in expected.items() if s == split}
@@ -181,7 +205,9 @@ def test_ratings_table_alone_gives_argmax_labels_and_a_stratified_hash_split(tmp
     summary = vf.read_summary(builder.data_path)
     # The ratings table has no Pride column, so 0006 has no positive rating among the known categories.
     assert skipped_names(summary["left_out_at_label_stage"]) == {
-        "label_missing": ["0006", "0012", "0013"], "video_missing": ["0009"]}
+        "label_missing": ["0006", "0012", "0013"],
+        "video_missing": ["0009"],
+    }
 
 
 def test_label_files_with_wrong_columns_are_reported_and_skipped(tmp_path):
@@ -211,8 +237,9 @@ def test_strict_mode_raises_on_the_first_bad_input(tmp_path, monkeypatch):
         build(ck.Builder, tmp_path / "b", CK_DUMMY, "emonet20_every5")
     monkeypatch.delenv(vf.STRICT_ENV)
     # The JSON config that `tfds build --config '{...}'` turns into a builder config.
-    config = ck.Builder.builder_config_cls(**json.loads(
-        '{"name": "strict_every5", "label_set": "emonet20", "sampling": "every5", "strict": true}'))
+    config = ck.Builder.builder_config_cls(
+        **json.loads('{"name": "strict_every5", "label_set": "emonet20", "sampling": "every5", "strict": true}')
+    )
     with pytest.raises(vf.BadInputError):
         build(ck.Builder, tmp_path / "c", CK_DUMMY, config)
 
@@ -227,7 +254,9 @@ def test_empty_video_is_skipped_or_raises_in_strict_mode(tmp_path):
     builder = build(ck.Builder, tmp_path / "data", root, "emonet20_all")
     assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 6, "test": 5}
     skipped = vf.read_summary(builder.data_path)["splits"]["train"]["skipped"]
-    assert skipped_names(skipped) == {"video_unreadable": ["0002"]} and "empty" in skipped["video_unreadable"][0]["detail"]
+    assert (
+        skipped_names(skipped) == {"video_unreadable": ["0002"]} and "empty" in skipped["video_unreadable"][0]["detail"]
+    )
     with pytest.raises(vf.BadInputError, match="0002"):
         build(ck.Builder, tmp_path / "strict", root, "emonet20_all", strict=True)
     # Without bad input, strict mode builds; a label outside the config is left out by design, not an error.
@@ -250,8 +279,10 @@ def test_video_folder_discovers_labels_and_reloads_them(tmp_path):
     assert skipped_names(summary["left_out_at_label_stage"]) == {"label_missing": ["loose"]}
     assert skipped_names(summary["splits"]["train"]["skipped"]) == {"video_unreadable": ["dogs/broken"]}
     videos = {split: {r[0] for r in records(builder, split)} for split in ("train", "test")}
-    assert videos == {"train": {"cats/clip_a", "cats/clip_b", "dogs/clip_d", "dogs/clip_e"},
-                      "test": {"cats/clip_c", "dogs/clip_f"}}
+    assert videos == {
+        "train": {"cats/clip_a", "cats/clip_b", "dogs/clip_d", "dogs/clip_e"},
+        "test": {"cats/clip_c", "dogs/clip_f"},
+    }
 
 
 def test_video_folder_csv_with_splits_and_configured_labels(tmp_path):
@@ -260,9 +291,18 @@ def test_video_folder_csv_with_splits_and_configured_labels(tmp_path):
     dummy.write_coded_video(root / "clips" / "b.avi", 10.0, 11)
     dummy.write_coded_video(root / "c.mp4", 20.0, 7)
     dummy.write_coded_video(root / "d.mp4", 10.0, 3)
-    dummy.write_csv(root / "labels.csv", ["video", "label", "split"], [
-        ["clips/a.mp4", "happy", "train"], ["clips/b.avi", "sad", "train"], ["c.mp4", "happy", "validation"],
-        ["d.mp4", "angry", "train"], ["e.mp4", "sad", "test"], ["clips/a.mp4", "sad", "train"]])
+    dummy.write_csv(
+        root / "labels.csv",
+        ["video", "label", "split"],
+        [
+            ["clips/a.mp4", "happy", "train"],
+            ["clips/b.avi", "sad", "train"],
+            ["c.mp4", "happy", "validation"],
+            ["d.mp4", "angry", "train"],
+            ["e.mp4", "sad", "test"],
+            ["clips/a.mp4", "sad", "train"],
+        ],
+    )
     config = folder.VideoFolderConfig(name="mine_every5", sampling="every5", labels=["sad", "happy"])
     builder = build(folder.Builder, tmp_path / "data", None, config, root=str(root))
     assert builder.info.features["label"].names == ["sad", "happy"]
@@ -272,4 +312,7 @@ def test_video_folder_csv_with_splits_and_configured_labels(tmp_path):
     assert {(r[0], r[3], r[5]) for r in rows} == {("clips/a", 1, (0.0, 1.0)), ("clips/b", 0, (1.0, 0.0))}
     summary = vf.read_summary(builder.data_path)
     assert skipped_names(summary["left_out_at_label_stage"]) == {
-        "label_conflict": ["clips/a"], "label_not_in_config": ["d"], "video_missing": ["e"]}
+        "label_conflict": ["clips/a"],
+        "label_not_in_config": ["d"],
+        "video_missing": ["e"],
+    }

@@ -9,6 +9,7 @@
 * `frame_encoding="png"`: the stored frame is exactly the decoded frame.
 * Two builds in two fresh processes (different PYTHONHASHSEED) write byte-identical tfrecord files.
 """
+
 from __future__ import annotations
 
 import collections
@@ -26,8 +27,8 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 cv2 = pytest.importorskip("cv2")
 
-from emonet_tf import video as video_lib  # noqa: E402
 from _tfds_helpers import build_dataset  # noqa: E402
+from emonet_tf import video as video_lib  # noqa: E402
 from tfds_builders import make_dummy_data as dummy  # noqa: E402
 from tfds_builders import video_frames as vf  # noqa: E402
 from tfds_builders.cowen_keltner import cowen_keltner_dataset_builder as ck  # noqa: E402
@@ -43,8 +44,10 @@ build = build_dataset
 def stored(builder, split):
     """(video_id, frame_index) -> (stored image bytes, video_damaged) for one split."""
     ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-    return {(ex["video_id"].decode(), int(ex["frame_index"])): (bytes(ex["image"]), bool(ex["video_damaged"]))
-            for ex in tfds.as_numpy(ds)}
+    return {
+        (ex["video_id"].decode(), int(ex["frame_index"])): (bytes(ex["image"]), bool(ex["video_damaged"]))
+        for ex in tfds.as_numpy(ds)
+    }
 
 
 def all_stored(builder):
@@ -69,12 +72,12 @@ def reported(summary) -> dict[str, list[str]]:
 
 #: Bad kinds and the reason the summary must give.
 BAD_KINDS = {
-    "duplicate": vf.DUPLICATE_VIDEO_FILE,   # one clip in two containers: same video id
-    "corrupt": vf.VIDEO_UNREADABLE,         # random bytes under a video name
-    "not_video": vf.VIDEO_UNREADABLE,       # a text file with a video extension
-    "empty": vf.VIDEO_UNREADABLE,           # 0 bytes
-    "vanish": vf.VIDEO_MISSING,             # listed, then deleted before it is decoded
-    "truncated": vf.VIDEO_DAMAGED,          # cut MJPG AVI: decodes part-way
+    "duplicate": vf.DUPLICATE_VIDEO_FILE,  # one clip in two containers: same video id
+    "corrupt": vf.VIDEO_UNREADABLE,  # random bytes under a video name
+    "not_video": vf.VIDEO_UNREADABLE,  # a text file with a video extension
+    "empty": vf.VIDEO_UNREADABLE,  # 0 bytes
+    "vanish": vf.VIDEO_MISSING,  # listed, then deleted before it is decoded
+    "truncated": vf.VIDEO_DAMAGED,  # cut MJPG AVI: decodes part-way
 }
 
 
@@ -178,6 +181,7 @@ def fuzz_cowen_keltner(root: pathlib.Path, seed: int) -> Corpus:
 @pytest.fixture
 def vanish_after_listing(monkeypatch):
     """Makes the corpus' `vanish` files disappear after the builder listed them, before they are decoded."""
+
     def install(builder_cls, corpus: Corpus):
         original = builder_cls._collect
 
@@ -188,6 +192,7 @@ def vanish_after_listing(monkeypatch):
             return result
 
         monkeypatch.setattr(builder_cls, "_collect", collect_then_delete)
+
     return install
 
 
@@ -209,8 +214,12 @@ def check_fuzz_build(builder, corpus: Corpus, sampling: str = "all"):
     got = reported(summary)
     for reason, names in corpus.expected_bad.items():
         assert got.get(reason) == sorted(names), (reason, got)
-    details = {d["name"]: d["detail"] for part in [summary["left_out_at_label_stage"]] +
-               [s["skipped"] for s in summary["splits"].values()] for items in part.values() for d in items}
+    details = {
+        d["name"]: d["detail"]
+        for part in [summary["left_out_at_label_stage"]] + [s["skipped"] for s in summary["splits"].values()]
+        for items in part.values()
+        for d in items
+    }
     for names in corpus.expected_bad.values():
         for name in names:
             assert pathlib.PurePath(name).name.split(".")[0] in details[name] or name in details[name], details[name]
@@ -227,8 +236,9 @@ def check_fuzz_build(builder, corpus: Corpus, sampling: str = "all"):
 
 @pytest.mark.parametrize("beam", [False, True], ids=["plain", "beam"])
 @pytest.mark.parametrize("csv_layout", [False, True], ids=["folders", "csv"])
-def test_video_folder_build_completes_and_names_every_bad_input(tmp_path, caplog, capfd, vanish_after_listing,
-                                                                 beam, csv_layout):
+def test_video_folder_build_completes_and_names_every_bad_input(
+    tmp_path, caplog, capfd, vanish_after_listing, beam, csv_layout
+):
     caplog.set_level(logging.INFO)
     corpus = fuzz_video_folder(tmp_path / "corpus", seed=7 + csv_layout, csv_layout=csv_layout)
     vanish_after_listing(folder.Builder, corpus)
@@ -258,8 +268,10 @@ def test_fuzz_more_seeds(tmp_path, vanish_after_listing, seed):
     check_fuzz_build(build(folder.Builder, tmp_path / "data", config, root=str(tmp_path / "folder")), corpus)
     corpus = fuzz_cowen_keltner(tmp_path / "ck", seed=seed)
     vanish_after_listing(ck.Builder, corpus)
-    check_fuzz_build(build(ck.Builder, tmp_path / "data", "emonet20_all", manual_dir=tmp_path / "ck",
-                           beam=bool(seed % 3 == 0)), corpus)
+    check_fuzz_build(
+        build(ck.Builder, tmp_path / "data", "emonet20_all", manual_dir=tmp_path / "ck", beam=bool(seed % 3 == 0)),
+        corpus,
+    )
 
 
 def test_plain_build_leaves_out_a_split_in_which_no_video_could_be_written(tmp_path):
@@ -308,8 +320,12 @@ def test_csv_duplicate_ids_keep_the_first_path_in_sorted_order_whatever_the_row_
     dummy.write_coded_video(root / "clip.mp4", 10.0, 6)
     dummy.write_coded_video(root / "clip.avi", 10.0, 4)
     dummy.write_csv(root / "labels.csv", ["video", "label"], [["clip.mp4", "x"], ["clip.avi", "x"]])
-    builder = build(folder.Builder, tmp_path / "data", folder.VideoFolderConfig(name="c", sampling="all",
-                                                                               test_fraction=0.0), root=str(root))
+    builder = build(
+        folder.Builder,
+        tmp_path / "data",
+        folder.VideoFolderConfig(name="c", sampling="all", test_fraction=0.0),
+        root=str(root),
+    )
     assert sorted(i for _, i in stored(builder, "train")) == [0, 1, 2, 3]  # clip.avi's 4 frames
     (dup,) = vf.read_summary(builder.data_path)["left_out_at_label_stage"]["duplicate_video_file"]
     assert dup["name"] == "clip" and "using" in dup["detail"] and dup["detail"].endswith("clip.mp4")
@@ -331,6 +347,7 @@ def test_duplicate_ids_in_strict_mode_raise_before_any_decoding(tmp_path, monkey
 
 # ------------------------------------------------------------------------------------------------
 # Damaged videos: skip (default) or keep; strict raises.
+
 
 def _damaged_corpus(root: pathlib.Path) -> pathlib.Path:
     dummy.write_coded_video(root / "happy" / "good.mp4", 10.0, 7)
@@ -360,8 +377,12 @@ def test_damaged_video_kept_and_flagged_with_keep_policy(tmp_path, beam):
 
 def test_damaged_video_skipped_by_default_and_strict_raises_under_both_policies(tmp_path):
     root = _damaged_corpus(tmp_path / "corpus")
-    skip = build(folder.Builder, tmp_path / "skip", folder.VideoFolderConfig(name="s", sampling="all",
-                                                                              test_fraction=0.0), root=str(root))
+    skip = build(
+        folder.Builder,
+        tmp_path / "skip",
+        folder.VideoFolderConfig(name="s", sampling="all", test_fraction=0.0),
+        root=str(root),
+    )
     assert {v for v, _ in stored(skip, "train")} == {"happy/good", "sad/fine"}
     assert reported(vf.read_summary(skip.data_path)) == {"video_damaged": ["happy/cut"]}
     for policy in video_lib.DAMAGED_POLICIES:
@@ -380,6 +401,7 @@ def test_unknown_policy_or_encoding_fails_at_construction_naming_the_choices(tmp
 # ------------------------------------------------------------------------------------------------
 # Lossless frames
 
+
 def test_png_frames_are_exactly_the_decoded_frames_and_jpeg_ones_are_not(tmp_path):
     root = tmp_path / "corpus"
     rng = np.random.default_rng(0)
@@ -392,8 +414,9 @@ def test_png_frames_are_exactly_the_decoded_frames_and_jpeg_ones_are_not(tmp_pat
         for f in video_lib.iter_frames(path):
             decoded[(video_id, f.index)] = f.image
     for encoding in vf.FRAME_ENCODINGS:
-        config = folder.VideoFolderConfig(name=f"all_{encoding}", sampling="all", frame_encoding=encoding,
-                                          test_fraction=0.0)
+        config = folder.VideoFolderConfig(
+            name=f"all_{encoding}", sampling="all", frame_encoding=encoding, test_fraction=0.0
+        )
         builder = build(folder.Builder, tmp_path / encoding, config, root=str(root))
         assert builder.info.features["image"].encoding_format == encoding
         records = stored(builder, "train")
@@ -426,10 +449,16 @@ def test_two_builds_in_two_fresh_processes_write_byte_identical_files(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     procs = []
     for seed in ("1", "2"):  # different hash seeds, as two machines or two days would have
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", _BUILD_SCRIPT, str(tmp_path / f"data{seed}"), str(FOLDER_DUMMY)],
-            env=dict(env, PYTHONHASHSEED=seed), cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _BUILD_SCRIPT, str(tmp_path / f"data{seed}"), str(FOLDER_DUMMY)],
+                env=dict(env, PYTHONHASHSEED=seed),
+                cwd=str(tmp_path),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     paths = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -473,5 +502,6 @@ def test_label_whose_split_videos_are_all_unreadable_is_named_in_the_summary_and
     assert summary["splits"]["train"]["labels_without_videos"] == {}
     assert reported(summary) == {"video_unreadable": [junk]}  # it still counted for the split
     assert {v for v, _ in stored(builder, "test")} == {v for v in split if split[v] == "test"} - {junk}
-    assert any("'sad' has no example in this split" in r.getMessage() and junk in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "'sad' has no example in this split" in r.getMessage() and junk in r.getMessage() for r in caplog.records
+    )

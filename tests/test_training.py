@@ -3,6 +3,7 @@
 The backbone is built from a fixed seed (init="scratch"): no weight file is needed and every run
 starts from the same network, which is what the equality checks below rely on.
 """
+
 import glob
 import logging
 import os
@@ -14,10 +15,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from _training_helpers import make_dataset
 from emonet_tf import data, features, training
 from emonet_tf.classifier import EmoNetClassifier
-
-from _training_helpers import make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,18 @@ def dataset_dir(tmp_path_factory):
 
 
 def config(dataset_dir, model_dir, **kw):
-    values = dict(dataset=str(dataset_dir), model_dir=str(model_dir), init="scratch", global_batch_size=4,
-                  epochs=2, eval_split="", export=False, log_every=1, checkpoint_every=100, seed=7)
+    values = dict(
+        dataset=str(dataset_dir),
+        model_dir=str(model_dir),
+        init="scratch",
+        global_batch_size=4,
+        epochs=2,
+        eval_split="",
+        export=False,
+        log_every=1,
+        checkpoint_every=100,
+        seed=7,
+    )
     values.update(kw)
     return training.TrainConfig(**values)
 
@@ -62,8 +72,9 @@ def test_killed_run_resumes_to_the_same_weights(dataset_dir, tmp_path):
 
     resumed_dir = tmp_path / "resumed"
     with pytest.raises(Killed):
-        training.train_and_evaluate(config(dataset_dir, resumed_dir, epochs=3, checkpoint_every=3),
-                                    step_hook=kill_after_7)
+        training.train_and_evaluate(
+            config(dataset_dir, resumed_dir, epochs=3, checkpoint_every=3), step_hook=kill_after_7
+        )
     assert tf.train.latest_checkpoint(str(resumed_dir / "checkpoints")).endswith("ckpt-6")
     resumed = training.train_and_evaluate(config(dataset_dir, resumed_dir, epochs=3, checkpoint_every=3))
     assert resumed["start_step"] == 6 and resumed["step"] == straight["step"] == 12
@@ -93,8 +104,9 @@ def test_interrupted_feature_cache_resumes(dataset_dir, tmp_path):
 
 def test_end_to_end_train_evaluate_export_reload(dataset_dir, tmp_path):
     model_dir = tmp_path / "run"
-    result = training.train_and_evaluate(config(dataset_dir, model_dir, epochs=1, eval_split="test", export=True,
-                                                eval_every_epoch=True))
+    result = training.train_and_evaluate(
+        config(dataset_dir, model_dir, epochs=1, eval_split="test", export=True, eval_every_epoch=True)
+    )
     metrics = result["eval"]
     assert metrics["num_examples"] == 6 and metrics["video"]["num_videos"] == 3
     assert set(metrics["auc"]) == {"red", "green", "blue"} and len(result["epochs"]) == 1
@@ -115,8 +127,12 @@ def test_end_to_end_train_evaluate_export_reload(dataset_dir, tmp_path):
     outputs = serving(images_bytes=images_bytes)
     np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, rtol=1e-4, atol=1e-6)
     reloaded = keras.saving.load_model(result["export"]["keras"])
-    np.testing.assert_allclose(reloaded.predict(tf.stack([preprocess_image_bytes(b) for b in images_bytes]),
-                                                verbose=0), expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        reloaded.predict(tf.stack([preprocess_image_bytes(b) for b in images_bytes]), verbose=0),
+        expected,
+        rtol=1e-4,
+        atol=1e-6,
+    )
     assert tuple(reloaded.class_names) == ("red", "green", "blue")
 
 
@@ -136,8 +152,13 @@ def test_bad_input_fails_before_any_work(dataset_dir, tmp_path):
         training.train_and_evaluate(config(dataset_dir, model_dir, init="imagenet"))
     # EmoNet weights (a 20-way head) on 3-class data with the head loaded.
     shapes = expected_shapes(20)
-    emonet = make_weightset({n: (np.zeros(shapes[n][0], np.float32), np.zeros(shapes[n][1], np.float32))
-                             for n in LAYERS}, mean=None, class_names=None, source="emonet.pth", fmt="emonet_py_pth")
+    emonet = make_weightset(
+        {n: (np.zeros(shapes[n][0], np.float32), np.zeros(shapes[n][1], np.float32)) for n in LAYERS},
+        mean=None,
+        class_names=None,
+        source="emonet.pth",
+        fmt="emonet_py_pth",
+    )
     with pytest.raises(training.TrainConfigError, match="20-way head.*3 classes.*--new_head"):
         training.train_and_evaluate(config(dataset_dir, model_dir, init="emonet", weights=emonet))
     assert not os.path.exists(model_dir / "checkpoints") and not os.path.exists(model_dir / "feature_cache")
@@ -148,13 +169,25 @@ def test_emonet_init_with_new_head_trains_fc6_to_fc8_only(dataset_dir, tmp_path)
 
     rng = np.random.default_rng(0)
     shapes = expected_shapes(20)
-    emonet = make_weightset({n: (rng.normal(0, 0.01, shapes[n][0]).astype(np.float32),
-                                 np.zeros(shapes[n][1], np.float32)) for n in LAYERS},
-                            mean=np.array([120.0, 110.0, 100.0]), class_names=None, source="emonet.pth",
-                            fmt="emonet_py_pth")
-    result = training.train_and_evaluate(config(dataset_dir, tmp_path / "ft", init="emonet", weights=emonet,
-                                                new_head=True, train_layers="fc6-fc8", max_steps=2,
-                                                learning_rate=1e-2))
+    emonet = make_weightset(
+        {n: (rng.normal(0, 0.01, shapes[n][0]).astype(np.float32), np.zeros(shapes[n][1], np.float32)) for n in LAYERS},
+        mean=np.array([120.0, 110.0, 100.0]),
+        class_names=None,
+        source="emonet.pth",
+        fmt="emonet_py_pth",
+    )
+    result = training.train_and_evaluate(
+        config(
+            dataset_dir,
+            tmp_path / "ft",
+            init="emonet",
+            weights=emonet,
+            new_head=True,
+            train_layers="fc6-fc8",
+            max_steps=2,
+            learning_rate=1e-2,
+        )
+    )
     model = result["model"]
     assert not result["feature_cache"] and model.num_classes == 3
     np.testing.assert_array_equal(model.backbone.get_layer("conv5").get_weights()[0], emonet.layers["conv5"][0])
@@ -164,8 +197,7 @@ def test_emonet_init_with_new_head_trains_fc6_to_fc8_only(dataset_dir, tmp_path)
 
 @pytest.mark.parametrize("requested,policy", [(True, "mixed_bfloat16"), ("mixed_float16", "mixed_float16")])
 def test_mixed_precision_keeps_lrn_and_mean_in_float32(dataset_dir, tmp_path, requested, policy):
-    result = training.train_and_evaluate(config(dataset_dir, tmp_path / policy, mixed_precision=requested,
-                                                max_steps=3))
+    result = training.train_and_evaluate(config(dataset_dir, tmp_path / policy, mixed_precision=requested, max_steps=3))
     assert result["dtype_policy"] == policy
     assert keras.config.dtype_policy().name == "float32"  # restored after the run
     model = result["model"]
@@ -185,10 +217,17 @@ def test_head_only_recipe_learns_visibly_different_classes(tmp_path):
     The backbone is a fixed random AlexNet (seeded); the learning rate is raised from the paper's 1e-4
     to 1e-3 so that a few epochs on 48 frames suffice.
     """
-    builder = make_dataset(str(tmp_path / "tfds"), name="learnable_frames", num_classes=4,
-                           videos_per_class=(4, 2), frames_per_video=3, seed=1)
-    result = training.train_and_evaluate(config(builder.data_dir, tmp_path / "run", epochs=20, eval_split="test",
-                                                learning_rate=1e-3, log_every=12))
+    builder = make_dataset(
+        str(tmp_path / "tfds"),
+        name="learnable_frames",
+        num_classes=4,
+        videos_per_class=(4, 2),
+        frames_per_video=3,
+        seed=1,
+    )
+    result = training.train_and_evaluate(
+        config(builder.data_dir, tmp_path / "run", epochs=20, eval_split="test", learning_rate=1e-3, log_every=12)
+    )
     assert result["feature_cache"]
     assert result["eval"]["num_examples"] == 24
     assert result["eval"]["top1"] >= 0.9, result["eval"]
@@ -210,8 +249,10 @@ def test_killed_full_network_run_resumes_to_the_same_weights(dataset_dir, tmp_pa
     resumed = training.train_and_evaluate(config(dataset_dir, tmp_path / "resumed", **kw))
     assert resumed["start_step"] == 2 and resumed["step"] == 4
     for name in ("fc6", "fc7"):
-        for a, b in zip(straight["model"].backbone.get_layer(name).get_weights(),
-                        resumed["model"].backbone.get_layer(name).get_weights()):
+        for a, b in zip(
+            straight["model"].backbone.get_layer(name).get_weights(),
+            resumed["model"].backbone.get_layer(name).get_weights(),
+        ):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(head_weights(straight), head_weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -223,8 +264,13 @@ def test_refused_run_leaves_model_dir_as_it_was_and_the_suggested_fix_runs(datas
     from emonet_tf.weights.weightset import LAYERS, expected_shapes, make_weightset
 
     shapes = expected_shapes(20)
-    emonet = make_weightset({n: (np.zeros(shapes[n][0], np.float32), np.zeros(shapes[n][1], np.float32))
-                             for n in LAYERS}, mean=None, class_names=None, source="emonet.pth", fmt="emonet_py_pth")
+    emonet = make_weightset(
+        {n: (np.zeros(shapes[n][0], np.float32), np.zeros(shapes[n][1], np.float32)) for n in LAYERS},
+        mean=None,
+        class_names=None,
+        source="emonet.pth",
+        fmt="emonet_py_pth",
+    )
     absent, empty = tmp_path / "absent", tmp_path / "empty"
     empty.mkdir()
     garbage = tmp_path / "garbage.npy"
@@ -238,8 +284,9 @@ def test_refused_run_leaves_model_dir_as_it_was_and_the_suggested_fix_runs(datas
             training.train_and_evaluate(config(dataset_dir, model_dir, global_batch_size=0))
     assert not absent.exists() and list(empty.iterdir()) == []
     caplog.set_level(logging.INFO, logger="emonet_tf.training.progress")
-    fixed = training.train_and_evaluate(config(dataset_dir, absent, init="emonet", weights=emonet, new_head=True,
-                                               max_steps=1, eval_split="test"))
+    fixed = training.train_and_evaluate(
+        config(dataset_dir, absent, init="emonet", weights=emonet, new_head=True, max_steps=1, eval_split="test")
+    )
     assert fixed["step"] == 1 and (absent / training.RUN_CONFIG).exists()
     # Progress of the long parts counted in frames (train 18, test 6); log lines, since stderr is no terminal.
     lines = [r.getMessage() for r in caplog.records if r.name == "emonet_tf.training.progress"]

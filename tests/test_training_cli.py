@@ -1,4 +1,5 @@
 """train.py: absl flags (and --flagfile) reach TrainConfig; bad input is one clear line, not a traceback."""
+
 import json
 import os
 import subprocess
@@ -13,18 +14,32 @@ TRAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(args, timeout=300):
-    return subprocess.run([sys.executable, TRAIN] + args, env=worker_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, TRAIN] + args, env=worker_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_flagfile_run_trains_resumes_and_reports(tmp_path):
     dataset_dir = make_dataset(str(tmp_path / "tfds"), videos_per_class=(3, 1), frames_per_video=2).data_dir
     model_dir = tmp_path / "run"
     flagfile = tmp_path / "run.flags"
-    flagfile.write_text("\n".join([
-        f"--dataset={dataset_dir}", f"--model_dir={model_dir}", "--init=scratch", "--global_batch_size=4",
-        "--epochs=1", "--max_steps=3", "--checkpoint_every=2", "--log_every=1", "--noexport",
-        "--learning_rate=0.001"]) + "\n")
+    flagfile.write_text(
+        "\n".join(
+            [
+                f"--dataset={dataset_dir}",
+                f"--model_dir={model_dir}",
+                "--init=scratch",
+                "--global_batch_size=4",
+                "--epochs=1",
+                "--max_steps=3",
+                "--checkpoint_every=2",
+                "--log_every=1",
+                "--noexport",
+                "--learning_rate=0.001",
+            ]
+        )
+        + "\n"
+    )
     first = run([f"--flagfile={flagfile}"])
     assert first.returncode == 0, first.stderr[-3000:]
     assert "mean_auc" in first.stdout and "0.7450" in first.stdout  # the report beside the paper's figures
@@ -39,8 +54,10 @@ def test_flagfile_run_trains_resumes_and_reports(tmp_path):
 
 
 def test_bad_input_is_one_clear_error(tmp_path):
-    result = run(["--dataset=no_such_dataset_xyz", f"--data_dir={tmp_path}", f"--model_dir={tmp_path / 'm'}",
-                  "--init=scratch"], timeout=120)
+    result = run(
+        ["--dataset=no_such_dataset_xyz", f"--data_dir={tmp_path}", f"--model_dir={tmp_path / 'm'}", "--init=scratch"],
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "train.py: error: Unknown dataset 'no_such_dataset_xyz'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -52,8 +69,13 @@ def test_refused_command_writes_nothing_and_the_corrected_one_runs(tmp_path):
     model_dir = tmp_path / "run"
     garbage = tmp_path / "alexnet.npy"
     garbage.write_bytes(b"not a weight file")
-    common = [f"--dataset={dataset_dir}", f"--model_dir={model_dir}", "--global_batch_size=4", "--max_steps=1",
-              "--noexport"]
+    common = [
+        f"--dataset={dataset_dir}",
+        f"--model_dir={model_dir}",
+        "--global_batch_size=4",
+        "--max_steps=1",
+        "--noexport",
+    ]
     refused = run(common + ["--init=imagenet", f"--weights={garbage}"], timeout=120)
     assert refused.returncode == 1 and "train.py: error:" in refused.stderr, refused.stderr[-3000:]
     assert not model_dir.exists()

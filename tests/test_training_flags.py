@@ -1,4 +1,5 @@
 """train.py's flags are generated from TrainConfig: one flag per field, same default and type, and back."""
+
 import dataclasses
 import importlib.util
 import os
@@ -15,10 +16,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = {f.name: f for f in dataclasses.fields(training.TrainConfig)}
 REQUIRED = ["--dataset=d", "--model_dir=m"]
 #: absl flag class of each DEFINE_* function.
-FLAG_CLASS = {"DEFINE_string": "Flag", "DEFINE_integer": "Flag", "DEFINE_float": "Flag",
-              "DEFINE_boolean": "BooleanFlag", "DEFINE_enum": "EnumFlag"}
-PARSER = {"DEFINE_string": "ArgumentParser", "DEFINE_integer": "IntegerParser", "DEFINE_float": "FloatParser",
-          "DEFINE_boolean": "BooleanParser", "DEFINE_enum": "EnumParser"}
+FLAG_CLASS = {
+    "DEFINE_string": "Flag",
+    "DEFINE_integer": "Flag",
+    "DEFINE_float": "Flag",
+    "DEFINE_boolean": "BooleanFlag",
+    "DEFINE_enum": "EnumFlag",
+}
+PARSER = {
+    "DEFINE_string": "ArgumentParser",
+    "DEFINE_integer": "IntegerParser",
+    "DEFINE_float": "FloatParser",
+    "DEFINE_boolean": "BooleanParser",
+    "DEFINE_enum": "EnumParser",
+}
 
 
 def fresh_flags():
@@ -59,11 +70,27 @@ def test_flags_parse_into_the_same_config_as_the_dataclass_defaults():
     values(["train.py"] + REQUIRED)
     assert cli_flags.config_from_flags(values) == training.TrainConfig(dataset="d", model_dir="m")
     values = fresh_flags()
-    values(["train.py"] + REQUIRED + ["--feature_cache=false", "--mixed_precision=true", "--noexport",
-                                      "--max_steps=3", "--learning_rate=1e-3", "--init=scratch", "--noprogress"])
+    values(
+        ["train.py"]
+        + REQUIRED
+        + [
+            "--feature_cache=false",
+            "--mixed_precision=true",
+            "--noexport",
+            "--max_steps=3",
+            "--learning_rate=1e-3",
+            "--init=scratch",
+            "--noprogress",
+        ]
+    )
     config = cli_flags.config_from_flags(values)
     assert (config.feature_cache, config.mixed_precision, config.export, config.max_steps, config.progress) == (
-        False, True, False, 3, False)
+        False,
+        True,
+        False,
+        3,
+        False,
+    )
     assert config.learning_rate == 1e-3 and config.init == "scratch"
     values = fresh_flags()
     values(["train.py"] + REQUIRED + ["--mixed_precision=mixed_float16", "--feature_cache=auto"])
@@ -85,7 +112,12 @@ def test_flagfile(tmp_path):
     values(["train.py", f"--flagfile={flagfile}", "--seed=3"])
     config = cli_flags.config_from_flags(values)
     assert (config.dataset, config.model_dir, config.global_batch_size, config.seed, config.eval_split) == (
-        "ds", "md", 4, 3, "")
+        "ds",
+        "md",
+        4,
+        3,
+        "",
+    )
 
 
 def test_identity_fields_are_marked_in_the_declaration():
@@ -110,4 +142,5 @@ def test_docs_show_the_generated_flag_table():
     with open(os.path.join(ROOT, "docs", "training.md"), encoding="utf-8") as f:
         docs = f.read()
     assert cli_flags.flags_table() in docs, (
-        "docs/training.md is out of date: paste the output of `python -m emonet_tf.training.cli_flags`")
+        "docs/training.md is out of date: paste the output of `python -m emonet_tf.training.cli_flags`"
+    )

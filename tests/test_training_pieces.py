@@ -1,4 +1,5 @@
 """The training loop's pieces on their own, on a toy 2-class Dense head (no AlexNet, no dataset): fast."""
+
 import json
 import logging
 import time
@@ -48,8 +49,14 @@ def test_train_epoch_counts_steps_stops_at_total_and_logs_across_epochs():
     head, state = toy_state()
     train_step = training.make_train_step(state, tf.distribute.get_strategy(), global_batch_size=4)
     window, logged, after = training.LossWindow(), [], []
-    kw = dict(total_steps=7, global_batch_size=4, log_every=3, window=window,
-              on_log=lambda step, loss, acc: logged.append((step, loss, acc)), after_step=after.append)
+    kw = dict(
+        total_steps=7,
+        global_batch_size=4,
+        log_every=3,
+        window=window,
+        on_log=lambda step, loss, acc: logged.append((step, loss, acc)),
+        after_step=after.append,
+    )
     assert training.train_epoch(train_step, batches(5), state, **kw) == 5
     assert int(state.step.numpy()) == 5 and after == [1, 2, 3, 4, 5]
     assert [s for s, _, _ in logged] == [3] and window.steps == 2  # steps 4-5 wait for the next epoch
@@ -76,8 +83,7 @@ def test_checkpoint_save_restore_gives_identical_weights_momentum_and_step(tmp_p
     assert int(other.step.numpy()) == 3 and int(other.optimizer.iterations.numpy()) == 3
     for a, b in zip(state.optimizer.variables, other.optimizer.variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # momentum slots too
-    assert training.restore_checkpoint(training.make_checkpoint(other, head=other_head),
-                                       str(tmp_path / "none")) is None
+    assert training.restore_checkpoint(training.make_checkpoint(other, head=other_head), str(tmp_path / "none")) is None
 
 
 class Counter:
@@ -95,8 +101,9 @@ def test_evaluate_features_returns_the_metrics_of_known_predictions():
     feats = np.log(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.55, 0.45]], np.float32))
     labels = np.array([0, 1, 1, 0])
     counter = Counter()
-    metrics = training.evaluate_features(head, feats, labels, ("a", "b"), video_ids=np.array(["v", "w", "x", "v"]),
-                                         batch_size=3, progress=counter)
+    metrics = training.evaluate_features(
+        head, feats, labels, ("a", "b"), video_ids=np.array(["v", "w", "x", "v"]), batch_size=3, progress=counter
+    )
     assert metrics["top1"] == pytest.approx(0.75) and metrics["num_examples"] == 4 and counter.n == 4
     assert metrics["auc"]["a"] == pytest.approx(0.75)  # positives 0.9, 0.55 vs negatives 0.2, 0.6: 3 of 4 pairs
     expected = evaluation.metrics_from_predictions(np.exp(feats), labels, ("a", "b"), ["v", "w", "x", "v"])

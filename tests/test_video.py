@@ -1,7 +1,6 @@
 """The streaming frame reader: counts, timestamps, sampling, RGB order and broken files (tiny synthetic videos)."""
-from __future__ import annotations
 
-import math
+from __future__ import annotations
 
 import numpy as np
 import pytest
@@ -11,7 +10,12 @@ cv2 = pytest.importorskip("cv2")
 from emonet_tf import video  # noqa: E402
 from emonet_tf.video import FrameSampling, VideoReadError, count_frames, iter_frames, probe_video  # noqa: E402
 from tfds_builders.make_dummy_data import (  # noqa: E402
-    frame_colour, write_coded_video, write_corrupt, write_truncated_avi, write_video)
+    frame_colour,
+    write_coded_video,
+    write_corrupt,
+    write_truncated_avi,
+    write_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +91,12 @@ def test_fps_follows_ffmpeg_rounding(videos):
 
 
 def test_sampling_names_and_parser():
-    for spec, sampling in [("all", FrameSampling()), ("every5", FrameSampling(every_n=5)),
-                           ("fps10", FrameSampling(fps=10.0)), ("fps7.5", FrameSampling(fps=7.5))]:
+    for spec, sampling in [
+        ("all", FrameSampling()),
+        ("every5", FrameSampling(every_n=5)),
+        ("fps10", FrameSampling(fps=10.0)),
+        ("fps7.5", FrameSampling(fps=7.5)),
+    ]:
         assert FrameSampling.parse(spec) == sampling
         assert sampling.name == spec
     assert FrameSampling.parse(" Every5 ") == FrameSampling(every_n=5)

@@ -8,6 +8,7 @@ entries, an MKV whose audio outlasts the video, an MP4 cut with an edit list (`-
 an MPEG-TS with a non-zero start time, and a rotated MP4 (display matrix). Damaged files are
 checked against `ffmpeg -v error -f null`, which prints errors for them and nothing for the others.
 """
+
 from __future__ import annotations
 
 import fractions
@@ -33,9 +34,9 @@ def frame_image(i: int, seed: int = 0) -> np.ndarray:
     img = np.zeros((H, W, 3), np.uint8)
     for b in range(BITS):
         if (i >> b) & 1:
-            img[: H // 2, b * 6:(b + 1) * 6 - 1] = 255
+            img[: H // 2, b * 6 : (b + 1) * 6 - 1] = 255
     rng = np.random.default_rng(seed * 100_000 + i)
-    img[H // 2:] = rng.integers(0, 256, (H - H // 2, W, 3), dtype=np.uint8)
+    img[H // 2 :] = rng.integers(0, 256, (H - H // 2, W, 3), dtype=np.uint8)
     img[: H // 2, 60:] = (i * 37 % 256, 255 - i * 11 % 256, 90)
     return img
 
@@ -88,8 +89,20 @@ def ffmpeg(*args) -> subprocess.CompletedProcess:
 def oracle_frames(path, vf=None):
     """(frames as RGB arrays, their pts_time in seconds) as the ffmpeg command line outputs them."""
     filters = f"{vf}," if vf else ""
-    run = ffmpeg("-i", path, "-an", "-vf", filters + "showinfo", "-fps_mode", "passthrough",
-                 "-f", "rawvideo", "-pix_fmt", "rgb24", "-")
+    run = ffmpeg(
+        "-i",
+        path,
+        "-an",
+        "-vf",
+        filters + "showinfo",
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    )
     times = [float(t) for t in re.findall(r"pts_time:\s*(-?[\d.]+)", run.stderr.decode())]
     frames = np.frombuffer(run.stdout, np.uint8)
     return frames.reshape(len(times), -1), times
@@ -100,14 +113,27 @@ def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp("oracle")
     out = {}
     for rate in ("24000/1001", "24", "25", "30000/1001", "30"):
-        out[f"h264_{rate.replace('/', '_')}.mp4"] = write_h264(root / f"h264_{rate.replace('/', '_')}.mp4",
-                                                               fractions.Fraction(rate), 40)
+        out[f"h264_{rate.replace('/', '_')}.mp4"] = write_h264(
+            root / f"h264_{rate.replace('/', '_')}.mp4", fractions.Fraction(rate), 40
+        )
     rng = np.random.default_rng(0)
     vfr = np.concatenate([[0], np.cumsum(rng.integers(20, 90, size=39))])
     out["vfr.mkv"] = write_h264(root / "vfr.mkv", 30, 40, pts_ms=vfr)
     out["dropped.avi"], _ = write_avi_with_dropped_frames(root / "dropped.avi")
-    ffmpeg("-y", "-i", out["h264_25.mp4"], "-f", "lavfi", "-i", "sine=frequency=440:duration=4",
-           "-c:v", "copy", "-c:a", "aac", root / "long_audio.mkv")
+    ffmpeg(
+        "-y",
+        "-i",
+        out["h264_25.mp4"],
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=4",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        root / "long_audio.mkv",
+    )
     out["long_audio.mkv"] = root / "long_audio.mkv"
     src = write_h264(root / "src100.mp4", 25, 100)
     ffmpeg("-y", "-ss", "1.3", "-i", src, "-c", "copy", root / "edit_list.mp4")
@@ -127,8 +153,21 @@ def clips(tmp_path_factory):
     return out
 
 
-CASES = ("h264_24000_1001.mp4", "h264_24.mp4", "h264_25.mp4", "h264_30000_1001.mp4", "h264_30.mp4", "vfr.mkv",
-         "dropped.avi", "long_audio.mkv", "edit_list.mp4", "start_offset.ts", "rotated.mp4", "raw.h264", "spliced.ts")
+CASES = (
+    "h264_24000_1001.mp4",
+    "h264_24.mp4",
+    "h264_25.mp4",
+    "h264_30000_1001.mp4",
+    "h264_30.mp4",
+    "vfr.mkv",
+    "dropped.avi",
+    "long_audio.mkv",
+    "edit_list.mp4",
+    "start_offset.ts",
+    "rotated.mp4",
+    "raw.h264",
+    "spliced.ts",
+)
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -149,8 +188,9 @@ def test_every_frame_equals_ffmpeg_pixels_and_timestamps(clips, name):
 @pytest.mark.parametrize("name", CASES)
 def test_fps_sampling_keeps_the_frames_ffmpeg_fps_filter_keeps(clips, name):
     path = clips[name]
-    index_of = {f.index: read_index(f.image if name != "rotated.mp4" else np.rot90(f.image))
-                for f in video.iter_frames(path)}
+    index_of = {
+        f.index: read_index(f.image if name != "rotated.mp4" else np.rot90(f.image)) for f in video.iter_frames(path)
+    }
     for rate in RATES:
         shown, _ = oracle_frames(path, f"fps={rate}")
         shape = (W, H, 3) if name == "rotated.mp4" else (H, W, 3)

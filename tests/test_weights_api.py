@@ -1,4 +1,5 @@
 """apply_weights / build_classifier / convert / the 'keras' format: all-or-nothing loading, clear refusals."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,10 @@ from emonet_tf.weights.weightset import expected_shapes, make_weightset
 
 def _random_set(num_classes=20, seed=0, mean=None) -> WeightSet:
     rng = np.random.default_rng(seed)
-    layers = {name: (rng.standard_normal(k).astype(np.float32) * 0.01, rng.standard_normal(b).astype(np.float32))
-              for name, (k, b) in expected_shapes(num_classes).items()}
+    layers = {
+        name: (rng.standard_normal(k).astype(np.float32) * 0.01, rng.standard_normal(b).astype(np.float32))
+        for name, (k, b) in expected_shapes(num_classes).items()
+    }
     return make_weightset(layers, mean, None, f"<random {seed}>", "keras")
 
 
@@ -60,8 +63,11 @@ def test_late_layer_mismatch_leaves_early_layers_untouched(model):
     ws = _random_set()
     bad = dict(ws.layers)
     bad["conv5"] = (np.zeros((3, 3, 384, 256), np.float32), bad["conv5"][1])  # ungrouped conv5
-    with pytest.raises(WeightMismatchError, match=r"conv5 kernel: expected shape \(3, 3, 192, 256\), "
-                                                  r"found \(3, 3, 384, 256\)"):
+    with pytest.raises(
+        WeightMismatchError,
+        match=r"conv5 kernel: expected shape \(3, 3, 192, 256\), "
+        r"found \(3, 3, 384, 256\)",
+    ):
         apply_weights(model, dataclasses.replace(ws, layers=bad))
     _assert_unchanged(model, before)
 
@@ -103,7 +109,9 @@ def test_backbones_take_what_they_have():
 def test_make_weightset_names_layer_and_both_shapes():
     layers = dict(_random_set().layers)
     layers["fc6"] = (np.zeros((4096, 9216), np.float32), layers["fc6"][1])  # transposed
-    with pytest.raises(WeightMismatchError, match=r"src: fc6 kernel: expected shape \(9216, 4096\), found \(4096, 9216\)"):
+    with pytest.raises(
+        WeightMismatchError, match=r"src: fc6 kernel: expected shape \(9216, 4096\), found \(4096, 9216\)"
+    ):
         make_weightset(layers, None, None, "src", "keras")
     layers = dict(_random_set().layers)
     layers["fc9"] = layers.pop("fc8")
@@ -156,9 +164,16 @@ def test_from_torch_state_dict_accepts_plain_numpy_and_checkpoint_wrappers():
     sd = {f"{n}.weight": ws.layers[n][0].transpose(3, 2, 0, 1) for n in ("conv1", "conv2", "conv3", "conv4", "conv5")}
     sd.update({f"{n}.bias": ws.layers[n][1] for n in ("conv1", "conv2", "conv3", "conv4", "conv5")})
     w6 = ws.layers["fc6"][0].reshape(6, 6, 256, 4096)  # (h, w, c, out) -> emonet-py columns 36c + 6w + h
-    sd.update({"fc1.weight": w6.transpose(3, 2, 1, 0).reshape(4096, 9216), "fc1.bias": ws.layers["fc6"][1],
-               "fc2.weight": ws.layers["fc7"][0].T, "fc2.bias": ws.layers["fc7"][1],
-               "fc3.weight": ws.layers["fc8"][0].T, "fc3.bias": ws.layers["fc8"][1]})
+    sd.update(
+        {
+            "fc1.weight": w6.transpose(3, 2, 1, 0).reshape(4096, 9216),
+            "fc1.bias": ws.layers["fc6"][1],
+            "fc2.weight": ws.layers["fc7"][0].T,
+            "fc2.bias": ws.layers["fc7"][1],
+            "fc3.weight": ws.layers["fc8"][0].T,
+            "fc3.bias": ws.layers["fc8"][1],
+        }
+    )
     got = from_torch_state_dict({"state_dict": {"module." + k: v for k, v in sd.items()}})
     assert got.format == "emonet_py_pth"
     for name, (k, b) in ws.layers.items():

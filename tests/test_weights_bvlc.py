@@ -1,4 +1,5 @@
 """ImageNet AlexNet files (bvlc_alexnet.npy, .caffemodel, mean .binaryproto) against a numpy Caffe AlexNet on BGR input."""
+
 from __future__ import annotations
 
 import os
@@ -48,7 +49,11 @@ def test_bvlc_npy_with_mean_file_matches_caffe_alexnet_on_bgr(files, setup, batc
     dst = str(tmp_path / "alexnet.keras")
     summary = convert(files["npy"], dst, mean=files["mean"])
     print(summary)
-    assert "BGR -> RGB" in summary and "ilsvrc_2012_mean.binaryproto" in summary and "fc8    kernel (4096, 1000)" in summary
+    assert (
+        "BGR -> RGB" in summary
+        and "ilsvrc_2012_mean.binaryproto" in summary
+        and "fc8    kernel (4096, 1000)" in summary
+    )
     model = keras.saving.load_model(dst)
     R.assert_parity(model.predict(batch, verbose=0), setup["probs_full"])
 
@@ -87,8 +92,9 @@ def test_npy_fc6_in_caffe_order_is_reordered_on_request(setup, files, tmp_path):
     layers = R.caffe_tensorflow_layers(setup["ref"])
     layers["fc6"][0] = np.ascontiguousarray(setup["ref"]["fc6"][0].reshape(4096, -1).T)  # rows c*36 + h*6 + w
     path = R.write_bvlc_npy(layers, str(tmp_path / "chw.npy"))
-    np.testing.assert_array_equal(read_weights(path, fc6_order="chw").layers["fc6"][0],
-                                  read_weights(files["npy"]).layers["fc6"][0])
+    np.testing.assert_array_equal(
+        read_weights(path, fc6_order="chw").layers["fc6"][0], read_weights(files["npy"]).layers["fc6"][0]
+    )
 
 
 class _Evil:
@@ -109,15 +115,18 @@ def test_npy_pickle_that_runs_code_is_refused(tmp_path):
 
 
 def test_truncated_files_are_reported(files, tmp_path):
-    for key, name, pattern in (("caffemodel", "cut.caffemodel", r"cut\.caffemodel: corrupt or truncated caffemodel"),
-                               ("npy", "cut.npy", r"cut\.npy: .*truncated"),
-                               ("mean", "cut.binaryproto", r"cut\.binaryproto: corrupt or truncated")):
+    for key, name, pattern in (
+        ("caffemodel", "cut.caffemodel", r"cut\.caffemodel: corrupt or truncated caffemodel"),
+        ("npy", "cut.npy", r"cut\.npy: .*truncated"),
+        ("mean", "cut.binaryproto", r"cut\.binaryproto: corrupt or truncated"),
+    ):
         data = open(files[key], "rb").read()
         path = tmp_path / name
         path.write_bytes(data[: len(data) * 2 // 3])
         with pytest.raises(WeightFormatError, match=pattern):
             if key == "mean":
                 from emonet_tf.weights.bvlc import read_binaryproto_mean
+
                 read_binaryproto_mean(str(path))
             else:
                 read_weights(path)
@@ -128,7 +137,9 @@ def test_caffemodel_with_wrong_conv_shape_names_layer_and_shapes(setup, tmp_path
     ref["conv2"] = (np.zeros((256, 96, 5, 5), np.float32), ref["conv2"][1])  # ungrouped conv2
     path = tmp_path / "bad.caffemodel"
     path.write_bytes(R.caffemodel_bytes(ref))
-    with pytest.raises(WeightMismatchError, match=r"conv2 blob 0: expected shape \(256, 48, 5, 5\), found \(256, 96, 5, 5\)"):
+    with pytest.raises(
+        WeightMismatchError, match=r"conv2 blob 0: expected shape \(256, 48, 5, 5\), found \(256, 96, 5, 5\)"
+    ):
         read_weights(path)
 
 

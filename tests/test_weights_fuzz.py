@@ -8,6 +8,7 @@ protobuf runtime with caffe.proto's messages; numpy.loadtxt), or the unmutated o
 WeightFormatError. Any other exception fails, so does a mutant that takes longer than the deadline or whose load
 traces more than PEAK_BOUND bytes. The default run is short; `-m slow` runs many more examples.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -31,12 +32,13 @@ from emonet_tf.weights.matlab_text import read_matrix
 from emonet_tf.weights.torch_pickle import load_torch_file
 
 #: Peak traced memory one mutant may cost: the valid files are a few KB, so any real growth is a bug.
-PEAK_BOUND = 16 * 2 ** 20
+PEAK_BOUND = 16 * 2**20
 TEXT_SHAPE = (3, 5)
 
 
 # --------------------------------------------------------------------------------------------------
 # Valid files
+
 
 def _small_state_dict(torch):
     rng = np.random.default_rng(3)
@@ -50,8 +52,10 @@ def _small_state_dict(torch):
 
 def _ref():
     rng = np.random.default_rng(5)
-    return {"conv1": (rng.standard_normal((2, 3, 2, 2)).astype(np.float32), np.arange(2, dtype=np.float32)),
-            "fc8": (rng.standard_normal((3, 4)).astype(np.float32), np.full(3, 0.26, np.float32))}
+    return {
+        "conv1": (rng.standard_normal((2, 3, 2, 2)).astype(np.float32), np.arange(2, dtype=np.float32)),
+        "fc8": (rng.standard_normal((3, 4)).astype(np.float32), np.full(3, 0.26, np.float32)),
+    }
 
 
 def _valid_files() -> dict[str, bytes]:
@@ -62,8 +66,10 @@ def _valid_files() -> dict[str, bytes]:
         torch.save(_small_state_dict(torch), buf, _use_new_zipfile_serialization=zip_format)
         out[name] = buf.getvalue()
     ref = _ref()
-    layers = {"conv1": [np.ascontiguousarray(ref["conv1"][0].transpose(2, 3, 1, 0)), ref["conv1"][1]],
-              "fc8": [np.ascontiguousarray(ref["fc8"][0].T), ref["fc8"][1]]}
+    layers = {
+        "conv1": [np.ascontiguousarray(ref["conv1"][0].transpose(2, 3, 1, 0)), ref["conv1"][1]],
+        "fc8": [np.ascontiguousarray(ref["fc8"][0].T), ref["fc8"][1]],
+    }
     with tempfile.TemporaryDirectory() as d:
         for name, py2 in (("npy_python2", True), ("npy_numpy", False)):
             path = R.write_bvlc_npy(layers, os.path.join(d, "f.npy"), python2=py2)
@@ -78,12 +84,21 @@ def _valid_files() -> dict[str, bytes]:
     return out
 
 
-SUFFIX = {"pth_zip": ".pth", "pth_legacy": ".pth", "npy_python2": ".npy", "npy_numpy": ".npy",
-          "caffemodel": ".caffemodel", "caffemodel_v1": ".caffemodel", "text": ".txt", "text_bz2": ".txt.bz2"}
+SUFFIX = {
+    "pth_zip": ".pth",
+    "pth_legacy": ".pth",
+    "npy_python2": ".npy",
+    "npy_numpy": ".npy",
+    "caffemodel": ".caffemodel",
+    "caffemodel_v1": ".caffemodel",
+    "text": ".txt",
+    "text_bz2": ".txt.bz2",
+}
 
 
 # --------------------------------------------------------------------------------------------------
 # The library's readers and the independent ones
+
 
 def _ours(kind: str, path: str):
     if kind.startswith("pth"):
@@ -98,10 +113,17 @@ def _ours(kind: str, path: str):
 class _NumpyOnly(pickle.Unpickler):
     """The standard library's 'restricting globals' recipe: the C unpickler, numpy's constructors only."""
 
-    _names = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-              ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-              ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-              ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
+    _names = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+    }
 
     def find_class(self, module, name):
         if (module, name) not in self._names:
@@ -119,8 +141,9 @@ def _caffe_messages():
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
     F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name="caffe_fuzz_oracle.proto", package="caffe_fuzz_oracle",
-                                             syntax="proto2")
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="caffe_fuzz_oracle.proto", package="caffe_fuzz_oracle", syntax="proto2"
+    )
 
     def message(name, fields):
         m = fdp.message_type.add(name=name)
@@ -133,28 +156,50 @@ def _caffe_messages():
 
     opt, rep = F.LABEL_OPTIONAL, F.LABEL_REPEATED
     message("BlobShape", [("dim", 1, F.TYPE_INT64, rep, None, True)])
-    message("BlobProto", [("shape", 7, F.TYPE_MESSAGE, opt, "BlobShape", False),
-                          ("data", 5, F.TYPE_FLOAT, rep, None, True),
-                          ("double_data", 8, F.TYPE_DOUBLE, rep, None, True),
-                          ("num", 1, F.TYPE_INT32, opt, None, False), ("channels", 2, F.TYPE_INT32, opt, None, False),
-                          ("height", 3, F.TYPE_INT32, opt, None, False), ("width", 4, F.TYPE_INT32, opt, None, False)])
-    message("LayerParameter", [("name", 1, F.TYPE_BYTES, opt, None, False),
-                               ("blobs", 7, F.TYPE_MESSAGE, rep, "BlobProto", False)])
-    message("V0LayerParameter", [("name", 1, F.TYPE_BYTES, opt, None, False),
-                                 ("blobs", 50, F.TYPE_MESSAGE, rep, "BlobProto", False)])
-    message("V1LayerParameter", [("name", 4, F.TYPE_BYTES, opt, None, False),
-                                 ("blobs", 6, F.TYPE_MESSAGE, rep, "BlobProto", False),
-                                 ("layer", 1, F.TYPE_MESSAGE, opt, "V0LayerParameter", False)])
-    message("NetParameter", [("layer", 100, F.TYPE_MESSAGE, rep, "LayerParameter", False),
-                             ("layers", 2, F.TYPE_MESSAGE, rep, "V1LayerParameter", False)])
+    message(
+        "BlobProto",
+        [
+            ("shape", 7, F.TYPE_MESSAGE, opt, "BlobShape", False),
+            ("data", 5, F.TYPE_FLOAT, rep, None, True),
+            ("double_data", 8, F.TYPE_DOUBLE, rep, None, True),
+            ("num", 1, F.TYPE_INT32, opt, None, False),
+            ("channels", 2, F.TYPE_INT32, opt, None, False),
+            ("height", 3, F.TYPE_INT32, opt, None, False),
+            ("width", 4, F.TYPE_INT32, opt, None, False),
+        ],
+    )
+    message(
+        "LayerParameter",
+        [("name", 1, F.TYPE_BYTES, opt, None, False), ("blobs", 7, F.TYPE_MESSAGE, rep, "BlobProto", False)],
+    )
+    message(
+        "V0LayerParameter",
+        [("name", 1, F.TYPE_BYTES, opt, None, False), ("blobs", 50, F.TYPE_MESSAGE, rep, "BlobProto", False)],
+    )
+    message(
+        "V1LayerParameter",
+        [
+            ("name", 4, F.TYPE_BYTES, opt, None, False),
+            ("blobs", 6, F.TYPE_MESSAGE, rep, "BlobProto", False),
+            ("layer", 1, F.TYPE_MESSAGE, opt, "V0LayerParameter", False),
+        ],
+    )
+    message(
+        "NetParameter",
+        [
+            ("layer", 100, F.TYPE_MESSAGE, rep, "LayerParameter", False),
+            ("layers", 2, F.TYPE_MESSAGE, rep, "V1LayerParameter", False),
+        ],
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("caffe_fuzz_oracle.NetParameter"))
 
 
 def _caffe_blob(blob) -> np.ndarray:
-    data = np.concatenate([np.asarray(blob.data, np.float32), np.asarray(blob.double_data, np.float64)
-                           .astype(np.float32)])
+    data = np.concatenate(
+        [np.asarray(blob.data, np.float32), np.asarray(blob.double_data, np.float64).astype(np.float32)]
+    )
     if len(blob.shape.dim):
         shape = tuple(blob.shape.dim)
     else:
@@ -193,11 +238,19 @@ def _theirs(kind: str, path: str, net_class):
 
 def _same(a, b) -> bool:
     if isinstance(a, dict) or isinstance(b, dict):
-        return isinstance(a, dict) and isinstance(b, dict) and list(map(str, a)) == list(map(str, b)) and all(
-            _same(x, y) for x, y in zip(a.values(), b.values()))
+        return (
+            isinstance(a, dict)
+            and isinstance(b, dict)
+            and list(map(str, a)) == list(map(str, b))
+            and all(_same(x, y) for x, y in zip(a.values(), b.values()))
+        )
     if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
-        return isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b) and all(
-            _same(x, y) for x, y in zip(a, b))
+        return (
+            isinstance(a, (list, tuple))
+            and isinstance(b, (list, tuple))
+            and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b))
+        )
     a, b = np.asarray(a), np.asarray(b)
     if a.dtype == object or b.dtype == object:
         return a.shape == b.shape and all(_same(x, y) for x, y in zip(a.reshape(-1), b.reshape(-1)))
@@ -206,6 +259,7 @@ def _same(a, b) -> bool:
 
 # --------------------------------------------------------------------------------------------------
 # Mutations
+
 
 @st.composite
 def mutants(draw, valid: dict[str, bytes]):
@@ -221,10 +275,10 @@ def mutants(draw, valid: dict[str, bytes]):
         elif op == "insert":
             data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
         elif op == "delete":
-            del data[pos:pos + draw(st.integers(1, 8))]
+            del data[pos : pos + draw(st.integers(1, 8))]
         elif op == "copy":
             n = draw(st.integers(1, 64))
-            data[draw(st.integers(0, len(data))):0] = data[pos:pos + n]
+            data[draw(st.integers(0, len(data))) : 0] = data[pos : pos + n]
         elif op == "truncate":
             del data[pos:]
     return kind, bytes(data)
@@ -262,8 +316,10 @@ def _check(kind: str, data: bytes, original, net_class, folder: str) -> str:
     try:
         theirs = _theirs(kind, path, net_class)
     except Exception as err:  # noqa: BLE001 - the trusted reader refused a file ours accepted with other values
-        pytest.fail(f"{kind}: the library loaded values differing from the original, and the independent reader "
-                    f"refused the file ({type(err).__name__}: {err})")
+        pytest.fail(
+            f"{kind}: the library loaded values differing from the original, and the independent reader "
+            f"refused the file ({type(err).__name__}: {err})"
+        )
     assert _same(ours, theirs), f"{kind}: the library and the independent reader disagree on a mutant"
     return "same as the independent reader"
 
@@ -278,8 +334,13 @@ def _run(valid, net_class, tmp_path, max_examples: int):
         assert _same(originals[kind], _theirs(kind, path, net_class)), kind
     outcomes = collections.Counter()
 
-    @settings(max_examples=max_examples, deadline=5000, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=max_examples,
+        deadline=5000,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(mutants(valid))
     def prop(case):
         kind, data = case
@@ -306,10 +367,12 @@ def test_fuzz_every_format_long(valid, net_class, tmp_path):
 # Model level (slow): a full-size emonet-py emonet.pth through read_weights. Mutations hit the structure (the
 # pickle and the zip directory, or the legacy header and pickle), where a bug would load a wrong model.
 
+
 def _weightsets_equal(a, b) -> bool:
     return list(a.layers) == list(b.layers) and all(
         np.array_equal(a.layers[n][0], b.layers[n][0]) and np.array_equal(a.layers[n][1], b.layers[n][1])
-        for n in a.layers)
+        for n in a.layers
+    )
 
 
 @pytest.mark.slow
@@ -333,10 +396,18 @@ def test_fuzz_full_emonet_pth_through_read_weights(tmp_path, zip_format):
     outcomes = collections.Counter()
     path = str(tmp_path / "mutant.pth")
 
-    @settings(max_examples=60, deadline=60000, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(st.lists(st.tuples(st.sampled_from(regions), st.integers(0, 10 ** 6), st.integers(1, 255)), min_size=1,
-                    max_size=3))
+    @settings(
+        max_examples=60,
+        deadline=60000,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(
+        st.lists(
+            st.tuples(st.sampled_from(regions), st.integers(0, 10**6), st.integers(1, 255)), min_size=1, max_size=3
+        )
+    )
     def prop(flips):
         mutant = bytearray(data)
         for (start, end), offset, xor in flips:
@@ -358,4 +429,3 @@ def test_fuzz_full_emonet_pth_through_read_weights(tmp_path, zip_format):
 
     prop()
     print(dict(outcomes))
-

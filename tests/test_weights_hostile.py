@@ -6,6 +6,7 @@ unrestricted `pickle.loads` in a subprocess), peak traced memory of the refused 
 genuine files of every format read before and after the whole corpus give identical arrays. An independent
 scanner (picklescan, fickling) is a second opinion: every file it flags, the library refuses.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -33,12 +34,13 @@ from emonet_tf.weights.torch_pickle import LEGACY_MAGIC, load_torch_file
 #: refusal needs is one bounded text line (conv1: 3,168 values x 32 characters + 64 = 101,440 characters, held
 #: as str and bytes); 32 MiB leaves room for the interpreter and numpy without hiding a real bomb (the bombs
 #: below claim 64 MiB to 8 TB).
-PEAK_BOUND = 32 * 2 ** 20
+PEAK_BOUND = 32 * 2**20
 EVIL_MODULE = "emonet_evil_module"
 
 
 # --------------------------------------------------------------------------------------------------
 # A tiny pickle assembler: the corpus is written opcode by opcode, exactly as an attacker would.
+
 
 def _glob(module: str, name: str) -> bytes:
     return pickle.GLOBAL + f"{module}\n{name}\n".encode()
@@ -75,13 +77,28 @@ def _in_state_dict(value: bytes) -> bytes:
 
 
 def _storage_pid(stype: bytes, key: str, numel: int) -> bytes:
-    return _tuple(_str("storage"), stype, _str(key), _str("cpu"), _int(numel) if numel < 2 ** 31 else
-                  pickle.LONG1 + bytes([8]) + numel.to_bytes(8, "little", signed=True)) + pickle.BINPERSID
+    return (
+        _tuple(
+            _str("storage"),
+            stype,
+            _str(key),
+            _str("cpu"),
+            _int(numel) if numel < 2**31 else pickle.LONG1 + bytes([8]) + numel.to_bytes(8, "little", signed=True),
+        )
+        + pickle.BINPERSID
+    )
 
 
 def _tensor(pid: bytes, size: tuple, stride: tuple) -> bytes:
-    return _call(_glob("torch._utils", "_rebuild_tensor_v2"), pid, _int(0), _tuple(*map(_int, size)),
-                 _tuple(*map(_int, stride)), pickle.NEWFALSE, _call(_glob("collections", "OrderedDict")))
+    return _call(
+        _glob("torch._utils", "_rebuild_tensor_v2"),
+        pid,
+        _int(0),
+        _tuple(*map(_int, size)),
+        _tuple(*map(_int, stride)),
+        pickle.NEWFALSE,
+        _call(_glob("collections", "OrderedDict")),
+    )
 
 
 def _payloads(marker: str) -> dict[str, tuple[bytes, bool]]:
@@ -92,69 +109,171 @@ def _payloads(marker: str) -> dict[str, tuple[bytes, bool]]:
     return {
         "reduce_os_system": (_in_state_dict(_call(_glob("os", "system"), _str(touch))), True),
         "reduce_posix_system": (_in_state_dict(_call(_glob("posix", "system"), _str(touch))), True),
-        "reduce_subprocess_call": (_in_state_dict(_call(_glob("subprocess", "call"),
-                                                        _list(_str("touch"), _str(marker)))), True),
+        "reduce_subprocess_call": (
+            _in_state_dict(_call(_glob("subprocess", "call"), _list(_str("touch"), _str(marker)))),
+            True,
+        ),
         "reduce_builtins_eval": (_in_state_dict(_call(_glob("builtins", "eval"), _str(code))), True),
         "reduce_builtins_exec": (_in_state_dict(_call(_glob("builtins", "exec"), _str(code))), True),
-        "reduce_builtins_getattr": (_in_state_dict(_call(_call(
-            _glob("builtins", "getattr"), _call(_glob("builtins", "__import__"), _str("os")), _str("system")),
-            _str(touch))), True),
+        "reduce_builtins_getattr": (
+            _in_state_dict(
+                _call(
+                    _call(
+                        _glob("builtins", "getattr"), _call(_glob("builtins", "__import__"), _str("os")), _str("system")
+                    ),
+                    _str(touch),
+                )
+            ),
+            True,
+        ),
         "reduce_builtins_import": (_in_state_dict(_call(_glob("builtins", "__import__"), _str(EVIL_MODULE))), True),
         "reduce_importlib": (_in_state_dict(_call(_glob("importlib", "import_module"), _str(EVIL_MODULE))), True),
         "inst_os_system": (_in_state_dict(pickle.MARK + _str(touch) + b"ios\nsystem\n"), True),
         "obj_os_system": (_in_state_dict(pickle.MARK + _glob("os", "system") + _str(touch) + pickle.OBJ), True),
-        "newobj_subprocess_popen": (_in_state_dict(_glob("subprocess", "Popen") + _tuple(_list(
-            _str("touch"), _str(marker))) + pickle.NEWOBJ), False),
-        "newobj_allowed_class": (_in_state_dict(_glob("collections", "OrderedDict") + pickle.EMPTY_TUPLE
-                                                + pickle.NEWOBJ), False),
-        "newobj_ex_allowed_class": (_pickle(_glob("collections", "OrderedDict") + pickle.EMPTY_TUPLE
-                                            + pickle.EMPTY_DICT + pickle.NEWOBJ_EX, 4), False),
+        "newobj_subprocess_popen": (
+            _in_state_dict(_glob("subprocess", "Popen") + _tuple(_list(_str("touch"), _str(marker))) + pickle.NEWOBJ),
+            False,
+        ),
+        "newobj_allowed_class": (
+            _in_state_dict(_glob("collections", "OrderedDict") + pickle.EMPTY_TUPLE + pickle.NEWOBJ),
+            False,
+        ),
+        "newobj_ex_allowed_class": (
+            _pickle(_glob("collections", "OrderedDict") + pickle.EMPTY_TUPLE + pickle.EMPTY_DICT + pickle.NEWOBJ_EX, 4),
+            False,
+        ),
         "ext_registry": (_pickle(pickle.EXT1 + b"\x01"), False),
-        "stack_global_computed_names": (_pickle(
-            pickle.SHORT_BINUNICODE + b"\x02os" + pickle.MEMOIZE + pickle.SHORT_BINUNICODE + b"\x06system"
-            + pickle.MEMOIZE + pickle.POP + pickle.POP + pickle.BINGET + b"\x00" + pickle.BINGET + b"\x01"
-            + pickle.STACK_GLOBAL + _tuple(_str(touch)) + pickle.REDUCE, 4), True),
+        "stack_global_computed_names": (
+            _pickle(
+                pickle.SHORT_BINUNICODE
+                + b"\x02os"
+                + pickle.MEMOIZE
+                + pickle.SHORT_BINUNICODE
+                + b"\x06system"
+                + pickle.MEMOIZE
+                + pickle.POP
+                + pickle.POP
+                + pickle.BINGET
+                + b"\x00"
+                + pickle.BINGET
+                + b"\x01"
+                + pickle.STACK_GLOBAL
+                + _tuple(_str(touch))
+                + pickle.REDUCE,
+                4,
+            ),
+            True,
+        ),
         # BUILD on allow-listed globals: the issue's case (a storage stand-in re-typed to int32), a function's
         # defaults, the OrderedDict class; then SETITEM/APPEND on a global.
-        "build_storage_dtype": (_pickle(float_storage + pickle.EMPTY_DICT + _str("dtype") + _str("i4")
-                                        + pickle.SETITEM + pickle.BUILD + pickle.POP + pickle.EMPTY_DICT), False),
-        "build_function_defaults": (_pickle(_glob("torch._utils", "_rebuild_parameter") + _tuple(
-            pickle.NONE, pickle.EMPTY_DICT + _str("__defaults__") + _tuple(pickle.NEWTRUE) + pickle.SETITEM)
-            + pickle.BUILD + pickle.POP + pickle.EMPTY_DICT), False),
-        "build_class": (_pickle(_glob("collections", "OrderedDict") + pickle.EMPTY_DICT + _str("x") + _int(1)
-                                + pickle.SETITEM + pickle.BUILD + pickle.POP + pickle.EMPTY_DICT), False),
-        "setitem_on_global": (_pickle(_glob("collections", "OrderedDict") + _str("k") + _int(1) + pickle.SETITEM
-                                      + pickle.POP + pickle.EMPTY_DICT), False),
-        "append_on_global": (_pickle(_glob("collections", "OrderedDict") + _int(1) + pickle.APPEND + pickle.POP
-                                     + pickle.EMPTY_DICT), False),
+        "build_storage_dtype": (
+            _pickle(
+                float_storage
+                + pickle.EMPTY_DICT
+                + _str("dtype")
+                + _str("i4")
+                + pickle.SETITEM
+                + pickle.BUILD
+                + pickle.POP
+                + pickle.EMPTY_DICT
+            ),
+            False,
+        ),
+        "build_function_defaults": (
+            _pickle(
+                _glob("torch._utils", "_rebuild_parameter")
+                + _tuple(
+                    pickle.NONE, pickle.EMPTY_DICT + _str("__defaults__") + _tuple(pickle.NEWTRUE) + pickle.SETITEM
+                )
+                + pickle.BUILD
+                + pickle.POP
+                + pickle.EMPTY_DICT
+            ),
+            False,
+        ),
+        "build_class": (
+            _pickle(
+                _glob("collections", "OrderedDict")
+                + pickle.EMPTY_DICT
+                + _str("x")
+                + _int(1)
+                + pickle.SETITEM
+                + pickle.BUILD
+                + pickle.POP
+                + pickle.EMPTY_DICT
+            ),
+            False,
+        ),
+        "setitem_on_global": (
+            _pickle(
+                _glob("collections", "OrderedDict")
+                + _str("k")
+                + _int(1)
+                + pickle.SETITEM
+                + pickle.POP
+                + pickle.EMPTY_DICT
+            ),
+            False,
+        ),
+        "append_on_global": (
+            _pickle(_glob("collections", "OrderedDict") + _int(1) + pickle.APPEND + pickle.POP + pickle.EMPTY_DICT),
+            False,
+        ),
         # persistent-id tricks
         "pid_not_a_tuple": (_in_state_dict(_str("storage") + pickle.BINPERSID), False),
-        "pid_type_is_a_string": (_in_state_dict(_tensor(_storage_pid(_str("FloatStorage"), "0", 4), (4,), (1,))),
-                                 False),
-        "pid_key_escapes": (_in_state_dict(_tensor(_storage_pid(float_storage, "../../../etc/passwd", 4), (4,),
-                                                   (1,))), False),
-        "pid_type_is_os_system": (_in_state_dict(_tensor(_storage_pid(_glob("os", "system"), "0", 4), (4,), (1,))),
-                                  False),
-        "pid_redeclared": (_pickle(pickle.EMPTY_DICT + _str("a") + _tensor(_storage_pid(float_storage, "0", 4),
-                                                                             (4,), (1,))
-                                   + _str("b") + _tensor(_storage_pid(_glob("torch", "IntStorage"), "0", 4),
-                                                         (4,), (1,)) + pickle.SETITEM + pickle.SETITEM), False),
+        "pid_type_is_a_string": (
+            _in_state_dict(_tensor(_storage_pid(_str("FloatStorage"), "0", 4), (4,), (1,))),
+            False,
+        ),
+        "pid_key_escapes": (
+            _in_state_dict(_tensor(_storage_pid(float_storage, "../../../etc/passwd", 4), (4,), (1,))),
+            False,
+        ),
+        "pid_type_is_os_system": (
+            _in_state_dict(_tensor(_storage_pid(_glob("os", "system"), "0", 4), (4,), (1,))),
+            False,
+        ),
+        "pid_redeclared": (
+            _pickle(
+                pickle.EMPTY_DICT
+                + _str("a")
+                + _tensor(_storage_pid(float_storage, "0", 4), (4,), (1,))
+                + _str("b")
+                + _tensor(_storage_pid(_glob("torch", "IntStorage"), "0", 4), (4,), (1,))
+                + pickle.SETITEM
+                + pickle.SETITEM
+            ),
+            False,
+        ),
         # memo reuse: a list inside itself, an exponential DAG, a memo key never stored
-        "memo_cycle": (_in_state_dict(pickle.EMPTY_LIST + pickle.BINPUT + b"\x00" + pickle.BINGET + b"\x00"
-                                      + pickle.APPEND), False),
-        "memo_dag_2_pow_60": (_in_state_dict(pickle.EMPTY_LIST + b"".join(
-            pickle.BINPUT + b"\x00" + pickle.POP + _list(pickle.BINGET + b"\x00", pickle.BINGET + b"\x00")
-            for _ in range(60))), False),
+        "memo_cycle": (
+            _in_state_dict(pickle.EMPTY_LIST + pickle.BINPUT + b"\x00" + pickle.BINGET + b"\x00" + pickle.APPEND),
+            False,
+        ),
+        "memo_dag_2_pow_60": (
+            _in_state_dict(
+                pickle.EMPTY_LIST
+                + b"".join(
+                    pickle.BINPUT + b"\x00" + pickle.POP + _list(pickle.BINGET + b"\x00", pickle.BINGET + b"\x00")
+                    for _ in range(60)
+                )
+            ),
+            False,
+        ),
         "memo_missing_key": (_in_state_dict(pickle.BINGET + b"\x07"), False),
         # memory bombs: lengths and counts far beyond the file
-        "storage_10e12_elements": (_in_state_dict(_tensor(_storage_pid(float_storage, "0", 10 ** 12), (4,), (1,))),
-                                   False),
-        "tensor_stride_zero_10e12": (_in_state_dict(_tensor(_storage_pid(float_storage, "0", 1), (10 ** 6, 10 ** 6),
-                                                            (0, 0))), False),
-        "binbytes8_2_pow_40": (_in_state_dict(pickle.BINBYTES8 + struct.pack("<Q", 2 ** 40)), False),
-        "binunicode_4gb": (_in_state_dict(pickle.BINUNICODE + struct.pack("<I", 2 ** 32 - 1)), False),
-        "long4_2gb": (_in_state_dict(pickle.LONG4 + struct.pack("<i", 2 ** 31 - 1)), False),
-        "frame_2_pow_60": (_pickle(pickle.FRAME + struct.pack("<Q", 2 ** 60) + pickle.EMPTY_DICT, 4), False),
+        "storage_10e12_elements": (
+            _in_state_dict(_tensor(_storage_pid(float_storage, "0", 10**12), (4,), (1,))),
+            False,
+        ),
+        "tensor_stride_zero_10e12": (
+            _in_state_dict(_tensor(_storage_pid(float_storage, "0", 1), (10**6, 10**6), (0, 0))),
+            False,
+        ),
+        "binbytes8_2_pow_40": (_in_state_dict(pickle.BINBYTES8 + struct.pack("<Q", 2**40)), False),
+        "binunicode_4gb": (_in_state_dict(pickle.BINUNICODE + struct.pack("<I", 2**32 - 1)), False),
+        "long4_2gb": (_in_state_dict(pickle.LONG4 + struct.pack("<i", 2**31 - 1)), False),
+        "frame_2_pow_60": (_pickle(pickle.FRAME + struct.pack("<Q", 2**60) + pickle.EMPTY_DICT, 4), False),
         "text_line_unbounded": (_in_state_dict(pickle.INT + b"1" * 100_000 + b"\n"), False),
     }
 
@@ -167,32 +286,78 @@ def _npy_payloads(marker: str) -> dict[str, tuple[bytes, bool]]:
     f4 = _call(dtype, _str("f4"), pickle.NEWFALSE, pickle.NEWFALSE)  # numpy's shared float32 singleton
     return {
         "npy_reduce_os_system": (_pickle(_call(_glob("os", "system"), _str(touch))), True),
-        "npy_build_dtype_singleton": (_pickle(f4 + _tuple(_int(3), _str(">"), pickle.NONE, pickle.NONE, pickle.NONE,
-                                                          _int(-1), _int(-1), _int(0)) + pickle.BUILD), False),
-        "npy_build_ndarray_class": (_pickle(_glob("numpy", "ndarray") + _tuple(_int(1), _tuple(_int(2)), f4,
-                                                                               pickle.NEWFALSE, _str("x" * 8))
-                                            + pickle.BUILD), False),
+        "npy_build_dtype_singleton": (
+            _pickle(
+                f4
+                + _tuple(_int(3), _str(">"), pickle.NONE, pickle.NONE, pickle.NONE, _int(-1), _int(-1), _int(0))
+                + pickle.BUILD
+            ),
+            False,
+        ),
+        "npy_build_ndarray_class": (
+            _pickle(
+                _glob("numpy", "ndarray")
+                + _tuple(_int(1), _tuple(_int(2)), f4, pickle.NEWFALSE, _str("x" * 8))
+                + pickle.BUILD
+            ),
+            False,
+        ),
         "npy_build_dtype_function": (_pickle(dtype + pickle.EMPTY_DICT + pickle.BUILD), False),
-        "npy_reconstruct_10e12": (_pickle(_call(recon, _glob("numpy", "ndarray"), _tuple(
-            pickle.LONG1 + b"\x08" + (10 ** 12).to_bytes(8, "little")), pickle.SHORT_BINBYTES + b"\x01b")), False),
-        "npy_object_array_short_list": (_pickle(  # numpy itself reads past the list: a segfault before this fix
-            _call(recon, _glob("numpy", "ndarray"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b")
-            + _tuple(_int(1), _tuple(_int(10 ** 6)), _call(dtype, _str("O8"), pickle.NEWFALSE, pickle.NEWTRUE),
-                     pickle.NEWFALSE, _list(_int(1), _int(2))) + pickle.BUILD), False),
-        "npy_object_array_with_payload": (_pickle(
-            _call(recon, _glob("numpy", "ndarray"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b")
-            + _tuple(_int(1), _tuple(_int(1)), _call(dtype, _str("O8"), pickle.NEWFALSE, pickle.NEWTRUE),
-                     pickle.NEWFALSE, _list(_call(_glob("subprocess", "call"), _list(_str("touch"), _str(marker)))))
-            + pickle.BUILD), True),
+        "npy_reconstruct_10e12": (
+            _pickle(
+                _call(
+                    recon,
+                    _glob("numpy", "ndarray"),
+                    _tuple(pickle.LONG1 + b"\x08" + (10**12).to_bytes(8, "little")),
+                    pickle.SHORT_BINBYTES + b"\x01b",
+                )
+            ),
+            False,
+        ),
+        "npy_object_array_short_list": (
+            _pickle(  # numpy itself reads past the list: a segfault before this fix
+                _call(recon, _glob("numpy", "ndarray"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b")
+                + _tuple(
+                    _int(1),
+                    _tuple(_int(10**6)),
+                    _call(dtype, _str("O8"), pickle.NEWFALSE, pickle.NEWTRUE),
+                    pickle.NEWFALSE,
+                    _list(_int(1), _int(2)),
+                )
+                + pickle.BUILD
+            ),
+            False,
+        ),
+        "npy_object_array_with_payload": (
+            _pickle(
+                _call(recon, _glob("numpy", "ndarray"), _tuple(_int(0)), pickle.SHORT_BINBYTES + b"\x01b")
+                + _tuple(
+                    _int(1),
+                    _tuple(_int(1)),
+                    _call(dtype, _str("O8"), pickle.NEWFALSE, pickle.NEWTRUE),
+                    pickle.NEWFALSE,
+                    _list(_call(_glob("subprocess", "call"), _list(_str("touch"), _str(marker)))),
+                )
+                + pickle.BUILD
+            ),
+            True,
+        ),
         "npy_persistent_id": (_pickle(_str("0") + pickle.BINPERSID), False),
-        "npy_stack_global_bytes_names": (_pickle(
-            _call(_glob("_codecs", "encode"), _str("os"), _str("latin1"))
-            + _call(_glob("_codecs", "encode"), _str("system"), _str("latin1")) + pickle.STACK_GLOBAL, 4), False),
+        "npy_stack_global_bytes_names": (
+            _pickle(
+                _call(_glob("_codecs", "encode"), _str("os"), _str("latin1"))
+                + _call(_glob("_codecs", "encode"), _str("system"), _str("latin1"))
+                + pickle.STACK_GLOBAL,
+                4,
+            ),
+            False,
+        ),
     }
 
 
 # --------------------------------------------------------------------------------------------------
 # Containers, in torch.save's and np.save's exact layouts
+
 
 def _write_zip_pth(path: str, pkl: bytes, storages: dict[str, bytes] | None = None) -> str:
     with zipfile.ZipFile(path, "w") as zf:
@@ -206,8 +371,11 @@ def _write_zip_pth(path: str, pkl: bytes, storages: dict[str, bytes] | None = No
 
 def _write_legacy_pth(path: str, pkl: bytes, keys: tuple = ()) -> str:
     with open(path, "wb") as f:
-        for obj in (LEGACY_MAGIC, 1001, {"protocol_version": 1001, "little_endian": True,
-                                         "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+        for obj in (
+            LEGACY_MAGIC,
+            1001,
+            {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+        ):
             pickle.dump(obj, f, protocol=2)
         f.write(pkl)
         pickle.dump(list(keys), f, protocol=2)
@@ -246,22 +414,34 @@ def _zip_layout_files(d: str) -> dict[str, tuple[str, str]]:
                     zf.writestr(entry, data)
         return path
 
-    out["zip_dotdot_entry"] = (zipped("dotdot.pth", [("archive/data.pkl", ok), ("archive/../../evil.sh", b"x")]),
-                               r"parent \(\.\.\)")
-    out["zip_absolute_entry"] = (zipped("absolute.pth", [("archive/data.pkl", ok), ("/etc/cron.d/evil", b"x")]),
-                                 r"absolute")
+    out["zip_dotdot_entry"] = (
+        zipped("dotdot.pth", [("archive/data.pkl", ok), ("archive/../../evil.sh", b"x")]),
+        r"parent \(\.\.\)",
+    )
+    out["zip_absolute_entry"] = (
+        zipped("absolute.pth", [("archive/data.pkl", ok), ("/etc/cron.d/evil", b"x")]),
+        r"absolute",
+    )
     out["zip_dotdot_pickle"] = (zipped("dotdot_pkl.pth", [("../data.pkl", ok)]), r"parent \(\.\.\)")
-    out["zip_duplicate_names"] = (zipped("dup.pth", [("archive/data.pkl", ok), ("archive/data.pkl", ok)]),
-                                  r"duplicate entries")
-    out["zip_many_entries"] = (zipped("many.pth", [("archive/data.pkl", ok)] + [
-        (f"archive/x/{i}", b"") for i in range(5000)]), r"5001 entries")
+    out["zip_duplicate_names"] = (
+        zipped("dup.pth", [("archive/data.pkl", ok), ("archive/data.pkl", ok)]),
+        r"duplicate entries",
+    )
+    out["zip_many_entries"] = (
+        zipped("many.pth", [("archive/data.pkl", ok)] + [(f"archive/x/{i}", b"") for i in range(5000)]),
+        r"5001 entries",
+    )
     # zip bombs: 64 MiB of zeros deflated to 64 KB, as the pickle and as a storage of 4 floats
-    zeros = bytes(2 ** 26)
-    out["zip_bomb_pickle"] = (zipped("bomb_pkl.pth", [("archive/data.pkl", zeros)], zipfile.ZIP_DEFLATED),
-                              r"data\.pkl declares 67108864 bytes")
+    zeros = bytes(2**26)
+    out["zip_bomb_pickle"] = (
+        zipped("bomb_pkl.pth", [("archive/data.pkl", zeros)], zipfile.ZIP_DEFLATED),
+        r"data\.pkl declares 67108864 bytes",
+    )
     tensor = _in_state_dict(_tensor(_storage_pid(_glob("torch", "FloatStorage"), "0", 4), (4,), (1,)))
-    out["zip_bomb_storage"] = (zipped("bomb_storage.pth", [("archive/data.pkl", tensor), ("archive/data/0", zeros)],
-                                      zipfile.ZIP_DEFLATED), r"declares 67108864 bytes, 16 expected")
+    out["zip_bomb_storage"] = (
+        zipped("bomb_storage.pth", [("archive/data.pkl", tensor), ("archive/data/0", zeros)], zipfile.ZIP_DEFLATED),
+        r"declares 67108864 bytes, 16 expected",
+    )
     keras_bomb = os.path.join(d, "bomb.keras")  # what detect_format takes for a .keras file, config.json a bomb
     with zipfile.ZipFile(keras_bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("metadata.json", "{}")
@@ -275,17 +455,20 @@ def _zip_layout_files(d: str) -> dict[str, tuple[str, str]]:
 def _caffe_files(d: str) -> dict[str, tuple[str, str]]:
     pb, v = R.pb_field, R._varint
     out = {}
-    huge = v((100 << 3) | 2) + v(2 ** 62) + b"\x00" * 16
+    huge = v((100 << 3) | 2) + v(2**62) + b"\x00" * 16
     out["caffemodel_length_2_pow_62"] = (_write(os.path.join(d, "len.caffemodel"), huge), r"claims \d+ bytes")
-    blob = pb(7, pb(1, v(10 ** 6) + v(10 ** 6))) + pb(5, b"\x00" * 4)
-    out["caffemodel_blob_dims_10e12"] = (_write(os.path.join(d, "dims.caffemodel"),
-                                                pb(100, pb(1, b"conv1") + pb(7, blob))), r"blob of shape")
-    many = pb(7, pb(1, b"\x01" * 10 ** 6)) + pb(5, b"\x00" * 4)
-    out["caffemodel_million_dims"] = (_write(os.path.join(d, "ndim.caffemodel"),
-                                             pb(100, pb(1, b"conv1") + pb(7, many))), r"more than 32")
-    out["caffemodel_varint_11_bytes"] = (_write(os.path.join(d, "varint.caffemodel"), b"\x80" * 11),
-                                         r"varint longer")
-    legacy = pb(1, 10 ** 9, wire=0) + pb(2, 10 ** 9, wire=0) + pb(5, b"\x00" * 4)
+    blob = pb(7, pb(1, v(10**6) + v(10**6))) + pb(5, b"\x00" * 4)
+    out["caffemodel_blob_dims_10e12"] = (
+        _write(os.path.join(d, "dims.caffemodel"), pb(100, pb(1, b"conv1") + pb(7, blob))),
+        r"blob of shape",
+    )
+    many = pb(7, pb(1, b"\x01" * 10**6)) + pb(5, b"\x00" * 4)
+    out["caffemodel_million_dims"] = (
+        _write(os.path.join(d, "ndim.caffemodel"), pb(100, pb(1, b"conv1") + pb(7, many))),
+        r"more than 32",
+    )
+    out["caffemodel_varint_11_bytes"] = (_write(os.path.join(d, "varint.caffemodel"), b"\x80" * 11), r"varint longer")
+    legacy = pb(1, 10**9, wire=0) + pb(2, 10**9, wire=0) + pb(5, b"\x00" * 4)
     out["binaryproto_legacy_dims"] = (_write(os.path.join(d, "mean.binaryproto"), legacy), r"blob of shape")
     twice = pb(100, pb(1, b"conv1") + pb(7, R.blob_bytes(np.zeros(2)))) * 2
     out["caffemodel_layer_twice"] = (_write(os.path.join(d, "twice.caffemodel"), twice), r"conv1 occurs twice")
@@ -294,16 +477,20 @@ def _caffe_files(d: str) -> dict[str, tuple[str, str]]:
 
 def _npy_layout_files(d: str) -> dict[str, tuple[str, str]]:
     out = {}
-    v2 = b"\x93NUMPY\x02\x00" + struct.pack("<I", 2 ** 32 - 1) + b"{"
+    v2 = b"\x93NUMPY\x02\x00" + struct.pack("<I", 2**32 - 1) + b"{"
     out["npy_header_4gb"] = (_write(os.path.join(d, "hdr.npy"), v2), r"header of 4294967295 bytes")
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": "|O", "fortran_order": False, "shape": (10 ** 9,)})
-    out["npy_object_shape_10e9"] = (_write(os.path.join(d, "objshape.npy"), buf.getvalue() + _pickle(pickle.NONE)),
-                                    r"not the pickled")
+    np.lib.format.write_array_header_1_0(buf, {"descr": "|O", "fortran_order": False, "shape": (10**9,)})
+    out["npy_object_shape_10e9"] = (
+        _write(os.path.join(d, "objshape.npy"), buf.getvalue() + _pickle(pickle.NONE)),
+        r"not the pickled",
+    )
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10 ** 12,)})
-    out["mean_npy_shape_10e12"] = (_write(os.path.join(d, "mean.npy"), buf.getvalue() + b"\x00" * 8),
-                                   r"a mean \.npy must hold at most")
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    out["mean_npy_shape_10e12"] = (
+        _write(os.path.join(d, "mean.npy"), buf.getvalue() + b"\x00" * 8),
+        r"a mean \.npy must hold at most",
+    )
     return out
 
 
@@ -313,12 +500,12 @@ def _text_files(d: str) -> dict[str, tuple[str, str, tuple[int, int]]]:
     sparse = os.path.join(d, "conv1.weights.txt")  # a 1 GiB line: sparse, so the disk holds a few bytes
     with open(sparse, "wb") as f:
         f.write(b"0.5,0.25,")
-        f.seek(2 ** 30)
+        f.seek(2**30)
         f.write(b"1\n")
     out["text_1gb_line"] = (sparse, r"line 1 is longer than", (11, 3168))
     bomb = os.path.join(d, "conv1.bias.txt.bz2")
     with bz2.open(bomb, "wb", compresslevel=1) as f:
-        f.write(b"0," * 2 ** 17 + b"0\n")  # 256 KiB on one line for a 96-value file
+        f.write(b"0," * 2**17 + b"0\n")  # 256 KiB on one line for a 96-value file
     out["text_bz2_long_line"] = (bomb, r"line 1 is longer than 3136 characters", (96, 96))
     rows = os.path.join(d, "fc1.bias.txt")
     with open(rows, "w") as f:
@@ -343,15 +530,21 @@ def _text_files(d: str) -> dict[str, tuple[str, str, tuple[int, int]]]:
 # --------------------------------------------------------------------------------------------------
 # The corpus: name -> (loader call, path, expected message, marker, armed pickle or None)
 
+
 def _corpus(d: str):
     marker = os.path.join(d, "MARKER")
     items = {}
     for name, (pkl, armed) in _payloads(marker).items():
-        items[f"zip_{name}"] = (load_torch_file, _write_zip_pth(os.path.join(d, f"{name}.pth"), pkl,
-                                                                {"0": np.zeros(4, "<f4").tobytes()}),
-                                pkl if armed else None)
-        items[f"legacy_{name}"] = (load_torch_file, _write_legacy_pth(os.path.join(d, f"{name}.legacy.pth"), pkl,
-                                                                      ("0",)), pkl if armed else None)
+        items[f"zip_{name}"] = (
+            load_torch_file,
+            _write_zip_pth(os.path.join(d, f"{name}.pth"), pkl, {"0": np.zeros(4, "<f4").tobytes()}),
+            pkl if armed else None,
+        )
+        items[f"legacy_{name}"] = (
+            load_torch_file,
+            _write_legacy_pth(os.path.join(d, f"{name}.legacy.pth"), pkl, ("0",)),
+            pkl if armed else None,
+        )
     for name, (pkl, armed) in _npy_payloads(marker).items():
         items[name] = (read_weights, _write_npy(os.path.join(d, f"{name}.npy"), pkl), pkl if armed else None)
     for name, (path, _msg) in _zip_layout_files(d).items():
@@ -370,8 +563,11 @@ def _corpus(d: str):
             open(os.path.join(dump, stem), "w").close()
     os.remove(os.path.join(dump, "conv1.weights.txt"))
     os.link(items["text_1gb_line"][1], os.path.join(dump, "conv1.weights.txt"))
-    items["text_dump_folder_1gb_line"] = ((lambda p: read_weights(os.path.dirname(p))),
-                                          os.path.join(dump, "conv1.weights.txt"), None)
+    items["text_dump_folder_1gb_line"] = (
+        (lambda p: read_weights(os.path.dirname(p))),
+        os.path.join(dump, "conv1.weights.txt"),
+        None,
+    )
     return marker, items
 
 
@@ -444,14 +640,16 @@ _EXPECTED = {  # refusal class per corpus item (regex on the message after the f
 
 PAYLOADS = list(_payloads("m"))
 NPY_PAYLOADS = list(_npy_payloads("m"))
-CORPUS = [f"{c}_{n}" for n in PAYLOADS for c in ("zip", "legacy")] + NPY_PAYLOADS + [
-    k for k in _EXPECTED if not k.endswith("_") and k not in PAYLOADS and k not in NPY_PAYLOADS]
+CORPUS = (
+    [f"{c}_{n}" for n in PAYLOADS for c in ("zip", "legacy")]
+    + NPY_PAYLOADS
+    + [k for k in _EXPECTED if not k.endswith("_") and k not in PAYLOADS and k not in NPY_PAYLOADS]
+)
 
 
 def _expected(name: str) -> str:
     """The refusal class of a corpus item (regex on the message after the file name)."""
-    base = name.split("_", 1)[1] if name.split("_", 1)[1] in PAYLOADS and name.startswith(("zip_", "legacy_")) \
-        else name
+    base = name.split("_", 1)[1] if name.split("_", 1)[1] in PAYLOADS and name.startswith(("zip_", "legacy_")) else name
     for key, pattern in _EXPECTED.items():
         if base == key or (key.endswith("_") and base.startswith(key)):
             return pattern
@@ -461,26 +659,38 @@ def _expected(name: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # Genuine files of every format, in the published layouts (small, so the suite stays fast)
 
+
 def _genuine_files(d: str) -> dict[str, tuple]:
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(11)
-    sd = collections.OrderedDict((f"conv{i}.weight", torch.from_numpy(rng.standard_normal((4, 3, 2, 2))
-                                                                      .astype(np.float32))) for i in range(1, 3))
+    sd = collections.OrderedDict(
+        (f"conv{i}.weight", torch.from_numpy(rng.standard_normal((4, 3, 2, 2)).astype(np.float32))) for i in range(1, 3)
+    )
     sd["fc3.bias"] = torch.full((20,), 0.26)
     zip_path, legacy_path = os.path.join(d, "genuine.pth"), os.path.join(d, "genuine_legacy.pth")
     torch.save(sd, zip_path)
     torch.save(sd, legacy_path, _use_new_zipfile_serialization=False)
-    ref = {"conv1": (rng.standard_normal((4, 3, 2, 2)).astype(np.float32), np.arange(4, dtype=np.float32)),
-           "fc8": (rng.standard_normal((20, 8)).astype(np.float32), np.full(20, 0.26, np.float32))}
-    npy = R.write_bvlc_npy({"conv1": [np.ascontiguousarray(ref["conv1"][0].transpose(2, 3, 1, 0)), ref["conv1"][1]],
-                            "fc8": [np.ascontiguousarray(ref["fc8"][0].T), ref["fc8"][1]]},
-                           os.path.join(d, "genuine.npy"))
+    ref = {
+        "conv1": (rng.standard_normal((4, 3, 2, 2)).astype(np.float32), np.arange(4, dtype=np.float32)),
+        "fc8": (rng.standard_normal((20, 8)).astype(np.float32), np.full(20, 0.26, np.float32)),
+    }
+    npy = R.write_bvlc_npy(
+        {
+            "conv1": [np.ascontiguousarray(ref["conv1"][0].transpose(2, 3, 1, 0)), ref["conv1"][1]],
+            "fc8": [np.ascontiguousarray(ref["fc8"][0].T), ref["fc8"][1]],
+        },
+        os.path.join(d, "genuine.npy"),
+    )
     caffe = _write(os.path.join(d, "genuine.caffemodel"), R.caffemodel_bytes(ref))
     text = os.path.join(d, "genuine_conv1.weights.txt")
     np.savetxt(text, ref["conv1"][0].reshape(4, -1), fmt="%.9g", delimiter=",")
-    return {"zip": (load_torch_file, zip_path), "legacy": (load_torch_file, legacy_path),
-            "npy": (load_npy_pickle, npy), "caffemodel": (parse_caffemodel_layers, caffe),
-            "text": ((lambda p: read_matrix(p, 4, 12)), text)}
+    return {
+        "zip": (load_torch_file, zip_path),
+        "legacy": (load_torch_file, legacy_path),
+        "npy": (load_npy_pickle, npy),
+        "caffemodel": (parse_caffemodel_layers, caffe),
+        "text": ((lambda p: read_matrix(p, 4, 12)), text),
+    }
 
 
 def _read_genuine(files: dict) -> dict[str, list[np.ndarray]]:
@@ -515,6 +725,7 @@ def _assert_same(before: dict, after: dict) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # The tests
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -556,7 +767,7 @@ def test_hostile_file_is_refused_with_a_clear_message_bounded_memory_and_no_effe
     message = str(err)
     assert message.startswith(f"{path}: "), message
     assert __import__("re").search(_expected(name), message), (name, message)
-    assert peak < PEAK_BOUND, f"{name}: peak traced memory {peak / 2 ** 20:.1f} MiB"
+    assert peak < PEAK_BOUND, f"{name}: peak traced memory {peak / 2**20:.1f} MiB"
     assert not os.path.exists(marker), f"{name} executed its payload"
 
 
@@ -564,14 +775,19 @@ def test_pickle_payloads_are_armed(corpus):
     """The corpus is real: run by the unrestricted pickle module (in a subprocess), each armed payload creates the
     marker; so the absence of the marker after the library refused it means the library ran nothing."""
     d, marker, items = corpus
-    armed = {name: pkl for name, (_l, _p, pkl) in items.items() if pkl is not None and name.startswith("zip_")
-             or (pkl is not None and name.startswith("npy_"))}
+    armed = {
+        name: pkl
+        for name, (_l, _p, pkl) in items.items()
+        if pkl is not None and name.startswith("zip_") or (pkl is not None and name.startswith("npy_"))
+    }
     assert len(armed) >= 12
     for name, pkl in armed.items():
         payload = os.path.join(d, f"{name}.pkl")
         _write(payload, pkl)
-        code = (f"import pickle, sys; sys.path.insert(0, {d!r})\n"
-                f"try:\n    pickle.loads(open({payload!r}, 'rb').read())\nexcept Exception:\n    pass\n")
+        code = (
+            f"import pickle, sys; sys.path.insert(0, {d!r})\n"
+            f"try:\n    pickle.loads(open({payload!r}, 'rb').read())\nexcept Exception:\n    pass\n"
+        )
         subprocess.run([sys.executable, "-c", code], cwd=d, check=True, timeout=60, capture_output=True)
         assert os.path.exists(marker), f"{name}: the payload did not run under plain pickle"
         os.remove(marker)
@@ -650,8 +866,10 @@ def test_independent_scanners_agree(corpus, genuine):
         if path.endswith((".pth", ".npy")):
             result = picklescan.scan_file_path(path)
             assert not result.infected_files, name
-    print(f"picklescan flagged {len(flagged_files)} files (missed armed: {missed}), fickling {len(flagged_pickles)} "
-          f"pickles; the library refused all {len(items)} corpus files")
+    print(
+        f"picklescan flagged {len(flagged_files)} files (missed armed: {missed}), fickling {len(flagged_pickles)} "
+        f"pickles; the library refused all {len(items)} corpus files"
+    )
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
@@ -663,7 +881,7 @@ def test_a_load_frees_its_raw_storages_when_it_returns(tmp_path, zip_format):
 
     torch = pytest.importorskip("torch")
     path = str(tmp_path / "big.pth")
-    torch.save({"w": torch.ones(2 ** 22)}, path, _use_new_zipfile_serialization=zip_format)  # 16 MiB
+    torch.save({"w": torch.ones(2**22)}, path, _use_new_zipfile_serialization=zip_format)  # 16 MiB
     gc.collect()
     gc.disable()
     tracemalloc.start()
@@ -673,6 +891,6 @@ def test_a_load_frees_its_raw_storages_when_it_returns(tmp_path, zip_format):
     finally:
         tracemalloc.stop()
         gc.enable()
-    assert sd["w"].nbytes == 2 ** 24
-    assert current < 1.25 * 2 ** 24, f"{current / 2 ** 20:.1f} MiB still allocated for a 16 MiB tensor"
-    assert peak < 2.5 * 2 ** 24, f"peak {peak / 2 ** 20:.1f} MiB for a 16 MiB tensor (raw storage + copy)"
+    assert sd["w"].nbytes == 2**24
+    assert current < 1.25 * 2**24, f"{current / 2**20:.1f} MiB still allocated for a 16 MiB tensor"
+    assert peak < 2.5 * 2**24, f"peak {peak / 2**20:.1f} MiB for a 16 MiB tensor (raw storage + copy)"

@@ -1,4 +1,5 @@
 """The MATLAB per-layer text dump (emonet-py data/): full-size files, parity with the numpy reference."""
+
 from __future__ import annotations
 
 import bz2
@@ -26,9 +27,11 @@ def dump(batch):
 
 def converted_text_dump(batch) -> tuple[str, str]:
     """convert() of the text dump, once per process (also used by the emonet-py parity test)."""
+
     def make():
         dst = os.path.join(R.scratch_dir(), "from_text.keras")
         return dst, convert(R.text_dump(batch), dst)
+
     return R.cached(("converted_text", R.batch_digest(batch)), make)
 
 
@@ -36,8 +39,15 @@ def test_text_dump_converts_to_a_model_matching_the_reference(batch, dump):
     assert detect_format(dump) == "matlab_text"
     dst, summary = converted_text_dump(batch)
     print(summary)
-    for line in ("conv1  kernel (11, 11, 3, 96)", "conv2  kernel (5, 5, 48, 256)", "fc6    kernel (9216, 4096)",
-                 "fc8    kernel (4096, 20)", "227x227x3 RGB image", "format: matlab_text", "Adoration"):
+    for line in (
+        "conv1  kernel (11, 11, 3, 96)",
+        "conv2  kernel (5, 5, 48, 256)",
+        "fc6    kernel (9216, 4096)",
+        "fc8    kernel (4096, 20)",
+        "227x227x3 RGB image",
+        "format: matlab_text",
+        "Adoration",
+    ):
         assert line in summary
     model = keras.saving.load_model(dst)
     setup = R.emonet_setup(batch)

@@ -1,4 +1,5 @@
 """The weight-format registry: a format registered from outside is detected, read and converted like a built-in."""
+
 from __future__ import annotations
 
 import io
@@ -57,8 +58,14 @@ def test_the_builtin_formats_are_registered_in_detection_order():
 def test_a_registered_toy_format_converts_through_the_public_api(tmp_path):
     src = tmp_path / "net.toyw"
     arrays = _write_toy(src)
-    toy = WeightFormat(name="toy", sniff=_looks_like_toy, read=_read_toy, description="a toy weight file",
-                       signature="the TOYWEIGHTS magic", suffixes=(".toyw",))
+    toy = WeightFormat(
+        name="toy",
+        sniff=_looks_like_toy,
+        read=_read_toy,
+        description="a toy weight file",
+        signature="the TOYWEIGHTS magic",
+        suffixes=(".toyw",),
+    )
     with pytest.raises(WeightFormatError, match=r"net\.toyw: unrecognised weight file"):
         detect_format(src)
     assert register(toy) is toy

@@ -1,4 +1,5 @@
 """The restricted PyTorch checkpoint reader: same arrays as torch.load(weights_only=True), no code execution."""
+
 from __future__ import annotations
 
 import collections
@@ -63,8 +64,10 @@ def _hand_made_checkpoint(path, obj, storages: dict[str, bytes]) -> None:
 
 
 def _tensor(key, numel, offset, size, stride):
-    return _Call(_Global("torch._utils", "_rebuild_tensor_v2"),
-                 (_Storage(key, numel), offset, size, stride, False, collections.OrderedDict()))
+    return _Call(
+        _Global("torch._utils", "_rebuild_tensor_v2"),
+        (_Storage(key, numel), offset, size, stride, False, collections.OrderedDict()),
+    )
 
 
 def test_hand_made_zip_with_offset_and_strides_is_read_without_torch(tmp_path):
@@ -106,6 +109,7 @@ def test_not_a_checkpoint(tmp_path):
 
 
 # ---- against torch itself -------------------------------------------------------------------------
+
 
 def _varied_state_dict(torch):
     base = torch.arange(24, dtype=torch.float64).reshape(4, 6)

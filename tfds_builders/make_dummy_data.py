@@ -7,6 +7,7 @@ frame index, blue = a per-video constant. Tests decode the stored JPEGs and chec
 example's `frame_index` matches its pixels. Frames are 32x24 pixels, so the whole tree is a few
 tens of KB. The expected example counts in the builder tests follow from the table below.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -24,18 +25,18 @@ HERE = pathlib.Path(__file__).resolve().parent
 COWEN_KELTNER_VIDEOS = (
     ("0001", "mp4", 10.0, 12, "train", "Adoration", ""),
     ("0002", "mp4", 30.0, 20, "train", "Amusement", "Videos_by_Category/Amusement"),
-    ("0003", "mp4", 15.0, 10, "train", "awe", ""),                  # lower case: canonicalized
+    ("0003", "mp4", 15.0, 10, "train", "awe", ""),  # lower case: canonicalized
     ("0004", "avi", 20.0, 16, "train", "Fear", "Videos_by_Category/Fear"),
-    ("0005", "mp4", 25.0, 11, "train", "Nostalgia", ""),            # not one of EmoNet's 20
-    ("0006", "mp4", 10.0, 8, "train", "Pride", ""),                 # not one of the 27
-    ("0007", "mp4", 10.0, -1, "train", "Joy", ""),                  # corrupt file
-    ("0008", "avi", 10.0, -2, "train", "Sadness", ""),              # breaks mid-way
-    ("0009", "mp4", 10.0, 0, "train", "Horror", ""),                # listed, no file
+    ("0005", "mp4", 25.0, 11, "train", "Nostalgia", ""),  # not one of EmoNet's 20
+    ("0006", "mp4", 10.0, 8, "train", "Pride", ""),  # not one of the 27
+    ("0007", "mp4", 10.0, -1, "train", "Joy", ""),  # corrupt file
+    ("0008", "avi", 10.0, -2, "train", "Sadness", ""),  # breaks mid-way
+    ("0009", "mp4", 10.0, 0, "train", "Horror", ""),  # listed, no file
     ("0010", "mp4", 10.0, 9, "test", "Adoration", ""),
     ("0011", "mp4", 24.0, 13, "test", "Fear", ""),
-    ("0012", "mp4", 12.0, 7, "test", "Happyness", ""),              # unknown label
-    ("0013", "mp4", 10.0, 6, "", "", ""),                           # file, no label row
-    ("0014", "mp4", 20.0, 10, "test", "Anger", ""),                 # one of the 27, not of the 20
+    ("0012", "mp4", 12.0, 7, "test", "Happyness", ""),  # unknown label
+    ("0013", "mp4", 10.0, 6, "", "", ""),  # file, no label row
+    ("0014", "mp4", 20.0, 10, "test", "Anger", ""),  # one of the 27, not of the 20
 )
 
 #: (relative path, fps, frames); frames=-1 corrupt.
@@ -47,7 +48,7 @@ VIDEO_FOLDER_VIDEOS = (
     ("dogs/clip_e.mp4", 30.0, 15),
     ("dogs/clip_f.mp4", 10.0, 5),
     ("dogs/broken.mp4", 10.0, -1),
-    ("loose.mp4", 10.0, 4),       # not inside a label folder
+    ("loose.mp4", 10.0, 4),  # not inside a label folder
 )
 
 

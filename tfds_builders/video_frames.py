@@ -35,6 +35,7 @@ how they find videos and labels (their `_collect`). Everything else lives here:
   extraction (ids and labels only), so a label whose videos in a split were all skipped has no
   example there: warned per label and listed as ``splits.<split>.labels_without_videos``.
 """
+
 from __future__ import annotations
 
 import abc
@@ -71,8 +72,10 @@ VIDEO_EXTENSIONS = video_lib.VIDEO_EXTENSIONS
 SAMPLINGS = ("every5", "fps10", "all")
 SAMPLING_DESCRIPTIONS = {
     "every5": "every 5th frame (0, 5, 10, ...), like the lab's MATLAB scripts",
-    "fps10": ("10 frames per second, ffmpeg's fps=10 filter: for each 100 ms tick, the last frame whose timestamp "
-              "rounds to at or before it; frames never repeated (the lab's PyTorch pipeline)"),
+    "fps10": (
+        "10 frames per second, ffmpeg's fps=10 filter: for each 100 ms tick, the last frame whose timestamp "
+        "rounds to at or before it; frames never repeated (the lab's PyTorch pipeline)"
+    ),
     "all": "every decoded frame",
 }
 
@@ -188,8 +191,9 @@ def find_videos(root: epath.PathLike) -> tuple[dict[str, epath.Path], list[Probl
         if path.suffix.lower() in VIDEO_EXTENSIONS:
             video_id = path.stem
             if video_id in found:
-                duplicates.append(Problem(DUPLICATE_VIDEO_FILE, video_id,
-                                          f"found twice: using {found[video_id]}, ignoring {path}"))
+                duplicates.append(
+                    Problem(DUPLICATE_VIDEO_FILE, video_id, f"found twice: using {found[video_id]}, ignoring {path}")
+                )
                 continue
             found[video_id] = path
     return found, duplicates
@@ -241,8 +245,9 @@ def read_csv(path: epath.Path) -> tuple[list[str], list[list[str]]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise LabelFileError(f"{path.name}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") \
-            from None
+        raise LabelFileError(
+            f"{path.name}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8"
+        ) from None
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if not rows:
         return [], []
@@ -327,8 +332,12 @@ def _read_problem(entry: VideoEntry, err: Exception) -> Problem:
     return Problem(VIDEO_UNREADABLE, entry.video_id, f"{entry.path}: {type(err).__name__}: {err}")
 
 
-def extract_video(entry: VideoEntry, sampling: str, damaged: str = video_lib.DEFAULT_DAMAGED_POLICY,
-                  frame_encoding: str = FRAME_ENCODINGS[0]) -> Extraction:
+def extract_video(
+    entry: VideoEntry,
+    sampling: str,
+    damaged: str = video_lib.DEFAULT_DAMAGED_POLICY,
+    frame_encoding: str = FRAME_ENCODINGS[0],
+) -> Extraction:
     """All examples of one video, or none and the reason; see :class:`Extraction`.
 
     ``damaged``: "skip" returns a damaged video as a VIDEO_DAMAGED problem with no example; "keep"
@@ -341,15 +350,20 @@ def extract_video(entry: VideoEntry, sampling: str, damaged: str = video_lib.DEF
     try:
         frames = video_lib.iter_frames(entry.path, frame_sampling, damaged=damaged)
         for frame in frames:
-            examples.append((example_key(entry.video_id, frame.index), {
-                "image": encode_frame(frame.image, frame_encoding),
-                "label": entry.label,
-                "video_id": entry.video_id,
-                "frame_index": frame.index,
-                "timestamp_ms": frame.timestamp_ms,
-                "soft_label": soft,
-                "video_damaged": False,
-            }))
+            examples.append(
+                (
+                    example_key(entry.video_id, frame.index),
+                    {
+                        "image": encode_frame(frame.image, frame_encoding),
+                        "label": entry.label,
+                        "video_id": entry.video_id,
+                        "frame_index": frame.index,
+                        "timestamp_ms": frame.timestamp_ms,
+                        "soft_label": soft,
+                        "video_damaged": False,
+                    },
+                )
+            )
     except Exception as err:  # noqa: BLE001 -- any failure of one input becomes its reported skip reason
         problem = _read_problem(entry, err)
         return Extraction([], problem, getattr(err, "frames_decoded", 0))
@@ -404,8 +418,11 @@ class SplitSummary:
         stable), so an unreadable file keeps the slot it was given: a label whose only test video is
         junk has no example in `test`.
         """
-        return {label: sorted(ids) for label, ids in sorted(self.assigned.items())
-                if ids and label not in self.labels_written}
+        return {
+            label: sorted(ids)
+            for label, ids in sorted(self.assigned.items())
+            if ids and label not in self.labels_written
+        }
 
 
 #: Reasons that are a config's design, not bad input: strict mode does not raise for them.
@@ -438,8 +455,9 @@ def check_extraction(entry: VideoEntry, extraction: Extraction, strict: bool, wh
 _BEAM_NAMESPACE = "emonet_tf_video_frames"
 
 
-def _beam_extract(entry: VideoEntry, sampling: str, strict: bool, split: str, where: str, damaged: str,
-                  frame_encoding: str) -> Iterator[tuple[str, dict]]:
+def _beam_extract(
+    entry: VideoEntry, sampling: str, strict: bool, split: str, where: str, damaged: str, frame_encoding: str
+) -> Iterator[tuple[str, dict]]:
     """Beam FlatMap body: the video's examples, with the outcome recorded in Beam counters."""
     from apache_beam.metrics import Metrics
 
@@ -459,7 +477,9 @@ def _beam_extract(entry: VideoEntry, sampling: str, strict: bool, split: str, wh
     yield from extraction.examples
 
 
-def unique_video_ids(per_split: Mapping[str, Sequence[VideoEntry]]) -> tuple[dict[str, list[VideoEntry]], list[Problem]]:
+def unique_video_ids(
+    per_split: Mapping[str, Sequence[VideoEntry]],
+) -> tuple[dict[str, list[VideoEntry]], list[Problem]]:
     """Drops every entry whose video id was already taken (splits in sorted order, then list order).
 
     Example keys are ``<video_id>_<frame>``, so two files with one id (``happy/clip.mp4`` and
@@ -474,9 +494,13 @@ def unique_video_ids(per_split: Mapping[str, Sequence[VideoEntry]]) -> tuple[dic
         kept[split] = []
         for entry in per_split[split]:
             if entry.video_id in first:
-                problems.append(Problem(DUPLICATE_VIDEO_FILE, entry.video_id,
-                                        f"two files with this video id: using {first[entry.video_id].path}, "
-                                        f"ignoring {entry.path}"))
+                problems.append(
+                    Problem(
+                        DUPLICATE_VIDEO_FILE,
+                        entry.video_id,
+                        f"two files with this video id: using {first[entry.video_id].path}, ignoring {entry.path}",
+                    )
+                )
                 continue
             first[entry.video_id] = entry
             kept[split].append(entry)
@@ -515,12 +539,14 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     VERSION = tfds.core.Version("2.0.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: one example per sampled frame, splits by video.",
-        "2.0.0": ("timestamp_ms is the frame's presentation timestamp in the stream (was frame_index * 1000 / fps); "
-                  "fps10 follows ffmpeg's fps=10 filter (for each 100 ms tick, the last frame whose timestamp rounds "
-                  "to at or before it; frames never repeated); new feature video_damaged; config fields "
-                  "damaged_videos (skip/keep) and frame_encoding (jpeg/png); skip reason video_truncated is now "
-                  "video_damaged; duplicate video ids and vanished files are reported instead of aborting the "
-                  "build; byte-identical tfrecord files across processes (sorted feature maps)."),
+        "2.0.0": (
+            "timestamp_ms is the frame's presentation timestamp in the stream (was frame_index * 1000 / fps); "
+            "fps10 follows ffmpeg's fps=10 filter (for each 100 ms tick, the last frame whose timestamp rounds "
+            "to at or before it; frames never repeated); new feature video_damaged; config fields "
+            "damaged_videos (skip/keep) and frame_encoding (jpeg/png); skip reason video_truncated is now "
+            "video_damaged; duplicate video ids and vanished files are reported instead of aborting the "
+            "build; byte-identical tfrecord files across processes (sorted feature maps)."
+        ),
     }
     HOMEPAGE: Optional[str] = None
 
@@ -565,23 +591,33 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         categories = self._categories()
         num = len(categories) if categories is not None else None
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(None, None, 3), encoding_format=self.builder_config.frame_encoding,
-                                             doc=self._image_doc()),
-                "label": tfds.features.ClassLabel(names=list(categories)) if categories is not None
-                else tfds.features.ClassLabel(),
-                "video_id": tfds.features.Text(doc="the video's file name without extension, e.g. 0001"),
-                "frame_index": tfds.features.Scalar(np.int32, doc="index of the frame among all decoded frames"),
-                "timestamp_ms": tfds.features.Scalar(
-                    np.float32, doc="presentation timestamp of the frame in the stream, ms (relative to the start; "
-                                    "float32, as tf.train.Example stores floats)"),
-                "video_damaged": tfds.features.Scalar(
-                    np.bool_, doc="True when the video was damaged (decoder error or stream shorter than its "
-                                  "duration) and its decoded frames were kept (damaged_videos='keep')"),
-                "soft_label": tfds.features.Tensor(
-                    shape=(num,), dtype=np.float32,
-                    doc="share of raters per class (sums to 1); one-hot when no ratings are known"),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(
+                        shape=(None, None, 3), encoding_format=self.builder_config.frame_encoding, doc=self._image_doc()
+                    ),
+                    "label": tfds.features.ClassLabel(names=list(categories))
+                    if categories is not None
+                    else tfds.features.ClassLabel(),
+                    "video_id": tfds.features.Text(doc="the video's file name without extension, e.g. 0001"),
+                    "frame_index": tfds.features.Scalar(np.int32, doc="index of the frame among all decoded frames"),
+                    "timestamp_ms": tfds.features.Scalar(
+                        np.float32,
+                        doc="presentation timestamp of the frame in the stream, ms (relative to the start; "
+                        "float32, as tf.train.Example stores floats)",
+                    ),
+                    "video_damaged": tfds.features.Scalar(
+                        np.bool_,
+                        doc="True when the video was damaged (decoder error or stream shorter than its "
+                        "duration) and its decoded frames were kept (damaged_videos='keep')",
+                    ),
+                    "soft_label": tfds.features.Tensor(
+                        shape=(num,),
+                        dtype=np.float32,
+                        doc="share of raters per class (sums to 1); one-hot when no ratings are known",
+                    ),
+                }
+            ),
             supervised_keys=("image", "label"),
             homepage=self.HOMEPAGE,
         )
@@ -611,14 +647,24 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             for entry in entries:
                 by_label.setdefault(entry.label, []).append(entry.video_id)
         counts = collections.Counter(p.reason for p in problems)
-        logging.info("%s: %d videos to extract (%s); %d left out at the label stage %s",
-                     self._where(), sum(len(v) for v in per_split.values()),
-                     ", ".join(f"{s}: {len(v)}" for s, v in per_split.items()), len(problems), dict(counts))
+        logging.info(
+            "%s: %d videos to extract (%s); %d left out at the label stage %s",
+            self._where(),
+            sum(len(v) for v in per_split.values()),
+            ", ".join(f"{s}: {len(v)}" for s, v in per_split.items()),
+            len(problems),
+            dict(counts),
+        )
         if not any(per_split.values()):
-            raise ValueError(f"{self._where()}: no labelled video found; see the MANUAL_DOWNLOAD_INSTRUCTIONS. "
-                             f"Left out: {dict(counts)}")
-        generators = {split: self._generate_examples(entries=entries, split=split)
-                      for split, entries in per_split.items() if entries}
+            raise ValueError(
+                f"{self._where()}: no labelled video found; see the MANUAL_DOWNLOAD_INSTRUCTIONS. "
+                f"Left out: {dict(counts)}"
+            )
+        generators = {
+            split: self._generate_examples(entries=entries, split=split)
+            for split, entries in per_split.items()
+            if entries
+        }
         if self._use_beam:
             return generators
         return self._drop_empty_splits(generators)
@@ -637,13 +683,19 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         for split, generator in generators.items():
             first = next(generator, None)
             if first is None:
-                logging.warning("%s/%s: no video of this split could be written; the split is left out (see %s)",
-                                self._where(), split, SUMMARY_FILENAME)
+                logging.warning(
+                    "%s/%s: no video of this split could be written; the split is left out (see %s)",
+                    self._where(),
+                    split,
+                    SUMMARY_FILENAME,
+                )
                 continue
             kept[split] = itertools.chain([first], generator)
         if not kept:
-            skipped = {split: {reason: [d["name"] for d in items] for reason, items in summary.as_dict()["skipped"].items()}
-                       for split, summary in self._summaries.items()}
+            skipped = {
+                split: {reason: [d["name"] for d in items] for reason, items in summary.as_dict()["skipped"].items()}
+                for split, summary in self._summaries.items()
+            }
             raise ValueError(f"{self._where()}: none of the videos could be written; skipped: {skipped}")
         return kept
 
@@ -655,10 +707,14 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         strict, where = self.strict, f"{self._where()}/{split}"
         if self._use_beam:
             beam = tfds.core.lazy_imports.apache_beam
-            return (beam.Create(entries)
-                    | "Reshuffle" >> beam.Reshuffle()
-                    | "ExtractFrames" >> beam.FlatMap(functools.partial(
-                        _beam_extract, strict=strict, split=split, where=where, **self._extract_kwargs())))
+            return (
+                beam.Create(entries)
+                | "Reshuffle" >> beam.Reshuffle()
+                | "ExtractFrames"
+                >> beam.FlatMap(
+                    functools.partial(_beam_extract, strict=strict, split=split, where=where, **self._extract_kwargs())
+                )
+            )
         return self._generate_plain(entries, split, strict, where)
 
     def _generate_plain(self, entries, split, strict, where) -> Iterator[tuple[str, dict]]:
@@ -690,17 +746,17 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
                 summary.videos_written += value
             elif name.startswith("label_written:"):
                 if value:
-                    summary.labels_written.add(json.loads(name[len("label_written:"):]))
+                    summary.labels_written.add(json.loads(name[len("label_written:") :]))
             elif name == "frames_written":
                 summary.frames_written += value
             elif name == "frames_decoded":
                 summary.frames_decoded += value
             elif name.startswith("skip:"):
-                reason, video, detail = json.loads(name[len("skip:"):])
+                reason, video, detail = json.loads(name[len("skip:") :])
                 for _ in range(value):
                     summary.add_problem(Problem(reason, video, detail))
             elif name.startswith("damaged_kept:"):
-                video, detail = json.loads(name[len("damaged_kept:"):])
+                video, detail = json.loads(name[len("damaged_kept:") :])
                 summary.damaged_kept.extend([{"name": video, "detail": detail}] * value)
         for split in self._assigned:
             if split not in self._summaries:
@@ -716,14 +772,29 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     def _log_split_summary(self, split: str) -> None:
         s = self._summaries[split].as_dict()
         for label, ids in s["labels_without_videos"].items():
-            logging.warning("%s/%s: label %r has no example in this split: its %d video(s) here (%s) could not be "
-                            "written; the split is fixed before extraction, so unreadable files keep their slots "
-                            "(see %s, splits.%s.labels_without_videos)", self._where(), split, label, len(ids),
-                            ", ".join(ids), SUMMARY_FILENAME, split)
-        logging.info("%s/%s summary: %d videos and %d frames written (%d damaged videos kept %s), %d videos skipped %s",
-                     self._where(), split, s["videos_written"], s["frames_written"], s["videos_damaged_kept"],
-                     [d["name"] for d in s["damaged_kept"]], s["videos_skipped"],
-                     {k: [d["name"] for d in v] for k, v in s["skipped"].items()})
+            logging.warning(
+                "%s/%s: label %r has no example in this split: its %d video(s) here (%s) could not be "
+                "written; the split is fixed before extraction, so unreadable files keep their slots "
+                "(see %s, splits.%s.labels_without_videos)",
+                self._where(),
+                split,
+                label,
+                len(ids),
+                ", ".join(ids),
+                SUMMARY_FILENAME,
+                split,
+            )
+        logging.info(
+            "%s/%s summary: %d videos and %d frames written (%d damaged videos kept %s), %d videos skipped %s",
+            self._where(),
+            split,
+            s["videos_written"],
+            s["frames_written"],
+            s["videos_damaged_kept"],
+            [d["name"] for d in s["damaged_kept"]],
+            s["videos_skipped"],
+            {k: [d["name"] for d in v] for k, v in s["skipped"].items()},
+        )
 
     def summary(self) -> dict[str, Any]:
         """The extraction summary of the last build by this builder object (also written as JSON)."""

@@ -26,19 +26,66 @@ The pieces, each usable and tested on its own:
   progress    progress bars on stderr counted in frames
   run         prepare_run (every check, nothing written), train_and_evaluate, export_model
 """
-from emonet_tf.training.config import (IDENTITY_FIELDS, INITS, TRAIN_LAYERS, TrainConfig, TrainConfigError,
-                                       config_from_dict, validate_config)
-from emonet_tf.training.loop import (LossWindow, evaluate, evaluate_features, make_train_step, replica_step,
-                                     train_epoch)
-from emonet_tf.training.run import (RUN_CONFIG, RunPlan, check_resume, export_model, prepare_run, read_weights,
-                                    start_run, train_and_evaluate, write_run_config)
-from emonet_tf.training.state import (TrainState, build_model, create_emonet_state, create_train_state,
-                                      make_checkpoint, restore_checkpoint, save_checkpoint)
+
+from emonet_tf.training.config import (
+    IDENTITY_FIELDS,
+    INITS,
+    TRAIN_LAYERS,
+    TrainConfig,
+    TrainConfigError,
+    config_from_dict,
+    validate_config,
+)
+from emonet_tf.training.loop import LossWindow, evaluate, evaluate_features, make_train_step, replica_step, train_epoch
+from emonet_tf.training.run import (
+    RUN_CONFIG,
+    RunPlan,
+    check_resume,
+    export_model,
+    prepare_run,
+    read_weights,
+    start_run,
+    train_and_evaluate,
+    write_run_config,
+)
+from emonet_tf.training.state import (
+    TrainState,
+    build_model,
+    create_emonet_state,
+    create_train_state,
+    make_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 
 __all__ = [
-    "IDENTITY_FIELDS", "INITS", "RUN_CONFIG", "TRAIN_LAYERS", "LossWindow", "RunPlan", "TrainConfig",
-    "TrainConfigError", "TrainState", "build_model", "check_resume", "config_from_dict", "create_emonet_state",
-    "create_train_state", "evaluate", "evaluate_features", "export_model", "make_checkpoint", "make_train_step",
-    "prepare_run", "read_weights", "replica_step", "restore_checkpoint", "save_checkpoint", "start_run",
-    "train_and_evaluate", "train_epoch", "validate_config", "write_run_config",
+    "IDENTITY_FIELDS",
+    "INITS",
+    "RUN_CONFIG",
+    "TRAIN_LAYERS",
+    "LossWindow",
+    "RunPlan",
+    "TrainConfig",
+    "TrainConfigError",
+    "TrainState",
+    "build_model",
+    "check_resume",
+    "config_from_dict",
+    "create_emonet_state",
+    "create_train_state",
+    "evaluate",
+    "evaluate_features",
+    "export_model",
+    "make_checkpoint",
+    "make_train_step",
+    "prepare_run",
+    "read_weights",
+    "replica_step",
+    "restore_checkpoint",
+    "save_checkpoint",
+    "start_run",
+    "train_and_evaluate",
+    "train_epoch",
+    "validate_config",
+    "write_run_config",
 ]

@@ -6,6 +6,7 @@ weights, a path on the command line) -> DEFINE_string, and a field with `choices
 (its `values` map the flag's texts, e.g. auto/true/false, onto the field's values). Fields without a
 default (dataset, model_dir) are required flags.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,13 @@ from absl import flags
 
 from emonet_tf.training.config import TrainConfig, config_from_dict
 
-_DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
-           bool: flags.DEFINE_boolean, Any: flags.DEFINE_string}
+_DEFINE = {
+    str: flags.DEFINE_string,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    bool: flags.DEFINE_boolean,
+    Any: flags.DEFINE_string,
+}
 
 
 def _plain_type(annotation) -> Any:
@@ -68,11 +74,18 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
         default = None if required else to_flag_text(field, field.default)
         kind = flag_kind(field)
         if kind == "DEFINE_enum":
-            flags.DEFINE_enum(field.name, default, list(field.metadata["choices"]), field.metadata["help"],
-                              flag_values=flag_values, required=required)
+            flags.DEFINE_enum(
+                field.name,
+                default,
+                list(field.metadata["choices"]),
+                field.metadata["help"],
+                flag_values=flag_values,
+                required=required,
+            )
         else:
-            getattr(flags, kind)(field.name, default, field.metadata["help"], flag_values=flag_values,
-                                 required=required)
+            getattr(flags, kind)(
+                field.name, default, field.metadata["help"], flag_values=flag_values, required=required
+            )
         names.append(field.name)
     return names
 
@@ -83,8 +96,9 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfi
     Raises:
       TrainConfigError: a required setting missing (only when the flags were not marked required).
     """
-    return config_from_dict({f.name: from_flag_text(f, flag_values[f.name].value)
-                             for f in dataclasses.fields(TrainConfig)})
+    return config_from_dict(
+        {f.name: from_flag_text(f, flag_values[f.name].value) for f in dataclasses.fields(TrainConfig)}
+    )
 
 
 def flags_table() -> str:
@@ -93,8 +107,10 @@ def flags_table() -> str:
     for field in dataclasses.fields(TrainConfig):
         default = "required" if field.default is dataclasses.MISSING else f"`{to_flag_text(field, field.default)}`"
         choices = f" One of {', '.join(field.metadata['choices'])}." if "choices" in field.metadata else ""
-        rows.append(f"| `--{field.name}` | {default} | {'yes' if field.metadata['identity'] else ''} | "
-                    f"{field.metadata['help']}{choices} |")
+        rows.append(
+            f"| `--{field.name}` | {default} | {'yes' if field.metadata['identity'] else ''} | "
+            f"{field.metadata['help']}{choices} |"
+        )
     return "\n".join(rows)
 
 

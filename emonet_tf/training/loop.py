@@ -3,6 +3,7 @@
 One loop for every tf.distribute strategy (Keras 3's `model.fit` fails under
 MultiWorkerMirroredStrategy, keras-team/keras#20585), so a laptop and a cluster run the same numerics.
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,8 +19,9 @@ from emonet_tf.training.progress import count_examples
 from emonet_tf.training.state import TrainState
 
 
-def replica_step(state: TrainState, inputs: tf.Tensor, labels: tf.Tensor, *,
-                 global_batch_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+def replica_step(
+    state: TrainState, inputs: tf.Tensor, labels: tf.Tensor, *, global_batch_size: int
+) -> tuple[tf.Tensor, tf.Tensor]:
     """One SGD update from one replica's share of a global batch.
 
     inputs: the replica's [b, ...] batch; labels: int32 [b]. Returns (this replica's part of the mean
@@ -38,8 +40,9 @@ def replica_step(state: TrainState, inputs: tf.Tensor, labels: tf.Tensor, *,
     return loss, correct
 
 
-def make_train_step(state: TrainState, strategy: tf.distribute.Strategy,
-                    global_batch_size: int) -> Callable[[tuple], tuple[tf.Tensor, tf.Tensor]]:
+def make_train_step(
+    state: TrainState, strategy: tf.distribute.Strategy, global_batch_size: int
+) -> Callable[[tuple], tuple[tf.Tensor, tf.Tensor]]:
     """A tf.function: one distributed (inputs, labels) batch -> (mean loss, correct count) of the global batch.
 
     It updates `state`'s variables and optimizer, not `state.step` (train_epoch counts steps).
@@ -49,8 +52,10 @@ def make_train_step(state: TrainState, strategy: tf.distribute.Strategy,
     @tf.function
     def train_step(batch):
         loss, correct = strategy.run(step_fn, args=tuple(batch))
-        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
-                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+        return (
+            strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+            strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None),
+        )
 
     return train_step
 
@@ -79,10 +84,18 @@ class LossWindow:
         return mean_loss, accuracy
 
 
-def train_epoch(train_step: Callable, batches: Iterable, state: TrainState, *, total_steps: int,
-                global_batch_size: int, log_every: int, window: Optional[LossWindow] = None,
-                on_log: Optional[Callable[[int, float, float], None]] = None,
-                after_step: Optional[Callable[[int], None]] = None) -> int:
+def train_epoch(
+    train_step: Callable,
+    batches: Iterable,
+    state: TrainState,
+    *,
+    total_steps: int,
+    global_batch_size: int,
+    log_every: int,
+    window: Optional[LossWindow] = None,
+    on_log: Optional[Callable[[int, float, float], None]] = None,
+    after_step: Optional[Callable[[int], None]] = None,
+) -> int:
     """Runs `train_step` on `batches` until they end or `state.step` reaches `total_steps`; returns steps run.
 
     After every step: `state.step` is assigned; every `log_every` global steps (and at total_steps)
@@ -107,32 +120,42 @@ def train_epoch(train_step: Callable, batches: Iterable, state: TrainState, *, t
     return step - start
 
 
-def head_probabilities(head: Callable, features: np.ndarray, batch_size: int,
-                       progress: Optional[Any] = None) -> np.ndarray:
+def head_probabilities(
+    head: Callable, features: np.ndarray, batch_size: int, progress: Optional[Any] = None
+) -> np.ndarray:
     """softmax(head(features)) as float32 [N, classes], `batch_size` rows at a time (features: [N, D])."""
     apply = tf.function(lambda x: tf.nn.softmax(tf.cast(head(x), tf.float32)), reduce_retracing=True)
     out = []
     for i in range(0, features.shape[0], batch_size):
-        out.append(apply(tf.constant(np.asarray(features[i:i + batch_size]))).numpy())
+        out.append(apply(tf.constant(np.asarray(features[i : i + batch_size]))).numpy())
         if progress is not None:
             progress.update(len(out[-1]))
     return np.concatenate(out)
 
 
-def evaluate_features(head: Callable, features: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
-                      video_ids: Optional[np.ndarray] = None, batch_size: int = 32,
-                      progress: Optional[Any] = None) -> dict[str, Any]:
+def evaluate_features(
+    head: Callable,
+    features: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    video_ids: Optional[np.ndarray] = None,
+    batch_size: int = 32,
+    progress: Optional[Any] = None,
+) -> dict[str, Any]:
     """`evaluation.metrics_from_predictions` of a head on cached features [N, D] with int labels [N]."""
     probabilities = head_probabilities(head, features, batch_size, progress)
     return evaluation.metrics_from_predictions(probabilities, labels, class_names, video_ids)
 
 
-def evaluate(model: keras.Model, batches: Iterable, class_names: Sequence[str],
-             progress: Optional[Any] = None) -> dict[str, Any]:
+def evaluate(
+    model: keras.Model, batches: Iterable, class_names: Sequence[str], progress: Optional[Any] = None
+) -> dict[str, Any]:
     """`evaluation.evaluate_model` on (images, labels[, video_ids]) batches, ticking `progress` per example.
 
     Raises:
       ValueError: `batches` is empty.
     """
-    return evaluation.evaluate_model(model, batches if progress is None else count_examples(batches, progress),
-                                     class_names)
+    return evaluation.evaluate_model(
+        model, batches if progress is None else count_examples(batches, progress), class_names
+    )

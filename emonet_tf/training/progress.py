@@ -6,6 +6,7 @@ On a terminal: tqdm bars on stderr. Otherwise (a log file, a cluster job): one I
 The feature cache build runs inside `emonet_tf.features.build_feature_cache`, which has no progress
 callback; `watch_cache_build` follows the `progress.json` it rewrites (atomically) after every batch.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,8 +50,7 @@ class LogProgress:
         if self.disable or self.n == self._logged_n:
             return
         self._last, self._logged_n = time.monotonic(), self.n
-        log.info("%s", tqdm.format_meter(self.n, self.total, self._last - self._start, prefix=self.desc,
-                                         unit="frame"))
+        log.info("%s", tqdm.format_meter(self.n, self.total, self._last - self._start, prefix=self.desc, unit="frame"))
 
     def close(self) -> None:
         self._log()
@@ -66,8 +66,16 @@ def bar(total: Optional[int], desc: str, enabled: bool = True):
     """Progress of `total` frames: a tqdm bar on a terminal, else LogProgress; silent when not `enabled`."""
     if not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
         return LogProgress(total, desc, enabled)
-    return tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, disable=not enabled, dynamic_ncols=True,
-                mininterval=TTY_INTERVAL, leave=True)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="frame",
+        file=sys.stderr,
+        disable=not enabled,
+        dynamic_ncols=True,
+        mininterval=TTY_INTERVAL,
+        leave=True,
+    )
 
 
 def count_examples(batches: Iterable, progress) -> Iterator:
@@ -91,8 +99,9 @@ def _cache_done(cache_dir: str, fingerprint: str) -> int:
 
 
 @contextlib.contextmanager
-def watch_cache_build(cache_dir: str, fingerprint: str, total: int, desc: str, enabled: bool = True,
-                      poll_seconds: float = 0.5) -> Iterator:
+def watch_cache_build(
+    cache_dir: str, fingerprint: str, total: int, desc: str, enabled: bool = True, poll_seconds: float = 0.5
+) -> Iterator:
     """A bar of the rows written to the cache in `cache_dir` while the body builds it.
 
     A daemon thread reads progress.json every `poll_seconds`; rows already cached count from the start.

@@ -3,6 +3,7 @@
 Nothing is written before every check has passed (`prepare_run`): a refused run leaves model_dir as
 it was, so the command its error message suggests is not then refused as "a run with other settings".
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,13 +20,13 @@ import keras
 import tensorflow as tf
 
 from emonet_tf import data as data_lib
-from emonet_tf import distribute
-from emonet_tf import evaluation
+from emonet_tf import distribute, evaluation
 from emonet_tf import features as features_lib
 from emonet_tf.categories import EMONET_CATEGORIES, canonical_name
 from emonet_tf.classifier import EmoNetClassifier
 from emonet_tf.preprocessor import EmoNetPreprocessor
-from emonet_tf.training import loop, progress, state as state_lib
+from emonet_tf.training import loop, progress
+from emonet_tf.training import state as state_lib
 from emonet_tf.training.config import TrainConfig, TrainConfigError, validate_config
 
 log = logging.getLogger(__name__)
@@ -69,15 +70,19 @@ def read_weights(config: TrainConfig, info: data_lib.DatasetInfo):
         return None
     from emonet_tf.weights import read_weights as read_weight_file  # only the weight-file inits need them
 
-    weights = config.weights if not isinstance(config.weights, (str, os.PathLike)) \
+    weights = (
+        config.weights
+        if not isinstance(config.weights, (str, os.PathLike))
         else read_weight_file(config.weights, mean=config.mean)
+    )
     if config.init == "emonet" and not config.new_head:
         if weights.num_classes is None:
             raise TrainConfigError(f"{weights.source} has no fc8 to load; use --new_head")
         if weights.num_classes != info.num_classes:
             raise TrainConfigError(
                 f"The EmoNet weights {weights.source} have a {weights.num_classes}-way head but {info.name} has "
-                f"{info.num_classes} classes; use --new_head to train a new {info.num_classes}-way fc8")
+                f"{info.num_classes} classes; use --new_head to train a new {info.num_classes}-way fc8"
+            )
         _check_class_order(info.class_names, weights.class_names or EMONET_CATEGORIES)
     return weights
 
@@ -87,11 +92,16 @@ def _check_class_order(data_names, head_names) -> None:
     data_canon = [canonical_name(n) for n in data_names]
     head_canon = [canonical_name(n) or n for n in head_names]
     if all(data_canon) and data_canon != head_canon:
-        raise TrainConfigError("The dataset's label order differs from the loaded head's output order "
-                               f"(data: {list(data_names)}; head: {list(head_names)}); use --new_head")
+        raise TrainConfigError(
+            "The dataset's label order differs from the loaded head's output order "
+            f"(data: {list(data_names)}; head: {list(head_names)}); use --new_head"
+        )
     if not all(data_canon):
-        log.warning("Dataset labels %s are not emotion names; assuming they follow the head's order %s",
-                    list(data_names), list(head_names))
+        log.warning(
+            "Dataset labels %s are not emotion names; assuming they follow the head's order %s",
+            list(data_names),
+            list(head_names),
+        )
 
 
 def check_resume(config: TrainConfig) -> None:
@@ -111,7 +121,8 @@ def check_resume(config: TrainConfig) -> None:
         raise TrainConfigError(
             f"{config.model_dir} holds a run with other settings "
             f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())}); "
-            "use a new --model_dir or the same flags to resume")
+            "use a new --model_dir or the same flags to resume"
+        )
 
 
 def write_run_config(config: TrainConfig) -> None:
@@ -143,13 +154,17 @@ def prepare_run(config: TrainConfig) -> RunPlan:
         check_resume(config)
     weights = read_weights(config, info)
     if config.global_batch_size % strategy.num_replicas_in_sync:
-        raise TrainConfigError(f"global_batch_size {config.global_batch_size} is not divisible by the "
-                               f"{strategy.num_replicas_in_sync} replicas")
-    policy = distribute.mixed_precision_policy(strategy, config.mixed_precision) if config.mixed_precision \
-        else "float32"
+        raise TrainConfigError(
+            f"global_batch_size {config.global_batch_size} is not divisible by the "
+            f"{strategy.num_replicas_in_sync} replicas"
+        )
+    policy = (
+        distribute.mixed_precision_policy(strategy, config.mixed_precision) if config.mixed_precision else "float32"
+    )
     _note_weights_preprocessing(config, weights)
-    return RunPlan(config=config, info=info, weights=weights, strategy=strategy, chief=chief,
-                   steps_per_epoch=spe, policy=policy)
+    return RunPlan(
+        config=config, info=info, weights=weights, strategy=strategy, chief=chief, steps_per_epoch=spe, policy=policy
+    )
 
 
 def _note_weights_preprocessing(config: TrainConfig, weights) -> None:
@@ -159,9 +174,13 @@ def _note_weights_preprocessing(config: TrainConfig, weights) -> None:
         return
     run = EmoNetPreprocessor(resize_method=config.resize_method, antialias=config.antialias)
     if EmoNetPreprocessor.from_config(saved) != run:
-        log.warning("%s was saved with preprocessing %s; this run trains, evaluates and exports with %s "
-                    "(--resize_method/--antialias)", weights.source, EmoNetPreprocessor.from_config(saved).describe(),
-                    run.describe())
+        log.warning(
+            "%s was saved with preprocessing %s; this run trains, evaluates and exports with %s "
+            "(--resize_method/--antialias)",
+            weights.source,
+            EmoNetPreprocessor.from_config(saved).describe(),
+            run.describe(),
+        )
 
 
 @contextlib.contextmanager
@@ -209,8 +228,9 @@ def start_run(plan: RunPlan) -> tuple[EmoNetClassifier, state_lib.TrainState, tf
     model.preprocessor = plan.preprocessor  # saved in the exported .keras/SavedModel: they serve as trained
     plan.weights = None  # the model holds a copy now; let the weight arrays (up to 230 MB) be freed
     checkpoint = state_lib.emonet_checkpoint(state, model, config)
-    manager = tf.train.CheckpointManager(checkpoint, _worker_dir(plan, "checkpoints"),
-                                         max_to_keep=config.keep_checkpoints)
+    manager = tf.train.CheckpointManager(
+        checkpoint, _worker_dir(plan, "checkpoints"), max_to_keep=config.keep_checkpoints
+    )
     # Every worker resumes from the chief's checkpoints (a shared file system on a cluster).
     latest = state_lib.restore_checkpoint(checkpoint, os.path.join(config.model_dir, "checkpoints"))
     if latest:
@@ -231,10 +251,17 @@ def _execute(plan: RunPlan, step_hook) -> dict[str, Any]:
     state_lib.save_checkpoint(manager, int(state.step.numpy()))
     writers.train.flush()
     result: dict[str, Any] = {
-        "step": int(state.step.numpy()), "start_step": start_step, "steps_per_epoch": plan.steps_per_epoch,
-        "total_steps": plan.total_steps, "feature_cache": config.uses_feature_cache,
-        "strategy": distribute.strategy_kind(plan.strategy), "replicas": plan.strategy.num_replicas_in_sync,
-        "dtype_policy": plan.policy, "timing": plan.timing, "train": fit["train"], "epochs": fit["epochs"],
+        "step": int(state.step.numpy()),
+        "start_step": start_step,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "total_steps": plan.total_steps,
+        "feature_cache": config.uses_feature_cache,
+        "strategy": distribute.strategy_kind(plan.strategy),
+        "replicas": plan.strategy.num_replicas_in_sync,
+        "dtype_policy": plan.policy,
+        "timing": plan.timing,
+        "train": fit["train"],
+        "epochs": fit["epochs"],
     }
     if config.eval_split and plan.chief:
         result.update(final_evaluation(plan, evaluate, writers, result["step"]))
@@ -243,8 +270,9 @@ def _execute(plan: RunPlan, step_hook) -> dict[str, Any]:
     if config.export and plan.chief:
         result["export"] = export_model(model, config.export_dir or os.path.join(config.model_dir, "export"))
     if not plan.chief:
-        shutil.rmtree(os.path.join(config.model_dir, f"worker{distribute.task_id(plan.strategy)}_tmp"),
-                      ignore_errors=True)
+        shutil.rmtree(
+            os.path.join(config.model_dir, f"worker{distribute.task_id(plan.strategy)}_tmp"), ignore_errors=True
+        )
     result["model"] = model
     return result
 
@@ -258,16 +286,25 @@ def build_feature_caches(plan: RunPlan, model: EmoNetClassifier) -> dict[str, st
     t0 = time.perf_counter()
     backbone_hash = features_lib.backbone_fingerprint(model.backbone)
     # Workers other than the chief build their own copy: the cache is read by every input pipeline.
-    root = os.path.join(config.model_dir, "feature_cache" if plan.chief
-                        else f"feature_cache_worker{distribute.task_id(plan.strategy)}")
+    root = os.path.join(
+        config.model_dir, "feature_cache" if plan.chief else f"feature_cache_worker{distribute.task_id(plan.strategy)}"
+    )
     cache_dirs = {}
     for split in [config.train_split] + ([config.eval_split] if config.eval_split else []):
         fingerprint = features_lib.cache_fingerprint(backbone_hash, info, split, plan.preprocessor, plan.policy)
         cache_dirs[split] = os.path.join(root, split)
-        with progress.watch_cache_build(cache_dirs[split], fingerprint, info.num_examples(split),
-                                        f"feature cache {split}", enabled=config.progress):
-            features_lib.build_feature_cache(model.backbone, info, split, cache_dirs[split], fingerprint=fingerprint,
-                                             batch_size=config.eval_batch_size, preprocessor=plan.preprocessor)
+        with progress.watch_cache_build(
+            cache_dirs[split], fingerprint, info.num_examples(split), f"feature cache {split}", enabled=config.progress
+        ):
+            features_lib.build_feature_cache(
+                model.backbone,
+                info,
+                split,
+                cache_dirs[split],
+                fingerprint=fingerprint,
+                batch_size=config.eval_batch_size,
+                preprocessor=plan.preprocessor,
+            )
     plan.timing["feature_cache_seconds"] = time.perf_counter() - t0
     return cache_dirs
 
@@ -275,14 +312,25 @@ def build_feature_caches(plan: RunPlan, model: EmoNetClassifier) -> dict[str, st
 def train_batches(plan: RunPlan, cache_dirs: dict[str, str], epoch: int, offset: int):
     """The distributed batches of `epoch` from its step `offset` on: cached features or decoded images."""
     config = plan.config
-    common = dict(global_batch_size=config.global_batch_size, seed=config.seed, epoch=epoch, start_step=offset,
-                  shuffle_buffer=config.shuffle_buffer)
+    common = dict(
+        global_batch_size=config.global_batch_size,
+        seed=config.seed,
+        epoch=epoch,
+        start_step=offset,
+        shuffle_buffer=config.shuffle_buffer,
+    )
 
     def make(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         if cache_dirs:
             return features_lib.cached_train_dataset(cache_dirs[config.train_split], input_context=ctx, **common)
-        return data_lib.train_dataset(plan.info, config.train_split, augment=config.augment,
-                                      preprocessor=plan.preprocessor, input_context=ctx, **common)
+        return data_lib.train_dataset(
+            plan.info,
+            config.train_split,
+            augment=config.augment,
+            preprocessor=plan.preprocessor,
+            input_context=ctx,
+            **common,
+        )
 
     return plan.strategy.distribute_datasets_from_function(make)
 
@@ -290,15 +338,25 @@ def train_batches(plan: RunPlan, cache_dirs: dict[str, str], epoch: int, offset:
 def run_evaluation(plan: RunPlan, model: EmoNetClassifier, cache_dirs: dict[str, str]) -> dict[str, Any]:
     """Metrics of `model` on eval_split (see evaluation.metrics_from_predictions), with a bar in frames."""
     config, info = plan.config, plan.info
-    with progress.bar(info.num_examples(config.eval_split), f"evaluate {config.eval_split}",
-                      config.progress) as bar:
+    with progress.bar(info.num_examples(config.eval_split), f"evaluate {config.eval_split}", config.progress) as bar:
         if cache_dirs:
             feats, labels, video_ids = features_lib.load_cache(cache_dirs[config.eval_split])
-            return loop.evaluate_features(model.head, feats, labels, info.class_names,
-                                          video_ids=video_ids if config.video_metrics else None,
-                                          batch_size=config.eval_batch_size, progress=bar)
-        batches = data_lib.eval_dataset(info, config.eval_split, batch_size=config.eval_batch_size,
-                                        preprocessor=model.preprocessor, with_video_id=config.video_metrics)
+            return loop.evaluate_features(
+                model.head,
+                feats,
+                labels,
+                info.class_names,
+                video_ids=video_ids if config.video_metrics else None,
+                batch_size=config.eval_batch_size,
+                progress=bar,
+            )
+        batches = data_lib.eval_dataset(
+            info,
+            config.eval_split,
+            batch_size=config.eval_batch_size,
+            preprocessor=model.preprocessor,
+            with_video_id=config.video_metrics,
+        )
         return loop.evaluate(model, batches, info.class_names, progress=bar)
 
 
@@ -306,8 +364,11 @@ class _Writers:
     """TensorBoard writers of logs/train and logs/eval (no-op writers off the chief)."""
 
     def __init__(self, logs_dir: str, chief: bool):
-        make = (lambda sub: tf.summary.create_file_writer(os.path.join(logs_dir, sub))) if chief \
+        make = (
+            (lambda sub: tf.summary.create_file_writer(os.path.join(logs_dir, sub)))
+            if chief
             else (lambda sub: tf.summary.create_noop_writer())
+        )
         self.train, self.eval = make("train"), make("eval")
 
     def write_train(self, step: int, loss: float, accuracy: float, learning_rate: float) -> None:
@@ -322,9 +383,15 @@ class _Writers:
                 tf.summary.scalar(key, metrics[key])
 
 
-def fit_epochs(plan: RunPlan, state: state_lib.TrainState, manager: tf.train.CheckpointManager,
-               cache_dirs: dict[str, str], writers: _Writers, evaluate: Callable[[], dict],
-               step_hook: Optional[Callable[[int], None]]) -> dict[str, Any]:
+def fit_epochs(
+    plan: RunPlan,
+    state: state_lib.TrainState,
+    manager: tf.train.CheckpointManager,
+    cache_dirs: dict[str, str],
+    writers: _Writers,
+    evaluate: Callable[[], dict],
+    step_hook: Optional[Callable[[int], None]],
+) -> dict[str, Any]:
     """Epochs from state.step to total_steps, checkpointing and logging; adds train timing to plan.timing.
 
     Returns {"train": last logged {"loss", "accuracy"} (NaN when none), "epochs": per-epoch metrics}.
@@ -336,8 +403,7 @@ def fit_epochs(plan: RunPlan, state: state_lib.TrainState, manager: tf.train.Che
 
     def on_log(step: int, loss: float, accuracy: float) -> None:
         last.update(loss=loss, accuracy=accuracy)
-        writers.write_train(step, loss, accuracy,
-                            float(keras.ops.convert_to_numpy(state.optimizer.learning_rate)))
+        writers.write_train(step, loss, accuracy, float(keras.ops.convert_to_numpy(state.optimizer.learning_rate)))
         log.info("step %d/%d epoch %d loss %.4f accuracy %.4f", step, total, (step - 1) // spe, loss, accuracy)
 
     def after_step(step: int) -> None:
@@ -350,25 +416,44 @@ def fit_epochs(plan: RunPlan, state: state_lib.TrainState, manager: tf.train.Che
     t0 = time.perf_counter()
     while step < total:
         epoch, offset = divmod(step, spe)
-        step += loop.train_epoch(train_step, train_batches(plan, cache_dirs, epoch, offset), state,
-                                 total_steps=total, global_batch_size=config.global_batch_size,
-                                 log_every=config.log_every, window=window, on_log=on_log, after_step=after_step)
+        step += loop.train_epoch(
+            train_step,
+            train_batches(plan, cache_dirs, epoch, offset),
+            state,
+            total_steps=total,
+            global_batch_size=config.global_batch_size,
+            log_every=config.log_every,
+            window=window,
+            on_log=on_log,
+            after_step=after_step,
+        )
         if config.eval_every_epoch and config.eval_split and step % spe == 0 and plan.chief:
             epochs.append(_epoch_evaluation(evaluate, writers, step, spe))
     seconds = time.perf_counter() - t0
     plan.timing["train_seconds"] = seconds
-    plan.timing["examples_per_second"] = (step - start) * config.global_batch_size / seconds if step > start \
-        else float("nan")
+    plan.timing["examples_per_second"] = (
+        (step - start) * config.global_batch_size / seconds if step > start else float("nan")
+    )
     return {"train": last, "epochs": epochs}
 
 
 def _epoch_evaluation(evaluate: Callable[[], dict], writers: _Writers, step: int, spe: int) -> dict[str, Any]:
     metrics = evaluate()
     writers.write_eval(step, metrics)
-    log.info("epoch %d: top1 %.4f top5 %.4f mean AUC %.4f", step // spe, metrics["top1"], metrics["top5"],
-             metrics["mean_auc"])
-    return {"epoch": step // spe, "step": step, "top1": metrics["top1"], "top5": metrics["top5"],
-            "mean_auc": metrics["mean_auc"]}
+    log.info(
+        "epoch %d: top1 %.4f top5 %.4f mean AUC %.4f",
+        step // spe,
+        metrics["top1"],
+        metrics["top5"],
+        metrics["mean_auc"],
+    )
+    return {
+        "epoch": step // spe,
+        "step": step,
+        "top1": metrics["top1"],
+        "top5": metrics["top5"],
+        "mean_auc": metrics["mean_auc"],
+    }
 
 
 def final_evaluation(plan: RunPlan, evaluate: Callable[[], dict], writers: _Writers, step: int) -> dict[str, Any]:
@@ -392,14 +477,18 @@ def write_eval_predictions(plan: RunPlan, model: EmoNetClassifier) -> str:
     from emonet_tf import predictions
 
     config, info = plan.config, plan.info
-    path = config.eval_predictions if os.path.isabs(config.eval_predictions) \
+    path = (
+        config.eval_predictions
+        if os.path.isabs(config.eval_predictions)
         else os.path.join(config.model_dir, config.eval_predictions)
-    batches = predictions.prediction_batches(info, config.eval_split, batch_size=config.eval_batch_size,
-                                             preprocessor=model.preprocessor)
-    with progress.bar(info.num_examples(config.eval_split), f"predictions {config.eval_split}",
-                      config.progress) as bar:
-        summary = predictions.write_predictions(model, progress.count_examples(batches, bar), path,
-                                                label_names=info.class_names, logits=True)
+    )
+    batches = predictions.prediction_batches(
+        info, config.eval_split, batch_size=config.eval_batch_size, preprocessor=model.preprocessor
+    )
+    with progress.bar(info.num_examples(config.eval_split), f"predictions {config.eval_split}", config.progress) as bar:
+        summary = predictions.write_predictions(
+            model, progress.count_examples(batches, bar), path, label_names=info.class_names, logits=True
+        )
     log.info("Wrote %d predictions of %s to %s", summary.rows, config.eval_split, summary.path)
     return summary.path
 

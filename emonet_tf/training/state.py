@@ -3,6 +3,7 @@
 `TrainState` is deliberately model-agnostic: any `forward` (inputs -> logits) and its variables, so
 the step, the epoch loop and the checkpoints are tested on a toy Dense head as on EmoNet.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,9 +41,15 @@ class TrainState:
         return isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
-def create_train_state(forward: Callable[[tf.Tensor], tf.Tensor], variables: Sequence, *, learning_rate: float,
-                       momentum: float, loss_scale: bool = False,
-                       strategy: Optional[tf.distribute.Strategy] = None) -> TrainState:
+def create_train_state(
+    forward: Callable[[tf.Tensor], tf.Tensor],
+    variables: Sequence,
+    *,
+    learning_rate: float,
+    momentum: float,
+    loss_scale: bool = False,
+    strategy: Optional[tf.distribute.Strategy] = None,
+) -> TrainState:
     """SGD with momentum (optionally loss-scaled) built on `variables` in `strategy`'s scope; step 0.
 
     `variables` must have been created in the same strategy's scope (the optimizer's slots mirror them).
@@ -71,11 +78,13 @@ def build_model(config: TrainConfig, info: data_lib.DatasetInfo, weights) -> Emo
         from emonet_tf.weights import build_classifier
 
         new_head = config.init == "imagenet" or config.new_head
-        model = build_classifier(weights, num_classes=info.num_classes, class_names=info.class_names,
-                                 activation="softmax", new_head=new_head)
+        model = build_classifier(
+            weights, num_classes=info.num_classes, class_names=info.class_names, activation="softmax", new_head=new_head
+        )
     for layer in model.backbone.layers:
         layer.trainable = config.train_layers == "all" or (
-            config.train_layers == "fc6-fc8" and layer.name in ("fc6", "fc7"))
+            config.train_layers == "fc6-fc8" and layer.name in ("fc6", "fc7")
+        )
     model.head.trainable = True
     return model
 
@@ -87,16 +96,23 @@ def trainable_variables(model: EmoNetClassifier, config: TrainConfig) -> list:
     return list(model.backbone.trainable_variables) + list(model.head.trainable_variables)
 
 
-def create_emonet_state(config: TrainConfig, info: data_lib.DatasetInfo, weights, strategy: tf.distribute.Strategy,
-                        policy: str) -> tuple[EmoNetClassifier, TrainState]:
+def create_emonet_state(
+    config: TrainConfig, info: data_lib.DatasetInfo, weights, strategy: tf.distribute.Strategy, policy: str
+) -> tuple[EmoNetClassifier, TrainState]:
     """EmoNet per `config` and its TrainState; the forward takes relu7 features on the feature-cache path."""
     with strategy.scope():
         model = build_model(config, info, weights)
     head, backbone = model.head, model.backbone
     train_backbone = config.train_layers != "fc8"
     forward = head if config.uses_feature_cache else (lambda images: head(backbone(images, training=train_backbone)))
-    state = create_train_state(forward, trainable_variables(model, config), learning_rate=config.learning_rate,
-                               momentum=config.momentum, loss_scale=policy == "mixed_float16", strategy=strategy)
+    state = create_train_state(
+        forward,
+        trainable_variables(model, config),
+        learning_rate=config.learning_rate,
+        momentum=config.momentum,
+        loss_scale=policy == "mixed_float16",
+        strategy=strategy,
+    )
     return model, state
 
 

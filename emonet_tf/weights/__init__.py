@@ -17,6 +17,7 @@ No reader runs code from a file (pickles are read by allow-listed unpicklers) an
     model = build_classifier(weights)                      # ready EmoNetClassifier
     print(convert("data/", "emonet.keras"))                # or: python -m emonet_tf.weights data/ emonet.keras
 """
+
 import importlib
 
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
@@ -24,14 +25,34 @@ from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 # The other names are imported on first use: they need TensorFlow, and `python -m emonet_tf.weights --help`
 # (this package is imported before its __main__) must answer without it, as `emonet convert --help` does.
 _LAZY = {
-    "apply_weights": "api", "build_classifier": "api", "convert": "api", "describe": "api", "detect_format": "api",
-    "read_weights": "api", "from_torch_state_dict": "mapping", "WeightFormat": "registry", "register": "registry",
-    "unregister": "registry", "FORMATS": "weightset", "WeightSet": "weightset",
+    "apply_weights": "api",
+    "build_classifier": "api",
+    "convert": "api",
+    "describe": "api",
+    "detect_format": "api",
+    "read_weights": "api",
+    "from_torch_state_dict": "mapping",
+    "WeightFormat": "registry",
+    "register": "registry",
+    "unregister": "registry",
+    "FORMATS": "weightset",
+    "WeightSet": "weightset",
 }
 
 __all__ = [
-    "FORMATS", "WeightFormat", "WeightFormatError", "WeightMismatchError", "WeightSet", "apply_weights",
-    "build_classifier", "convert", "describe", "detect_format", "from_torch_state_dict", "read_weights", "register",
+    "FORMATS",
+    "WeightFormat",
+    "WeightFormatError",
+    "WeightMismatchError",
+    "WeightSet",
+    "apply_weights",
+    "build_classifier",
+    "convert",
+    "describe",
+    "detect_format",
+    "from_torch_state_dict",
+    "read_weights",
+    "register",
     "unregister",
 ]
 

@@ -1,4 +1,5 @@
 """Format detection, reading, applying weights to a model, building a classifier, and `convert`."""
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,17 @@ def check_weight_path(path: str) -> None:
         raise WeightFormatError(f"{path}: cannot read ({err.strerror or err})") from None
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return
-    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+    kind = (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a character device"
+        if stat.S_ISCHR(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a file"
+    )
     raise WeightFormatError(f"{path}: {kind}, not a regular file; refused before opening")
 
 
@@ -63,8 +73,15 @@ def weights_from_model(model, source: str) -> WeightSet:
     mean_layer = _mean_layer(model)
     mean = np.asarray(mean_layer.mean) if mean_layer is not None else None
     names = tuple(model.class_names) if hasattr(model, "class_names") else None
-    weight_set = make_weightset(layers, mean, names, source, "keras", ("Keras model saved by emonet_tf",),
-                                required=tuple(n for n in LAYERS if n in layers))
+    weight_set = make_weightset(
+        layers,
+        mean,
+        names,
+        source,
+        "keras",
+        ("Keras model saved by emonet_tf",),
+        required=tuple(n for n in LAYERS if n in layers),
+    )
     preprocessor = getattr(model, "preprocessor", None)  # the preprocessing the model was trained/saved with
     weight_set.preprocessing = preprocessor.get_config() if preprocessor is not None else None
     return weight_set
@@ -101,6 +118,7 @@ def read_weights(path, format: str = "auto", *, mean=None, fc6_order: str = "hwc
 
 # --------------------------------------------------------------------------------------------------
 # Applying weights to a model
+
 
 def _backbone_of(model):
     return model.backbone if hasattr(model, "backbone") and isinstance(model.backbone, AlexNetBackbone) else model
@@ -141,8 +159,10 @@ def apply_weights(model, weights: WeightSet, head: str = "load") -> None:
         targets.pop("fc8", None)
     missing = [name for name in targets if name not in weights.layers]
     if missing:
-        raise WeightFormatError(f"{weights.source}: has no weights for layers {missing} of the model"
-                                + ("; use head='skip' (a new head)" if missing == ["fc8"] else ""))
+        raise WeightFormatError(
+            f"{weights.source}: has no weights for layers {missing} of the model"
+            + ("; use head='skip' (a new head)" if missing == ["fc8"] else "")
+        )
     plan = []
     for name, layer in targets.items():
         kernel, bias = weights.layers[name]
@@ -160,13 +180,22 @@ def apply_weights(model, weights: WeightSet, head: str = "load") -> None:
         var.assign(np.asarray(value, dtype=var.dtype))
     if mean_value is not None:
         mean_layer.set_mean(mean_value)
-    if head == "load" and weights.class_names is not None and getattr(model, "class_names", None) is not None \
-            and len(weights.class_names) == len(model.class_names):
+    if (
+        head == "load"
+        and weights.class_names is not None
+        and getattr(model, "class_names", None) is not None
+        and len(weights.class_names) == len(model.class_names)
+    ):
         model.class_names = tuple(weights.class_names)
 
 
-def build_classifier(weights: WeightSet, num_classes: Optional[int] = None, class_names: Optional[Sequence[str]] = None,
-                     activation: Optional[str] = "softmax", new_head: bool = False):
+def build_classifier(
+    weights: WeightSet,
+    num_classes: Optional[int] = None,
+    class_names: Optional[Sequence[str]] = None,
+    activation: Optional[str] = "softmax",
+    new_head: bool = False,
+):
     """A ready EmoNetClassifier holding `weights`.
 
     new_head=False: fc8 comes from the file (its size gives num_classes; a different num_classes is refused).
@@ -184,23 +213,31 @@ def build_classifier(weights: WeightSet, num_classes: Optional[int] = None, clas
             raise WeightFormatError(f"{weights.source}: has no fc8; use new_head=True for a new head")
         file_classes = weights.num_classes
         if num_classes is not None and num_classes != file_classes:
-            raise WeightMismatchError("fc8 kernel", (4096, num_classes), weights.layers["fc8"][0].shape,
-                                      weights.source, "use new_head=True for a new head")
+            raise WeightMismatchError(
+                "fc8 kernel",
+                (4096, num_classes),
+                weights.layers["fc8"][0].shape,
+                weights.source,
+                "use new_head=True for a new head",
+            )
         num_classes = file_classes
         if class_names is None:
             class_names = weights.class_names
     if num_classes is not None and num_classes < 1:
         raise ValueError(f"the new head needs at least 1 class, got {num_classes}")
     if weights.mean is None:
-        warnings.warn(f"{weights.source}: the file holds no mean image, so the model subtracts the per-channel "
-                      "ImageNet mean; EmoNet subtracts its own 227x227 mean image (pass mean=img_mean.txt, "
-                      "--mean on the command line, or convert once with `emonet convert SRC DST.keras --mean ...`)",
-                      stacklevel=2)
+        warnings.warn(
+            f"{weights.source}: the file holds no mean image, so the model subtracts the per-channel "
+            "ImageNet mean; EmoNet subtracts its own 227x227 mean image (pass mean=img_mean.txt, "
+            "--mean on the command line, or convert once with `emonet convert SRC DST.keras --mean ...`)",
+            stacklevel=2,
+        )
     per_channel = weights.mean is not None and np.size(weights.mean) == 3
     backbone = AlexNetBackbone(mean=tuple(float(v) for v in weights.mean) if per_channel else IMAGENET_RGB_MEAN)
     preprocessor = None if weights.preprocessing is None else EmoNetPreprocessor.from_config(weights.preprocessing)
-    model = EmoNetClassifier(backbone, num_classes=num_classes, activation=activation, class_names=class_names,
-                             preprocessor=preprocessor)
+    model = EmoNetClassifier(
+        backbone, num_classes=num_classes, activation=activation, class_names=class_names, preprocessor=preprocessor
+    )
     apply_weights(model, weights, head="skip" if new_head else "load")
     return model
 
@@ -208,15 +245,20 @@ def build_classifier(weights: WeightSet, num_classes: Optional[int] = None, clas
 # --------------------------------------------------------------------------------------------------
 # Summary and conversion
 
+
 def _mean_description(mean) -> str:
     if mean is None:
-        return ("none in the file: the model keeps its default per-channel ImageNet mean "
-                f"{tuple(round(v, 2) for v in IMAGENET_RGB_MEAN)}")
+        return (
+            "none in the file: the model keeps its default per-channel ImageNet mean "
+            f"{tuple(round(v, 2) for v in IMAGENET_RGB_MEAN)}"
+        )
     m = np.asarray(mean)
     if m.shape == (3,):
         return f"per-channel RGB {tuple(round(float(v), 4) for v in m)}"
-    return (f"{m.shape[0]}x{m.shape[1]}x3 RGB image, channel means "
-            f"{tuple(round(float(v), 4) for v in m.reshape(-1, 3).mean(axis=0))}, range {m.min():.4g}..{m.max():.4g}")
+    return (
+        f"{m.shape[0]}x{m.shape[1]}x3 RGB image, channel means "
+        f"{tuple(round(float(v), 4) for v in m.reshape(-1, 3).mean(axis=0))}, range {m.min():.4g}..{m.max():.4g}"
+    )
 
 
 def describe(weights: WeightSet) -> str:
@@ -237,8 +279,9 @@ def describe(weights: WeightSet) -> str:
     return "\n".join(lines)
 
 
-def convert(src, dst, format: str = "auto", new_head_classes: Optional[int] = None, *, mean=None,
-            fc6_order: str = "hwc") -> str:
+def convert(
+    src, dst, format: str = "auto", new_head_classes: Optional[int] = None, *, mean=None, fc6_order: str = "hwc"
+) -> str:
     """Reads `src`, builds the classifier (refusing any mismatch) and writes `dst` (.keras, mean included).
 
     new_head_classes: a new head (a freshly initialised fc8) with that many outputs instead of the file's one
@@ -252,7 +295,7 @@ def convert(src, dst, format: str = "auto", new_head_classes: Optional[int] = No
     model = build_classifier(weights, num_classes=new_head_classes, new_head=new_head)
     folder = os.path.dirname(os.path.abspath(dst))
     os.makedirs(folder, exist_ok=True)
-    partial = os.path.join(folder, f".{os.path.basename(dst)[:-len('.keras')]}.partial.keras")
+    partial = os.path.join(folder, f".{os.path.basename(dst)[: -len('.keras')]}.partial.keras")
     try:
         model.save(partial)
         os.replace(partial, dst)
@@ -270,5 +313,12 @@ def convert(src, dst, format: str = "auto", new_head_classes: Optional[int] = No
         mean_line = "mean in the model: " + ("per-channel" if np.size(weights.mean) == 3 else "full image")
     names = list(model.class_names)
     classes = ", ".join(names if len(names) <= 20 else names[:5] + ["..."] + names[-2:])
-    return "\n".join([summary, head, mean_line, f"model classes ({len(names)}): {classes}",
-                      f"written: {dst} ({os.path.getsize(dst) / 2**20:.1f} MiB)"])
+    return "\n".join(
+        [
+            summary,
+            head,
+            mean_line,
+            f"model classes ({len(names)}): {classes}",
+            f"written: {dst} ({os.path.getsize(dst) / 2**20:.1f} MiB)",
+        ]
+    )

@@ -17,6 +17,7 @@ legacy NetParameter.layers = 2 (V1LayerParameter: name 4, blobs 6, and V0 `layer
 blobs 50); BlobProto: shape 7 (BlobShape.dim 1, packed int64), data 5 (packed float),
 double_data 8, legacy num 1, channels 2, height 3, width 4).
 """
+
 from __future__ import annotations
 
 import ast
@@ -37,13 +38,16 @@ from emonet_tf.weights.weightset import FC8_INPUTS, LAYERS, WeightSet, make_weig
 
 NPY_MAGIC = b"\x93NUMPY"
 BGR_NOTE = "conv1 input channels reversed BGR -> RGB (Caffe's AlexNet was trained on BGR images)"
-NO_MEAN_NOTE = ("no mean in the file: Caffe's per-channel ImageNet mean (R, G, B) = "
-                f"{tuple(round(v, 2) for v in IMAGENET_RGB_MEAN)} is used; pass the ilsvrc_2012_mean.binaryproto "
-                "as mean= for the full mean image")
+NO_MEAN_NOTE = (
+    "no mean in the file: Caffe's per-channel ImageNet mean (R, G, B) = "
+    f"{tuple(round(v, 2) for v in IMAGENET_RGB_MEAN)} is used; pass the ilsvrc_2012_mean.binaryproto "
+    "as mean= for the full mean image"
+)
 
 
 # --------------------------------------------------------------------------------------------------
 # bvlc_alexnet.npy
+
 
 def looks_like_npy(path: str) -> bool:
     """A file starting with numpy's .npy magic number (the `bvlc_npy` format)."""
@@ -56,8 +60,13 @@ _ARRAY_KINDS = "biufc?O"
 
 def _plain_dtype(dtype, what: str) -> np.dtype:
     """A numeric or object dtype without fields or sub-arrays (all a weight file holds)."""
-    if not isinstance(dtype, np.dtype) or dtype.kind not in _ARRAY_KINDS or dtype.names is not None \
-            or dtype.subdtype is not None or dtype.itemsize > 16:
+    if (
+        not isinstance(dtype, np.dtype)
+        or dtype.kind not in _ARRAY_KINDS
+        or dtype.names is not None
+        or dtype.subdtype is not None
+        or dtype.itemsize > 16
+    ):
         raise WeightFormatError(f"{what} has dtype {dtype!r:.60}, not a plain numeric (or object) dtype")
     return dtype
 
@@ -67,8 +76,10 @@ def _array_size(shape, what: str) -> int:
         raise WeightFormatError(f"{what} has shape {shape!r:.60}, not a tuple of non-negative integers")
     size = math.prod(shape)
     if size > limits.MAX_TENSOR_ELEMENTS:
-        raise WeightFormatError(f"{what} of shape {tuple(shape)} has more than {limits.MAX_TENSOR_ELEMENTS} "
-                                "elements (emonet_tf.weights.limits.MAX_TENSOR_ELEMENTS); refused before allocating")
+        raise WeightFormatError(
+            f"{what} of shape {tuple(shape)} has more than {limits.MAX_TENSOR_ELEMENTS} "
+            "elements (emonet_tf.weights.limits.MAX_TENSOR_ELEMENTS); refused before allocating"
+        )
     return size
 
 
@@ -97,8 +108,9 @@ def _numpy_load_tables(budget: safe_pickle.Budget):
     def new_scalar(dtype, data=None):
         dtype = _plain_dtype(dtype, "a scalar")
         if dtype.kind != "O" and (not isinstance(data, (bytes, str)) or len(data) != dtype.itemsize):
-            raise WeightFormatError(f"a {dtype} scalar from {len(data) if isinstance(data, (bytes, str)) else '?'} "
-                                    "bytes")
+            raise WeightFormatError(
+                f"a {dtype} scalar from {len(data) if isinstance(data, (bytes, str)) else '?'} bytes"
+            )
         if isinstance(data, str):
             data = data.encode("latin1")
         return scalar(dtype, data)
@@ -107,8 +119,9 @@ def _numpy_load_tables(budget: safe_pickle.Budget):
         dtype = _plain_dtype(dtype, "an array")
         size = _array_size(shape, "an array")
         if dtype.kind == "O" or not isinstance(buf, (bytes, bytearray)) or len(buf) != size * dtype.itemsize:
-            raise WeightFormatError(f"an array of shape {tuple(shape)} and dtype {dtype} from a buffer of the wrong "
-                                    "size or type")
+            raise WeightFormatError(
+                f"an array of shape {tuple(shape)} and dtype {dtype} from a buffer of the wrong size or type"
+            )
         if order not in ("C", "F"):
             raise WeightFormatError(f"array order {order!r:.10}")
         budget.charge(len(buf), "an array")
@@ -116,8 +129,11 @@ def _numpy_load_tables(budget: safe_pickle.Budget):
 
     def codecs_encode(text, encoding="utf-8", errors="strict"):
         """Python 3 protocol-2 pickles store bytes as _codecs.encode(str, 'latin1'); allow only that."""
-        if not isinstance(text, str) or str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1",
-                                                                                          "iso-8859-1"):
+        if not isinstance(text, str) or str(encoding).lower().replace("_", "-") not in (
+            "latin1",
+            "latin-1",
+            "iso-8859-1",
+        ):
             raise WeightFormatError(f"_codecs.encode with encoding {encoding!r:.20} is not allowed")
         return text.encode("latin1")
 
@@ -131,21 +147,29 @@ def _numpy_load_tables(budget: safe_pickle.Budget):
             raise WeightFormatError("an array state whose Fortran flag is not a boolean")
         if dtype.kind == "O":
             if type(data) is not list or len(data) != size:  # numpy itself would read past a short list
-                raise WeightFormatError(f"an object array of {size} elements from "
-                                        f"{len(data) if type(data) is list else type(data).__name__} items")
+                raise WeightFormatError(
+                    f"an object array of {size} elements from "
+                    f"{len(data) if type(data) is list else type(data).__name__} items"
+                )
             budget.charge(size * 8, "an object array")
         else:
             if not isinstance(data, (bytes, str)) or len(data) != size * dtype.itemsize:
-                raise WeightFormatError(f"an array of shape {tuple(shape)} and dtype {dtype} from "
-                                        f"{len(data) if isinstance(data, (bytes, str)) else type(data).__name__} "
-                                        f"bytes, {size * dtype.itemsize} expected")
+                raise WeightFormatError(
+                    f"an array of shape {tuple(shape)} and dtype {dtype} from "
+                    f"{len(data) if isinstance(data, (bytes, str)) else type(data).__name__} "
+                    f"bytes, {size * dtype.itemsize} expected"
+                )
             budget.charge(size * dtype.itemsize, "an array")
         arr.__setstate__(state)
 
     def set_dtype_state(dtype, state):
         # numpy's dtype state: (version, byteorder, subarray, names, fields, elsize, alignment, flags)
-        if type(state) is not tuple or len(state) not in (8, 9) or state[2:5] != (None, None, None) \
-                or state[1] not in ("<", ">", "|", "="):
+        if (
+            type(state) is not tuple
+            or len(state) not in (8, 9)
+            or state[2:5] != (None, None, None)
+            or state[1] not in ("<", ">", "|", "=")
+        ):
             raise WeightFormatError("a dtype state with fields, sub-arrays or an unknown byte order")
         dtype.__setstate__(state)
         _plain_dtype(dtype, "a dtype")
@@ -175,15 +199,21 @@ def _read_npy_header(f, path: str) -> dict:
         raise WeightFormatError(f"{path}: truncated .npy header")
     (hlen,) = struct.unpack(size_fmt, raw_len)
     if hlen > limits.MAX_NPY_HEADER_BYTES:
-        raise WeightFormatError(f"{path}: .npy header of {hlen} bytes (numpy's own limit, "
-                                f"emonet_tf.weights.limits.MAX_NPY_HEADER_BYTES, is {limits.MAX_NPY_HEADER_BYTES})")
+        raise WeightFormatError(
+            f"{path}: .npy header of {hlen} bytes (numpy's own limit, "
+            f"emonet_tf.weights.limits.MAX_NPY_HEADER_BYTES, is {limits.MAX_NPY_HEADER_BYTES})"
+        )
     text = f.read(hlen)
     try:
         header = ast.literal_eval(text.decode("utf-8" if version[0] == 3 else "latin1"))
     except (ValueError, SyntaxError, UnicodeDecodeError, TypeError, MemoryError, RecursionError):
         raise WeightFormatError(f"{path}: corrupt .npy header") from None
-    if not isinstance(header, dict) or not isinstance(header.get("descr"), (str, list)) \
-            or not isinstance(header.get("shape"), tuple) or header.get("fortran_order") not in (True, False):
+    if (
+        not isinstance(header, dict)
+        or not isinstance(header.get("descr"), (str, list))
+        or not isinstance(header.get("shape"), tuple)
+        or header.get("fortran_order") not in (True, False)
+    ):
         raise WeightFormatError(f"{path}: corrupt .npy header (needs descr, fortran_order and shape)")
     return header
 
@@ -200,13 +230,22 @@ def load_npy_pickle(path: str) -> Any:
     with open(path, "rb") as f:
         header = _read_npy_header(f, path)
         if header["descr"] != "|O" or header["shape"] != ():
-            raise WeightFormatError(f"{path}: holds a plain {header['descr']!r:.40} array of shape "
-                                    f"{header.get('shape')!r:.40}, not the pickled {{layer: [weights, biases]}} dict "
-                                    "of bvlc_alexnet.npy")
+            raise WeightFormatError(
+                f"{path}: holds a plain {header['descr']!r:.40} array of shape "
+                f"{header.get('shape')!r:.40}, not the pickled {{layer: [weights, biases]}} dict "
+                "of bvlc_alexnet.npy"
+            )
         budget = safe_pickle.Budget(path)
         allowed, callables, build = _numpy_load_tables(budget)
-        obj = safe_pickle.SafeUnpickler(safe_pickle.BoundedReader.of_file(f, path), path, allowed, callables,
-                                        build=build, encoding="latin1", budget=budget).load()
+        obj = safe_pickle.SafeUnpickler(
+            safe_pickle.BoundedReader.of_file(f, path),
+            path,
+            allowed,
+            callables,
+            build=build,
+            encoding="latin1",
+            budget=budget,
+        ).load()
     if isinstance(obj, np.ndarray) and obj.dtype == object and obj.size == 1:
         obj = obj.reshape(()).item()
     return safe_pickle.walk(obj, path, lambda leaf: leaf)
@@ -258,14 +297,19 @@ def read_bvlc_npy(path: str, mean=None, fc6_order: str = "hwc") -> WeightSet:
         elif name == "fc6" and fc6_order == "chw":
             w = mapping.fc6_rows_from_chw(w)
         layers[name] = (w, b.reshape(-1))
-    notes = [BGR_NOTE, "fc6 rows taken as NHWC (caffe-tensorflow layout)" if fc6_order == "hwc"
-             else "fc6 rows reordered from Caffe's CHW to NHWC"]
+    notes = [
+        BGR_NOTE,
+        "fc6 rows taken as NHWC (caffe-tensorflow layout)"
+        if fc6_order == "hwc"
+        else "fc6 rows reordered from Caffe's CHW to NHWC",
+    ]
     mean, mean_note = _imagenet_mean(mean)
     return make_weightset(layers, mean, None, path, "bvlc_npy", tuple(notes + [mean_note]))
 
 
 # --------------------------------------------------------------------------------------------------
 # Protobuf wire format (only what NetParameter/BlobProto need)
+
 
 def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
     result = shift = 0
@@ -343,16 +387,19 @@ def parse_blob(buf: memoryview, span: tuple[int, int]) -> np.ndarray:
         elif field in (5, 8) and wire == 2:
             size = 4 if field == 5 else 8
             if (value[1] - value[0]) % size:
-                raise WeightFormatError(f"packed {'float' if size == 4 else 'double'} data of a length not "
-                                        f"divisible by {size}")
+                raise WeightFormatError(
+                    f"packed {'float' if size == 4 else 'double'} data of a length not divisible by {size}"
+                )
             spans.append((value, "<f4" if size == 4 else "<f8"))
             count += (value[1] - value[0]) // size
         elif field == 5 and wire == 5:
             singles.append(struct.unpack_from("<f", buf, value)[0])
             count += 1
         if count > limits.MAX_TENSOR_ELEMENTS:
-            raise WeightFormatError(f"a blob with more than {limits.MAX_TENSOR_ELEMENTS} values "
-                                    "(emonet_tf.weights.limits.MAX_TENSOR_ELEMENTS)")
+            raise WeightFormatError(
+                f"a blob with more than {limits.MAX_TENSOR_ELEMENTS} values "
+                "(emonet_tf.weights.limits.MAX_TENSOR_ELEMENTS)"
+            )
     shape = tuple(dims) if dims else tuple(legacy[k] for k in (1, 2, 3, 4) if any(legacy.values()))
     if any(d > limits.MAX_TENSOR_ELEMENTS for d in shape) or math.prod(shape) != count:
         raise WeightFormatError(f"blob of shape {shape} holds {count} values")
@@ -360,7 +407,7 @@ def parse_blob(buf: memoryview, span: tuple[int, int]) -> np.ndarray:
     pos = 0
     for (start, end), dtype in spans:
         chunk = np.frombuffer(buf[start:end], dtype)
-        data[pos:pos + chunk.size] = chunk
+        data[pos : pos + chunk.size] = chunk
         pos += chunk.size
     data[pos:] = singles
     return data.reshape(shape)
@@ -373,7 +420,7 @@ def _layer_spans(buf: memoryview) -> Iterator[tuple[Optional[str], list[tuple[in
         name, blobs = None, []
         for field, wire, value in iter_fields(buf, *span):
             if field == name_field and wire == 2:
-                name = bytes(buf[value[0]:value[1]]).decode("utf-8", "replace")
+                name = bytes(buf[value[0] : value[1]]).decode("utf-8", "replace")
             elif field == blob_field and wire == 2:
                 blobs.append(value)
             elif name_field == 4 and field == 1 and wire == 2:  # V1 layer wrapping a V0 layer
@@ -424,8 +471,10 @@ def _read_bounded(path: str, what: str) -> bytes:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > limits.MAX_LOAD_BYTES:
-            raise WeightFormatError(f"{path}: a {what} of {size} bytes, more than {limits.MAX_LOAD_BYTES} "
-                                    "(emonet_tf.weights.limits.MAX_LOAD_BYTES; bvlc_alexnet.caffemodel is 233 MB)")
+            raise WeightFormatError(
+                f"{path}: a {what} of {size} bytes, more than {limits.MAX_LOAD_BYTES} "
+                "(emonet_tf.weights.limits.MAX_LOAD_BYTES; bvlc_alexnet.caffemodel is 233 MB)"
+            )
         return f.read(size)
 
 
@@ -486,6 +535,7 @@ def read_caffemodel(path: str, mean=None) -> WeightSet:
 # --------------------------------------------------------------------------------------------------
 # Mean files
 
+
 def read_binaryproto_mean(path: str) -> np.ndarray:
     """Caffe's ilsvrc_2012_mean.binaryproto (BlobProto 1x3x256x256, BGR) -> (227, 227, 3) RGB centre crop.
 
@@ -498,8 +548,13 @@ def read_binaryproto_mean(path: str) -> np.ndarray:
     except WeightFormatError as err:
         raise WeightFormatError(f"{path}: corrupt or truncated binaryproto ({err})") from None
     shape = blob.shape[-3:] if blob.ndim >= 3 else blob.shape
-    if blob.ndim < 3 or shape[0] != 3 or shape[1] < IMAGE_SIZE or shape[2] < IMAGE_SIZE \
-            or blob.size != int(np.prod(shape)):
+    if (
+        blob.ndim < 3
+        or shape[0] != 3
+        or shape[1] < IMAGE_SIZE
+        or shape[2] < IMAGE_SIZE
+        or blob.size != int(np.prod(shape))
+    ):
         raise WeightMismatchError("mean blob", f"(1, 3, H>={IMAGE_SIZE}, W>={IMAGE_SIZE})", blob.shape, path)
     return mapping.mean_from_caffe_blob(blob)
 
@@ -520,16 +575,22 @@ def read_mean(mean) -> tuple[Optional[np.ndarray], str]:
             return read_binaryproto_mean(path), f"mean image from {os.path.basename(path)} (centre crop, BGR -> RGB)"
         if path.endswith((".txt", ".txt.bz2")):
             from emonet_tf.weights.matlab_text import read_mean_file
+
             return read_mean_file(path), f"mean image from {os.path.basename(path)} (MATLAB layout)"
         if path.endswith(".npy"):
             with open(path, "rb") as f:
                 header = _read_npy_header(f, path)
             shape = header["shape"]
-            if header["descr"] == "|O" or len(shape) > 3 or not all(type(n) is int and 0 <= n <= 3 * IMAGE_SIZE
-                                                                    for n in shape) \
-                    or math.prod(shape) > 3 * IMAGE_SIZE * IMAGE_SIZE:
-                raise WeightFormatError(f"{path}: a mean .npy must hold at most {IMAGE_SIZE}x{IMAGE_SIZE}x3 numbers, "
-                                        f"found descr {header['descr']!r:.20} shape {shape!r:.40}")
+            if (
+                header["descr"] == "|O"
+                or len(shape) > 3
+                or not all(type(n) is int and 0 <= n <= 3 * IMAGE_SIZE for n in shape)
+                or math.prod(shape) > 3 * IMAGE_SIZE * IMAGE_SIZE
+            ):
+                raise WeightFormatError(
+                    f"{path}: a mean .npy must hold at most {IMAGE_SIZE}x{IMAGE_SIZE}x3 numbers, "
+                    f"found descr {header['descr']!r:.20} shape {shape!r:.40}"
+                )
             try:
                 arr = np.load(path, allow_pickle=False)
             except (ValueError, OSError, EOFError) as err:

@@ -1,4 +1,5 @@
 """The two errors every importer raises, so that callers (CLI, notebooks) need to catch only these."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -11,8 +12,9 @@ class WeightFormatError(ValueError):
 class WeightMismatchError(WeightFormatError):
     """A layer whose weights have the wrong shape (or are missing); the message names the layer and both shapes."""
 
-    def __init__(self, layer: str, expected: Sequence[int] | str, found: Sequence[int] | str, source: str = "",
-                 hint: str = ""):
+    def __init__(
+        self, layer: str, expected: Sequence[int] | str, found: Sequence[int] | str, source: str = "", hint: str = ""
+    ):
         self.layer = layer
         self.expected = tuple(expected) if not isinstance(expected, str) else expected
         self.found = tuple(found) if not isinstance(found, str) else found

@@ -1,4 +1,5 @@
 """The `keras` format: .keras files saved by this library (an EmoNetClassifier or AlexNetBackbone)."""
+
 from __future__ import annotations
 
 import zipfile
@@ -11,7 +12,7 @@ from emonet_tf.weights.weightset import WeightSet
 ZIP_MAGIC = b"PK\x03\x04"
 #: Largest JSON entry (config.json, metadata.json) accepted in a .keras archive: 1 MiB (an EmoNetClassifier's
 #: config.json is about 3 KB).
-MAX_KERAS_JSON_BYTES = 2 ** 20
+MAX_KERAS_JSON_BYTES = 2**20
 
 
 def _is_keras_zip(path: str) -> bool:
@@ -50,15 +51,20 @@ def _check_keras_archive(path: str) -> None:
     for info in infos:
         parts = info.filename.split("/")
         if info.filename.startswith("/") or "\\" in info.filename or ".." in parts:
-            raise WeightFormatError(f"{path}: the .keras entry {info.filename[:80]!r} has an absolute or parent "
-                                    "(..) path")
+            raise WeightFormatError(
+                f"{path}: the .keras entry {info.filename[:80]!r} has an absolute or parent (..) path"
+            )
         if info.filename.endswith(".json") and info.file_size > MAX_KERAS_JSON_BYTES:
-            raise WeightFormatError(f"{path}: {info.filename} declares {info.file_size} bytes (at most "
-                                    f"{MAX_KERAS_JSON_BYTES}); refused before decompressing")
+            raise WeightFormatError(
+                f"{path}: {info.filename} declares {info.file_size} bytes (at most "
+                f"{MAX_KERAS_JSON_BYTES}); refused before decompressing"
+            )
         total += info.file_size
     if total > limits.MAX_LOAD_BYTES:
-        raise WeightFormatError(f"{path}: the .keras entries declare {total} bytes, more than {limits.MAX_LOAD_BYTES} "
-                                "(emonet_tf.weights.limits.MAX_LOAD_BYTES); refused before decompressing")
+        raise WeightFormatError(
+            f"{path}: the .keras entries declare {total} bytes, more than {limits.MAX_LOAD_BYTES} "
+            "(emonet_tf.weights.limits.MAX_LOAD_BYTES); refused before decompressing"
+        )
 
 
 def read_keras(path: str) -> WeightSet:

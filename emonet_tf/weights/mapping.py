@@ -34,6 +34,7 @@ fc8 size  20 (EmoNet)                      20                              20   
 MATLAB fc names fc1/fc2/fc3 (text dump, emonet-py) are Keras fc6/fc7/fc8. The .keras format is the library's
 own and needs no mapping. All functions here are pure numpy; they take and return float32 arrays.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -71,16 +72,18 @@ def fc6_from_matlab_columns(weight: np.ndarray) -> np.ndarray:
     """fc6 [out, 9216] with MATLAB column-major columns h + 6w + 36c -> Keras rows (h*6 + w)*256 + c."""
     h, w, c = POOL5_SHAPE
     out = weight.shape[0]
-    return np.ascontiguousarray(np.asarray(weight, np.float32).reshape(out, c, w, h).transpose(3, 2, 1, 0)
-                                .reshape(h * w * c, out))
+    return np.ascontiguousarray(
+        np.asarray(weight, np.float32).reshape(out, c, w, h).transpose(3, 2, 1, 0).reshape(h * w * c, out)
+    )
 
 
 def fc6_from_conv(weight: np.ndarray) -> np.ndarray:
     """fc6 as a 6x6 convolution [out, c, h, w] (ecco/ONNX) -> Keras Dense rows (h*6 + w)*256 + c."""
     h, w, c = POOL5_SHAPE
     out = weight.shape[0]
-    return np.ascontiguousarray(np.asarray(weight, np.float32).reshape(out, c, h, w).transpose(2, 3, 1, 0)
-                                .reshape(h * w * c, out))
+    return np.ascontiguousarray(
+        np.asarray(weight, np.float32).reshape(out, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, out)
+    )
 
 
 def fc6_from_chw_columns(weight: np.ndarray) -> np.ndarray:
@@ -116,12 +119,13 @@ def mean_from_caffe_blob(mean: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray
     m = m.reshape(m.shape[-3:])
     top = (m.shape[1] - size) // 2
     left = (m.shape[2] - size) // 2
-    crop = m[::-1, top:top + size, left:left + size]
+    crop = m[::-1, top : top + size, left : left + size]
     return np.ascontiguousarray(crop.transpose(1, 2, 0))
 
 
 # --------------------------------------------------------------------------------------------------
 # PyTorch state_dicts (pure numpy: values may be numpy arrays or anything with .detach().cpu().numpy())
+
 
 def torch_conv_shape(name: str) -> tuple[int, ...]:
     """Expected PyTorch shape [cout, cin/g, kh, kw] of a conv layer."""
@@ -131,18 +135,32 @@ def torch_conv_shape(name: str) -> tuple[int, ...]:
 
 _LAYOUT_KEYS = {
     # layout: (our layer -> (weight key, bias key)), with fc kinds
-    "emonet_py": {**{c: (f"{c}.weight", f"{c}.bias") for c in CONV_LAYERS},
-                  "fc6": ("fc1.weight", "fc1.bias"), "fc7": ("fc2.weight", "fc2.bias"),
-                  "fc8": ("fc3.weight", "fc3.bias")},
-    "ecco": {**{c: (f"conv_{i}.0.weight", f"conv_{i}.0.bias") for i, c in enumerate(CONV_LAYERS)},
-             "fc6": ("conv_5.0.weight", "conv_5.0.bias"), "fc7": ("conv_6.0.weight", "conv_6.0.bias"),
-             "fc8": ("classifier.0.weight", "classifier.0.bias")},
-    "onnx2torch": {**{c: (f"Conv_{i}.weight", f"Conv_{i}.bias") for i, c in enumerate(CONV_LAYERS)},
-                   "fc6": ("Conv_5.weight", "Conv_5.bias"), "fc7": ("Conv_6.weight", "Conv_6.bias"),
-                   "fc8": ("Conv_7.weight", "Conv_7.bias")},
+    "emonet_py": {
+        **{c: (f"{c}.weight", f"{c}.bias") for c in CONV_LAYERS},
+        "fc6": ("fc1.weight", "fc1.bias"),
+        "fc7": ("fc2.weight", "fc2.bias"),
+        "fc8": ("fc3.weight", "fc3.bias"),
+    },
+    "ecco": {
+        **{c: (f"conv_{i}.0.weight", f"conv_{i}.0.bias") for i, c in enumerate(CONV_LAYERS)},
+        "fc6": ("conv_5.0.weight", "conv_5.0.bias"),
+        "fc7": ("conv_6.0.weight", "conv_6.0.bias"),
+        "fc8": ("classifier.0.weight", "classifier.0.bias"),
+    },
+    "onnx2torch": {
+        **{c: (f"Conv_{i}.weight", f"Conv_{i}.bias") for i, c in enumerate(CONV_LAYERS)},
+        "fc6": ("Conv_5.weight", "Conv_5.bias"),
+        "fc7": ("Conv_6.weight", "Conv_6.bias"),
+        "fc8": ("Conv_7.weight", "Conv_7.bias"),
+    },
 }
-_LAYOUT_ALIASES = {"emonet_py": "emonet_py", "emonet_py_pth": "emonet_py", "ecco": "ecco", "ecco_pth": "ecco",
-                   "onnx2torch": "onnx2torch"}
+_LAYOUT_ALIASES = {
+    "emonet_py": "emonet_py",
+    "emonet_py_pth": "emonet_py",
+    "ecco": "ecco",
+    "ecco_pth": "ecco",
+    "onnx2torch": "onnx2torch",
+}
 _LAYOUT_FORMAT = {"emonet_py": "emonet_py_pth", "ecco": "ecco_pth", "onnx2torch": "ecco_pth"}
 ONNX_MEAN_KEY = "initializers.onnx_initializer_0"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
@@ -160,15 +178,16 @@ def _to_numpy(value: Any) -> Any:
 def unwrap_state_dict(obj: Any, source: str) -> dict[str, Any]:
     """Finds the flat name -> array mapping inside a checkpoint ({'state_dict': ...}, DataParallel prefixes)."""
     if not isinstance(obj, Mapping):
-        raise WeightFormatError(f"{source}: expected a state_dict (a mapping of names to tensors), "
-                                f"found {type(obj).__name__}")
+        raise WeightFormatError(
+            f"{source}: expected a state_dict (a mapping of names to tensors), found {type(obj).__name__}"
+        )
     for key in _WRAPPER_KEYS:
         if key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
             break
     flat = {str(k): _to_numpy(v) for k, v in obj.items()}
     if flat and all(k.startswith("module.") for k in flat):
-        flat = {k[len("module."):]: v for k, v in flat.items()}
+        flat = {k[len("module.") :]: v for k, v in flat.items()}
     return flat
 
 
@@ -182,8 +201,10 @@ def detect_layout(keys, source: str = "<state_dict>") -> str:
     if "Conv_0.weight" in keys:
         return "onnx2torch"
     shown = ", ".join(sorted(keys)[:8]) + (" ..." if len(keys) > 8 else "")
-    raise WeightFormatError(f"{source}: not an EmoNet state_dict: keys are {shown or 'none'}; expected the "
-                            "emonet-py names (conv1..conv5, fc1..fc3) or the ecco names (conv_0.0 ... classifier.0)")
+    raise WeightFormatError(
+        f"{source}: not an EmoNet state_dict: keys are {shown or 'none'}; expected the "
+        "emonet-py names (conv1..conv5, fc1..fc3) or the ecco names (conv_0.0 ... classifier.0)"
+    )
 
 
 def _check(key: str, array: Any, expected: tuple, source: str) -> np.ndarray:
@@ -193,8 +214,9 @@ def _check(key: str, array: Any, expected: tuple, source: str) -> np.ndarray:
     return arr
 
 
-def from_torch_state_dict(state_dict: Mapping[str, Any], layout: str = "auto",
-                          source: str = "<state_dict>") -> WeightSet:
+def from_torch_state_dict(
+    state_dict: Mapping[str, Any], layout: str = "auto", source: str = "<state_dict>"
+) -> WeightSet:
     """Maps an emonet-py, ecco or raw onnx2torch state_dict (numpy arrays or torch tensors) to a WeightSet.
 
     Strict like `load_state_dict(strict=True)`: a missing, extra or wrongly shaped entry raises

@@ -4,6 +4,7 @@ Files: conv{1..5}.{weights,bias}.txt.bz2, fc{1,2,3}.{weights,bias}.txt.bz2, img_
 uncompressed `.txt` variants are accepted too. Parsing uses numpy's C reader (np.loadtxt), about
 7 s for fc1's 37.7 M values, instead of emonet-py's Python float loops.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -86,9 +87,11 @@ def _bounded_lines(f, path: str, max_chars: int, max_lines: int) -> Iterator[str
         if not line:
             return
         if len(line) > max_chars and not line.endswith("\n"):
-            raise WeightFormatError(f"{path}: line {number} is longer than {max_chars} characters (at most "
-                                    f"{limits.MAX_CHARS_PER_VALUE} per value, emonet_tf.weights.limits."
-                                    "MAX_CHARS_PER_VALUE); refusing to read it")
+            raise WeightFormatError(
+                f"{path}: line {number} is longer than {max_chars} characters (at most "
+                f"{limits.MAX_CHARS_PER_VALUE} per value, emonet_tf.weights.limits."
+                "MAX_CHARS_PER_VALUE); refusing to read it"
+            )
         if number > max_lines:
             raise WeightFormatError(f"{path}: more than {max_lines} lines, expected at most {max_lines}")
         yield line
@@ -108,9 +111,13 @@ def read_matrix(path: str, max_rows: int, max_columns: int) -> np.ndarray:
         opener = bz2.open if path.endswith(".bz2") else open
         with opener(path, "rt", encoding="latin1", newline=None) as f, warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": refused below instead
-            arr = np.loadtxt(_counted_lines(_bounded_lines(f, path, max_chars, max_rows + 8)), delimiter=",",
-                             dtype=np.float64,
-                             ndmin=2, max_rows=max_rows + 1)
+            arr = np.loadtxt(
+                _counted_lines(_bounded_lines(f, path, max_chars, max_rows + 8)),
+                delimiter=",",
+                dtype=np.float64,
+                ndmin=2,
+                max_rows=max_rows + 1,
+            )
     except WeightFormatError:  # a line refused by _bounded_lines (a ValueError too: passed on as it is)
         raise
     except (EOFError, OSError) as err:  # bz2 raises EOFError/OSError on truncated or corrupt streams
@@ -122,8 +129,9 @@ def read_matrix(path: str, max_rows: int, max_columns: int) -> np.ndarray:
     if arr.shape[0] > max_rows:
         raise WeightFormatError(f"{path}: more than {max_rows} lines of numbers, expected at most {max_rows}")
     if not np.all(np.isfinite(arr)):
-        raise WeightFormatError(f"{path}: holds NaN or infinite values (first at line "
-                                f"{int(np.argwhere(~np.isfinite(arr))[0][0]) + 1})")
+        raise WeightFormatError(
+            f"{path}: holds NaN or infinite values (first at line {int(np.argwhere(~np.isfinite(arr))[0][0]) + 1})"
+        )
     return arr
 
 
@@ -156,8 +164,9 @@ def read_matlab_text(folder: str) -> WeightSet:
     line, too many lines, not numbers, NaN/inf, truncated bz2), WeightMismatchError for a wrong shape.
     """
     folder = os.fspath(folder)
-    stems = [f"conv{i}.{kind}.txt" for i in range(1, 6) for kind in ("weights", "bias")] + \
-            [f"fc{i}.{kind}.txt" for i in range(1, 4) for kind in ("weights", "bias")]
+    stems = [f"conv{i}.{kind}.txt" for i in range(1, 6) for kind in ("weights", "bias")] + [
+        f"fc{i}.{kind}.txt" for i in range(1, 4) for kind in ("weights", "bias")
+    ]
     paths = {stem: find_file(folder, stem) for stem in stems}
     missing = [f"{stem}[.bz2]" for stem, p in paths.items() if p is None]
     if missing:

@@ -12,6 +12,7 @@ the file claims the format (its magic number or suffix) but cannot be read as it
 that message. `FORMATS` is a live, read-only sequence of the registered names. This module imports no reader
 and no TensorFlow itself; the built-in formats are loaded on the first use of the registry.
 """
+
 from __future__ import annotations
 
 import collections.abc
@@ -157,8 +158,9 @@ def detect(path: str) -> str:
                 return fmt.name
         if not folder_formats:
             raise WeightFormatError(f"{path}: a folder, and no registered weight format is a folder")
-        kinds = " or ".join(f"{f.description} (no {f.signature})" if f.signature else f.description
-                            for f in folder_formats)
+        kinds = " or ".join(
+            f"{f.description} (no {f.signature})" if f.signature else f.description for f in folder_formats
+        )
         raise WeightFormatError(f"{path}: a folder, but not {kinds}")
     for fmt in formats():
         if not fmt.folder and fmt.sniff(path):

@@ -19,6 +19,7 @@ afterwards in the same process. This module interprets the pickle itself instead
 
 Any malformed input raises WeightFormatError naming the file, never another exception.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -50,9 +51,11 @@ class Budget:
 
     def charge(self, nbytes: int, what: str) -> None:
         if nbytes < 0 or self.used + nbytes > self.limit:
-            raise WeightFormatError(f"{self.source}: {what} needs {nbytes} bytes, which with the {self.used} "
-                                    f"already read exceeds the bound of {self.limit} bytes per load "
-                                    "(emonet_tf.weights.limits.MAX_LOAD_BYTES); refused before allocating")
+            raise WeightFormatError(
+                f"{self.source}: {what} needs {nbytes} bytes, which with the {self.used} "
+                f"already read exceeds the bound of {self.limit} bytes per load "
+                "(emonet_tf.weights.limits.MAX_LOAD_BYTES); refused before allocating"
+            )
         self.used += nbytes
 
 
@@ -76,13 +79,17 @@ class BoundedReader:
     def check(self, n: int, what: str = "data") -> None:
         """Refuses a claimed length `n` that goes past the end of the stream."""
         if n < 0 or n > self.remaining():
-            raise WeightFormatError(f"{self.source}: {what} claims {n} bytes but only {max(self.remaining(), 0)} "
-                                    "are left in the file (truncated or forged length)")
+            raise WeightFormatError(
+                f"{self.source}: {what} claims {n} bytes but only {max(self.remaining(), 0)} "
+                "are left in the file (truncated or forged length)"
+            )
 
     def read(self, n: int, what: str = "data") -> bytes:
         if n < 0 or n > self.remaining():
-            raise WeightFormatError(f"{self.source}: {what} claims {n} bytes but only {max(self.remaining(), 0)} "
-                                    "are left in the file (truncated or forged length)")
+            raise WeightFormatError(
+                f"{self.source}: {what} claims {n} bytes but only {max(self.remaining(), 0)} "
+                "are left in the file (truncated or forged length)"
+            )
         data = self._f.read(n)
         if len(data) != n:
             raise WeightFormatError(f"{self.source}: file ended inside {what} (truncated)")
@@ -105,8 +112,10 @@ def plain_key(key: Any, source: str, depth: int = 0) -> Any:
         for k in key:
             plain_key(k, source, depth + 1)
         return key
-    raise WeightFormatError(f"{source}: a dict key or set item of type {type(key).__name__}; only strings, "
-                            "numbers and tuples of them are accepted")
+    raise WeightFormatError(
+        f"{source}: a dict key or set item of type {type(key).__name__}; only strings, "
+        "numbers and tuples of them are accepted"
+    )
 
 
 def _ops(*names: str) -> dict[int, str]:
@@ -127,10 +136,17 @@ class SafeUnpickler:
     budget: the Budget charged for every string/bytes the pickle holds.
     """
 
-    def __init__(self, reader: BoundedReader, source: str, allowed: Mapping[tuple[str, str], Any],
-                 callables: Iterable[Any] = (), build: Optional[Mapping[type, Callable[[Any, Any], None]]] = None,
-                 persistent_load: Optional[Callable[[Any], Any]] = None, encoding: str = "utf-8",
-                 budget: Optional[Budget] = None):
+    def __init__(
+        self,
+        reader: BoundedReader,
+        source: str,
+        allowed: Mapping[tuple[str, str], Any],
+        callables: Iterable[Any] = (),
+        build: Optional[Mapping[type, Callable[[Any, Any], None]]] = None,
+        persistent_load: Optional[Callable[[Any], Any]] = None,
+        encoding: str = "utf-8",
+        budget: Optional[Budget] = None,
+    ):
         self._r, self._source = reader, source
         self._allowed = dict(allowed)
         self._callables = {id(c): c for c in callables}
@@ -150,8 +166,10 @@ class SafeUnpickler:
 
     def _owned(self, obj: Any, action: str) -> Any:
         if self._own.get(id(obj)) is not obj:
-            raise self._refuse(f"the pickle applies {action} to a {type(obj).__name__} it did not create "
-                               "(an allowed global or a shared object)")
+            raise self._refuse(
+                f"the pickle applies {action} to a {type(obj).__name__} it did not create "
+                "(an allowed global or a shared object)"
+            )
         return obj
 
     def _find(self, module: Any, name: Any) -> Any:
@@ -160,9 +178,11 @@ class SafeUnpickler:
         try:
             return self._allowed[(module, name)]
         except KeyError:
-            raise self._refuse(f"the pickle references {module[:80]}.{name[:80]}, which is not an allowed "
-                               "tensor, array, storage or container constructor (such a global can run code "
-                               "on load)") from None
+            raise self._refuse(
+                f"the pickle references {module[:80]}.{name[:80]}, which is not an allowed "
+                "tensor, array, storage or container constructor (such a global can run code "
+                "on load)"
+            ) from None
 
     def _text(self, data: bytes) -> Any:
         if self._encoding == "bytes":
@@ -201,10 +221,23 @@ class SafeUnpickler:
             raise
         except RecursionError:
             raise WeightFormatError(f"{self._source}: corrupt pickle (nested too deeply)") from None
-        except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-                OverflowError, MemoryError, struct.error, UnicodeError, EOFError, OSError) as err:
-            raise WeightFormatError(f"{self._source}: corrupt pickle ({type(err).__name__}: {str(err)[:200]})") \
-                from None
+        except (
+            pickle.UnpicklingError,
+            ValueError,
+            TypeError,
+            KeyError,
+            IndexError,
+            AttributeError,
+            OverflowError,
+            MemoryError,
+            struct.error,
+            UnicodeError,
+            EOFError,
+            OSError,
+        ) as err:
+            raise WeightFormatError(
+                f"{self._source}: corrupt pickle ({type(err).__name__}: {str(err)[:200]})"
+            ) from None
 
     def _load(self) -> Any:  # noqa: C901 - one branch per opcode, as pickle.py
         r = self._r
@@ -238,8 +271,10 @@ class SafeUnpickler:
                 raise WeightFormatError(f"{self._source}: the pickle ends without STOP (truncated file)")
             op = op_byte[0]
             if op in _REFUSED:
-                raise self._refuse(f"the pickle uses {_REFUSED[op]}, which instantiates classes or calls code "
-                                   "through a registry; no weight file needs it")
+                raise self._refuse(
+                    f"the pickle uses {_REFUSED[op]}, which instantiates classes or calls code "
+                    "through a registry; no weight file needs it"
+                )
             if op == pickle.STOP[0]:
                 if metastack:
                     raise pickle.UnpicklingError("STOP inside MARK")
@@ -251,8 +286,10 @@ class SafeUnpickler:
             elif op == pickle.FRAME[0]:
                 (n,) = struct.unpack("<Q", r.read(8))
                 if n > r.remaining():
-                    raise WeightFormatError(f"{self._source}: a pickle frame claims {n} bytes but only "
-                                            f"{r.remaining()} are left (truncated or forged length)")
+                    raise WeightFormatError(
+                        f"{self._source}: a pickle frame claims {n} bytes but only "
+                        f"{r.remaining()} are left (truncated or forged length)"
+                    )
             elif op == pickle.MARK[0]:
                 metastack.append(stack)
                 stack = []
@@ -286,8 +323,9 @@ class SafeUnpickler:
             elif op in (pickle.LONG1[0], pickle.LONG4[0]):
                 n = r.read(1)[0] if op == pickle.LONG1[0] else struct.unpack("<i", r.read(4))[0]
                 if n < 0 or n > MAX_LONG_BYTES:
-                    raise WeightFormatError(f"{self._source}: a pickled integer of {n} bytes (at most "
-                                            f"{MAX_LONG_BYTES} accepted)")
+                    raise WeightFormatError(
+                        f"{self._source}: a pickled integer of {n} bytes (at most {MAX_LONG_BYTES} accepted)"
+                    )
                 stack.append(int.from_bytes(r.read(n), "little", signed=True))
             elif op == pickle.FLOAT[0]:
                 stack.append(float(r.readline()))
@@ -311,8 +349,12 @@ class SafeUnpickler:
                 (n,) = struct.unpack(fmt, r.read(struct.calcsize(fmt)))
                 stack.append(self._sized(n, "a pickled string").decode("utf-8", "surrogatepass"))
             elif op in (pickle.BINBYTES[0], pickle.BINBYTES8[0], pickle.SHORT_BINBYTES[0], pickle.BYTEARRAY8[0]):
-                fmt = {pickle.BINBYTES[0]: "<I", pickle.BINBYTES8[0]: "<Q", pickle.SHORT_BINBYTES[0]: "<B",
-                       pickle.BYTEARRAY8[0]: "<Q"}[op]
+                fmt = {
+                    pickle.BINBYTES[0]: "<I",
+                    pickle.BINBYTES8[0]: "<Q",
+                    pickle.SHORT_BINBYTES[0]: "<B",
+                    pickle.BYTEARRAY8[0]: "<Q",
+                }[op]
                 (n,) = struct.unpack(fmt, r.read(struct.calcsize(fmt)))
                 data = self._sized(n, "a pickled bytes object")
                 stack.append(self._mine(bytearray(data)) if op == pickle.BYTEARRAY8[0] else data)
@@ -340,8 +382,9 @@ class SafeUnpickler:
                 items = pop_mark()
                 if len(items) % 2:
                     raise pickle.UnpicklingError("odd number of items for DICT")
-                stack.append(self._mine({plain_key(items[i], self._source): items[i + 1]
-                                         for i in range(0, len(items), 2)}))
+                stack.append(
+                    self._mine({plain_key(items[i], self._source): items[i + 1] for i in range(0, len(items), 2)})
+                )
             elif op == pickle.EMPTY_SET[0]:
                 stack.append(self._mine(set()))
             elif op == pickle.FROZENSET[0]:
@@ -367,16 +410,26 @@ class SafeUnpickler:
                 target.update(plain_key(k, self._source) for k in items)
             # ---- memo
             elif op in (pickle.PUT[0], pickle.BINPUT[0], pickle.LONG_BINPUT[0]):
-                idx = (intline(r.readline()) if op == pickle.PUT[0] else r.read(1)[0] if op == pickle.BINPUT[0]
-                       else struct.unpack("<I", r.read(4))[0])
+                idx = (
+                    intline(r.readline())
+                    if op == pickle.PUT[0]
+                    else r.read(1)[0]
+                    if op == pickle.BINPUT[0]
+                    else struct.unpack("<I", r.read(4))[0]
+                )
                 if idx < 0:
                     raise pickle.UnpicklingError("negative PUT argument")
                 memo[idx] = top()
             elif op == pickle.MEMOIZE[0]:
                 memo[len(memo)] = top()
             elif op in (pickle.GET[0], pickle.BINGET[0], pickle.LONG_BINGET[0]):
-                idx = (intline(r.readline()) if op == pickle.GET[0] else r.read(1)[0] if op == pickle.BINGET[0]
-                       else struct.unpack("<I", r.read(4))[0])
+                idx = (
+                    intline(r.readline())
+                    if op == pickle.GET[0]
+                    else r.read(1)[0]
+                    if op == pickle.BINGET[0]
+                    else struct.unpack("<I", r.read(4))[0]
+                )
                 if idx not in memo:
                     raise pickle.UnpicklingError(f"memo key {idx} not found")
                 stack.append(memo[idx])
@@ -396,8 +449,9 @@ class SafeUnpickler:
                 inst = self._owned(top(), "BUILD (set state)")
                 handler = self._build.get(type(inst))
                 if handler is None:
-                    raise self._refuse(f"the pickle sets the state of a {type(inst).__name__}, which no weight "
-                                       "file needs")
+                    raise self._refuse(
+                        f"the pickle sets the state of a {type(inst).__name__}, which no weight file needs"
+                    )
                 with self._named():
                     handler(inst, state)
             elif op in (pickle.PERSID[0], pickle.BINPERSID[0]):
@@ -432,8 +486,13 @@ def discard_dict_state(inst: Any, state: Any) -> None:
         raise WeightFormatError("the state of a dict is not a dict")
 
 
-def walk(obj: Any, source: str, visit: Callable[[Any], Any], max_depth: int = limits.MAX_NESTING,
-         max_objects: int = limits.MAX_OBJECTS) -> Any:
+def walk(
+    obj: Any,
+    source: str,
+    visit: Callable[[Any], Any],
+    max_depth: int = limits.MAX_NESTING,
+    max_objects: int = limits.MAX_OBJECTS,
+) -> Any:
     """Rebuilds dicts/lists/tuples (and object arrays' items) bottom-up with `visit` applied to every leaf.
 
     Refuses cycles, nesting deeper than `max_depth` and more than `max_objects` visits with WeightFormatError;
@@ -447,8 +506,9 @@ def walk(obj: Any, source: str, visit: Callable[[Any], Any], max_depth: int = li
         nonlocal count
         count += 1
         if count > max_objects:
-            raise WeightFormatError(f"{source}: the checkpoint holds more than {max_objects} objects "
-                                    "(emonet_tf.weights.limits.MAX_OBJECTS)")
+            raise WeightFormatError(
+                f"{source}: the checkpoint holds more than {max_objects} objects (emonet_tf.weights.limits.MAX_OBJECTS)"
+            )
         container = isinstance(o, (dict, list, tuple)) or (isinstance(o, np.ndarray) and o.dtype == object)
         if not container:
             return visit(o)
@@ -458,8 +518,9 @@ def walk(obj: Any, source: str, visit: Callable[[Any], Any], max_depth: int = li
         if key in active:
             raise WeightFormatError(f"{source}: the checkpoint contains a cycle (a container inside itself)")
         if depth >= max_depth:
-            raise WeightFormatError(f"{source}: containers nested more than {max_depth} deep "
-                                    "(emonet_tf.weights.limits.MAX_NESTING)")
+            raise WeightFormatError(
+                f"{source}: containers nested more than {max_depth} deep (emonet_tf.weights.limits.MAX_NESTING)"
+            )
         active.add(key)
         if isinstance(o, dict):
             out: Any = type(o)() if type(o) is not dict else {}

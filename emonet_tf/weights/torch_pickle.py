@@ -9,6 +9,7 @@ not create, and checks every claimed length; anything else (e.g. `os.system` thr
 WeightFormatError before it is called. Storages become numpy arrays (dtype, byte order, storage offset,
 sizes and strides honoured and bounds-checked, at most `limits.MAX_LOAD_BYTES` per load).
 """
+
 from __future__ import annotations
 
 import collections
@@ -32,8 +33,15 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PREFIX = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")
 
 _STORAGE_DTYPES = {
-    "FloatStorage": "f4", "DoubleStorage": "f8", "HalfStorage": "f2", "BFloat16Storage": "bf16",
-    "LongStorage": "i8", "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1", "ByteStorage": "u1",
+    "FloatStorage": "f4",
+    "DoubleStorage": "f8",
+    "HalfStorage": "f2",
+    "BFloat16Storage": "bf16",
+    "LongStorage": "i8",
+    "IntStorage": "i4",
+    "ShortStorage": "i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
     "BoolStorage": "?",
 }
 _KEY_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-.")
@@ -97,15 +105,20 @@ class _PendingTensor(_Frozen):
         if len(size) != len(stride):
             raise WeightFormatError(f"a tensor with size {size} and stride {stride} of different lengths")
         if math.prod(size) > limits.MAX_TENSOR_ELEMENTS:
-            raise WeightFormatError(f"a tensor of size {size} has more than {limits.MAX_TENSOR_ELEMENTS} elements "
-                                    "(emonet_tf.weights.limits.MAX_TENSOR_ELEMENTS)")
-        for name, value in (("storage", storage), ("offset", _int(offset, "a storage offset")), ("size", size),
-                            ("stride", stride)):
+            raise WeightFormatError(
+                f"a tensor of size {size} has more than {limits.MAX_TENSOR_ELEMENTS} elements "
+                "(emonet_tf.weights.limits.MAX_TENSOR_ELEMENTS)"
+            )
+        for name, value in (
+            ("storage", storage),
+            ("offset", _int(offset, "a storage offset")),
+            ("size", size),
+            ("stride", stride),
+        ):
             object.__setattr__(self, name, value)
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                       metadata=None):
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
     return _PendingTensor(storage, storage_offset, size, stride)
 
 
@@ -153,8 +166,9 @@ _BUILD = {collections.OrderedDict: safe_pickle.discard_dict_state, dict: safe_pi
 
 def _unpickler(reader: safe_pickle.BoundedReader, path: str, persistent, budget: safe_pickle.Budget):
     allowed, callables = _load_tables()
-    return safe_pickle.SafeUnpickler(reader, path, allowed, callables, build=_BUILD, persistent_load=persistent,
-                                     encoding="utf-8", budget=budget)
+    return safe_pickle.SafeUnpickler(
+        reader, path, allowed, callables, build=_BUILD, persistent_load=persistent, encoding="utf-8", budget=budget
+    )
 
 
 def _storage_array(raw: bytes, stype: _StorageType, numel: int, little_endian: bool, where: str) -> np.ndarray:
@@ -169,8 +183,9 @@ def _storage_array(raw: bytes, stype: _StorageType, numel: int, little_endian: b
     return np.frombuffer(raw, dtype, count=numel)
 
 
-def _materialize(obj: Any, storage_array: Callable[[_Storage], np.ndarray], where: str,
-                 budget: safe_pickle.Budget) -> Any:
+def _materialize(
+    obj: Any, storage_array: Callable[[_Storage], np.ndarray], where: str, budget: safe_pickle.Budget
+) -> Any:
     """Replaces every _PendingTensor in dicts/lists/tuples by a native-endian numpy array (bounded walk)."""
 
     def tensor(t: Any) -> Any:
@@ -186,8 +201,9 @@ def _materialize(obj: Any, storage_array: Callable[[_Storage], np.ndarray], wher
         budget.charge(math.prod(t.size) * base.itemsize, f"the tensor of size {t.size}")
         if not all(t.size):
             return np.zeros(t.size, base.dtype.newbyteorder("="))
-        view = np.lib.stride_tricks.as_strided(base[start:], shape=t.size,
-                                               strides=[s * base.itemsize for s in t.stride], writeable=False)
+        view = np.lib.stride_tricks.as_strided(
+            base[start:], shape=t.size, strides=[s * base.itemsize for s in t.stride], writeable=False
+        )
         return np.array(view, dtype=base.dtype.newbyteorder("="))
 
     return safe_pickle.walk(obj, where, tensor)
@@ -204,9 +220,11 @@ def _storage_pid(pid, source: str) -> tuple[_StorageType, str, int, Any]:
         raise WeightFormatError(f"{source}: storage key {key!r:.80} is not a plain name")
     numel = _int(numel, f"{source}: the element count of storage {key}")
     if numel * stype.itemsize > limits.MAX_LOAD_BYTES:
-        raise WeightFormatError(f"{source}: storage {key} claims {numel} elements ({numel * stype.itemsize} bytes), "
-                                f"more than the {limits.MAX_LOAD_BYTES} bytes one load may read "
-                                "(emonet_tf.weights.limits.MAX_LOAD_BYTES); refused before reading")
+        raise WeightFormatError(
+            f"{source}: storage {key} claims {numel} elements ({numel * stype.itemsize} bytes), "
+            f"more than the {limits.MAX_LOAD_BYTES} bytes one load may read "
+            "(emonet_tf.weights.limits.MAX_LOAD_BYTES); refused before reading"
+        )
     view = pid[5] if len(pid) > 5 else None
     if view is not None:
         if type(view) is not tuple or len(view) != 3:
@@ -229,8 +247,10 @@ def _check_zip_names(zf: zipfile.ZipFile, path: str) -> str:
     """The one folder all entries share (torch.save's `<name>/`); refuses odd, duplicate or too many names."""
     infos = zf.infolist()
     if len(infos) > limits.MAX_ZIP_ENTRIES:
-        raise WeightFormatError(f"{path}: a zip of {len(infos)} entries (at most {limits.MAX_ZIP_ENTRIES}, "
-                                "emonet_tf.weights.limits.MAX_ZIP_ENTRIES)")
+        raise WeightFormatError(
+            f"{path}: a zip of {len(infos)} entries (at most {limits.MAX_ZIP_ENTRIES}, "
+            "emonet_tf.weights.limits.MAX_ZIP_ENTRIES)"
+        )
     names = [i.filename for i in infos]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:3]
@@ -238,8 +258,10 @@ def _check_zip_names(zf: zipfile.ZipFile, path: str) -> str:
     for name in names:
         parts = name.split("/")
         if name.startswith("/") or "\\" in name or ".." in parts or ":" in parts[0] or "" in parts[:-1]:
-            raise WeightFormatError(f"{path}: the zip entry {name[:80]!r} has an absolute, parent (..) or "
-                                    "malformed path; torch.save writes none")
+            raise WeightFormatError(
+                f"{path}: the zip entry {name[:80]!r} has an absolute, parent (..) or "
+                "malformed path; torch.save writes none"
+            )
     pkl_names = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
     if len(pkl_names) != 1:
         raise WeightFormatError(f"{path}: not a PyTorch zip checkpoint (no single data.pkl entry)")
@@ -251,8 +273,16 @@ def _check_zip_names(zf: zipfile.ZipFile, path: str) -> str:
 
 #: What zipfile and its decompressors raise on a damaged archive or entry (a bad header, a cut file, an
 #: unsupported or corrupt compressed stream); each becomes one WeightFormatError naming the file.
-_ZIP_READ_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError,
-                    zlib.error, lzma.LZMAError)
+_ZIP_READ_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    zlib.error,
+    lzma.LZMAError,
+)
 
 
 def _zip_entry(zf: zipfile.ZipFile, name: str, size: int, path: str, what: str) -> bytes:
@@ -264,14 +294,15 @@ def _zip_entry(zf: zipfile.ZipFile, name: str, size: int, path: str, what: str) 
     if info.file_size < size:
         raise WeightFormatError(f"{path}: {name} holds {info.file_size} bytes, {size} expected (truncated file?)")
     if info.file_size > size:
-        raise WeightFormatError(f"{path}: {name} declares {info.file_size} bytes, {size} expected (a storage "
-                                "larger than its tensors, or a zip bomb); refused before decompressing")
+        raise WeightFormatError(
+            f"{path}: {name} declares {info.file_size} bytes, {size} expected (a storage "
+            "larger than its tensors, or a zip bomb); refused before decompressing"
+        )
     try:
         with zf.open(info) as f:
             data = f.read(size)
     except _ZIP_READ_ERRORS as err:
-        raise WeightFormatError(f"{path}: cannot read {name} ({type(err).__name__}: {err}); truncated file?") \
-            from None
+        raise WeightFormatError(f"{path}: cannot read {name} ({type(err).__name__}: {err}); truncated file?") from None
     if len(data) != size:
         raise WeightFormatError(f"{path}: {name} ended after {len(data)} of {size} bytes (truncated file?)")
     return data
@@ -290,8 +321,10 @@ def _declared_zip_entries(path: str) -> int:
 def _load_zip(path: str, lazy: bool) -> Any:
     declared = _declared_zip_entries(path)
     if declared > limits.MAX_ZIP_ENTRIES:
-        raise WeightFormatError(f"{path}: the zip declares {declared} entries (at most {limits.MAX_ZIP_ENTRIES}, "
-                                "emonet_tf.weights.limits.MAX_ZIP_ENTRIES); refused before reading its directory")
+        raise WeightFormatError(
+            f"{path}: the zip declares {declared} entries (at most {limits.MAX_ZIP_ENTRIES}, "
+            "emonet_tf.weights.limits.MAX_ZIP_ENTRIES); refused before reading its directory"
+        )
     try:
         zf = zipfile.ZipFile(path)
     except _ZIP_READ_ERRORS as err:
@@ -302,16 +335,19 @@ def _load_zip(path: str, lazy: bool) -> Any:
         little = True
         budget = safe_pickle.Budget(path)
         if prefix + "byteorder" in names:
-            order = _zip_entry(zf, prefix + "byteorder", min(zf.getinfo(prefix + "byteorder").file_size, 16),
-                               path, "byteorder").strip()
+            order = _zip_entry(
+                zf, prefix + "byteorder", min(zf.getinfo(prefix + "byteorder").file_size, 16), path, "byteorder"
+            ).strip()
             if order not in (b"little", b"big"):
                 raise WeightFormatError(f"{path}: byteorder entry says {order[:16]!r}, not little or big")
             little = order != b"big"
         pkl_info = zf.getinfo(prefix + "data.pkl")
         if pkl_info.file_size > limits.MAX_PICKLE_BYTES:
-            raise WeightFormatError(f"{path}: data.pkl declares {pkl_info.file_size} bytes, more than "
-                                    f"{limits.MAX_PICKLE_BYTES} (emonet_tf.weights.limits.MAX_PICKLE_BYTES; a "
-                                    "state_dict pickle holds only names and tensor headers)")
+            raise WeightFormatError(
+                f"{path}: data.pkl declares {pkl_info.file_size} bytes, more than "
+                f"{limits.MAX_PICKLE_BYTES} (emonet_tf.weights.limits.MAX_PICKLE_BYTES; a "
+                "state_dict pickle holds only names and tensor headers)"
+            )
         data = _zip_entry(zf, prefix + "data.pkl", pkl_info.file_size, path, "pickle")
         storages: dict[str, _Storage] = {}
 
@@ -381,8 +417,10 @@ def _load_legacy(path: str, lazy: bool) -> Any:
             stype = storages[key].stype
             (count,) = struct.unpack("<q" if little else ">q", reader.read(8, f"the size of storage {key}"))
             if count != storages[key].numel:
-                raise WeightFormatError(f"{path}: storage {key} holds {count} elements, the pickle declared "
-                                        f"{storages[key].numel} (corrupt or forged file)")
+                raise WeightFormatError(
+                    f"{path}: storage {key} holds {count} elements, the pickle declared "
+                    f"{storages[key].numel} (corrupt or forged file)"
+                )
             budget.charge(count * stype.itemsize, f"storage {key}")
             raw = reader.read(count * stype.itemsize, f"storage {key}")
             arrays[key] = _storage_array(raw, stype, count, little, f"{path}: storage {key}")
@@ -418,8 +456,10 @@ def load_torch_file(path: str, lazy: bool = False) -> Any:
         return _load_zip(path, lazy)
     if is_legacy_torch_file(path):
         return _load_legacy(path, lazy)
-    raise WeightFormatError(f"{path}: neither a PyTorch zip checkpoint nor a legacy torch.save stream "
-                            "(a truncated zip loses its directory and looks like this too)")
+    raise WeightFormatError(
+        f"{path}: neither a PyTorch zip checkpoint nor a legacy torch.save stream "
+        "(a truncated zip loses its directory and looks like this too)"
+    )
 
 
 # --------------------------------------------------------------------------------------------------

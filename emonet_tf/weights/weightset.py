@@ -1,4 +1,5 @@
 """`WeightSet`: weights of one file in Keras layout, plus the canonical shapes every importer checks against."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,8 +69,15 @@ def check_mean(mean, source: str) -> Optional[np.ndarray]:
     return arr
 
 
-def make_weightset(layers: Mapping[str, tuple[np.ndarray, np.ndarray]], mean, class_names, source: str, fmt: str,
-                   notes: tuple[str, ...] = (), required: tuple[str, ...] = LAYERS) -> WeightSet:
+def make_weightset(
+    layers: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    mean,
+    class_names,
+    source: str,
+    fmt: str,
+    notes: tuple[str, ...] = (),
+    required: tuple[str, ...] = LAYERS,
+) -> WeightSet:
     """Validates Keras-layout layers (names, shapes, finite values) and returns them as a WeightSet.
 
     Every importer ends here, so a WeightSet never holds a wrongly shaped or non-finite array.
@@ -100,5 +108,6 @@ def make_weightset(layers: Mapping[str, tuple[np.ndarray, np.ndarray]], mean, cl
     names = None if class_names is None else tuple(str(c) for c in class_names)
     if names is not None and num_classes is not None and len(names) != num_classes:
         raise WeightFormatError(f"{source}: {len(names)} class names for a {num_classes}-way fc8")
-    return WeightSet(layers=out, mean=check_mean(mean, source), class_names=names, source=source, format=fmt,
-                     notes=tuple(notes))
+    return WeightSet(
+        layers=out, mean=check_mean(mean, source), class_names=names, source=source, format=fmt, notes=tuple(notes)
+    )

@@ -4,6 +4,7 @@ Usage: python train_worker.py CONFIG_JSON OUT_NPZ [LOGICAL_CPUS]
 LOGICAL_CPUS splits the CPU into that many logical devices, which TF only allows before it has
 initialized its devices, hence a separate process. TF_CONFIG (multi-worker) comes from the environment.
 """
+
 import json
 import sys
 
@@ -21,8 +22,14 @@ def main(config_path: str, out_path: str, logical_cpus: int = 0) -> None:
         config = training.TrainConfig(**json.load(f))
     result = training.train_and_evaluate(config)
     kernel, bias = (np.asarray(w) for w in result["model"].head.get_weights())
-    np.savez(out_path, kernel=kernel, bias=bias, step=result["step"], replicas=result["replicas"],
-             strategy=result["strategy"])
+    np.savez(
+        out_path,
+        kernel=kernel,
+        bias=bias,
+        step=result["step"],
+        replicas=result["replicas"],
+        strategy=result["strategy"],
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Manual download (no licence allows redistribution). Labels come from the release
 (2019) split files, or from the ratings table (argmax of the raters' shares) with a deterministic
 stratified split. See README.md for the build commands and `video_frames.py` for the shared rules.
 """
+
 from __future__ import annotations
 
 import collections
@@ -67,8 +68,11 @@ def read_split_file(path: epath.Path) -> tuple[list[tuple[str, str]], Optional[v
     cols = _columns(header)
     missing = [c for c in ("video", "emotion") if c not in cols]
     if missing:
-        return [], vf.Problem(vf.LABEL_FILE_INVALID, path.name,
-                              f"missing required column(s) {missing}; found {header} (expected video,emotion)")
+        return [], vf.Problem(
+            vf.LABEL_FILE_INVALID,
+            path.name,
+            f"missing required column(s) {missing}; found {header} (expected video,emotion)",
+        )
     iv, ie = cols["video"], cols["emotion"]
     out = []
     for row in rows:
@@ -128,8 +132,10 @@ class Builder(vf.VideoFramesBuilder):
     """DatasetBuilder for the Cowen & Keltner (2017) videos, one example per sampled frame."""
 
     VERSION = tfds.core.Version("2.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: emonet20/ck27 x every5/fps10/all, splits by video.",
-                     "2.0.0": vf.VideoFramesBuilder.RELEASE_NOTES["2.0.0"]}
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: emonet20/ck27 x every5/fps10/all, splits by video.",
+        "2.0.0": vf.VideoFramesBuilder.RELEASE_NOTES["2.0.0"],
+    }
     BUILDER_CONFIGS = [
         *vf.sampling_configs(CowenKeltnerConfig, "emonet20", label_set="emonet20"),
         *vf.sampling_configs(CowenKeltnerConfig, "ck27", label_set="ck27"),
@@ -194,7 +200,9 @@ class Builder(vf.VideoFramesBuilder):
             for video_id, shares in ratings.items():
                 labelled[video_id] = (None, argmax_label(shares) or "")
         for video_id, seen in sorted(conflicts.items()):
-            problems.append(vf.Problem(vf.LABEL_CONFLICT, video_id, f"listed with different split/label: {sorted(seen)}"))
+            problems.append(
+                vf.Problem(vf.LABEL_CONFLICT, video_id, f"listed with different split/label: {sorted(seen)}")
+            )
             del labelled[video_id]
 
         accepted: dict[str, str] = {}
@@ -206,8 +214,13 @@ class Builder(vf.VideoFramesBuilder):
             elif canon is None:
                 problems.append(vf.Problem(vf.LABEL_UNKNOWN, video_id, f"{raw!r} is not a known emotion category"))
             elif canon not in categories:
-                problems.append(vf.Problem(vf.LABEL_NOT_IN_CONFIG, video_id,
-                                           f"{canon} is not among the {len(categories)} {label_set} categories"))
+                problems.append(
+                    vf.Problem(
+                        vf.LABEL_NOT_IN_CONFIG,
+                        video_id,
+                        f"{canon} is not among the {len(categories)} {label_set} categories",
+                    )
+                )
             elif video_id not in videos:
                 problems.append(vf.Problem(vf.VIDEO_MISSING, video_id, f"labelled {canon} but no video file found"))
             else:
@@ -228,5 +241,6 @@ class Builder(vf.VideoFramesBuilder):
                 if total > 0:
                     soft = tuple(shares.get(c, 0.0) / total for c in categories)
             per_split[splits[video_id]].append(
-                vf.VideoEntry(video_id=video_id, path=str(videos[video_id]), label=label, soft_label=soft))
+                vf.VideoEntry(video_id=video_id, path=str(videos[video_id]), label=label, soft_label=soft)
+            )
         return per_split, problems

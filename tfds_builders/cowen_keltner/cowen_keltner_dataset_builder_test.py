@@ -9,6 +9,7 @@ selection keeps (its semantics are tested against ffmpeg in tests/test_video*.py
 the reader itself: these tests check that every selected frame of each video lands in its split.
 Left out: 0006 Pride, 0007 corrupt, 0008 truncated, 0009 missing file, 0012 unknown label, 0013 no label.
 """
+
 import tensorflow_datasets as tfds
 
 from emonet_tf import video
@@ -20,8 +21,9 @@ _PATHS = {"0002": "Videos_by_Category/Amusement/0002.mp4", "0004": "Videos_by_Ca
 
 def fps10(*video_ids: str) -> int:
     """Number of frames the fps10 sampling selects in these dummy videos."""
-    return sum(len(list(video.iter_frames(_DUMMY / _PATHS.get(v, f"{v}.mp4"), video.FrameSampling(fps=10))))
-               for v in video_ids)
+    return sum(
+        len(list(video.iter_frames(_DUMMY / _PATHS.get(v, f"{v}.mp4"), video.FrameSampling(fps=10)))) for v in video_ids
+    )
 
 
 class _Common:

@@ -5,6 +5,7 @@ Layouts (the root is `--manual_dir`, or the config field / builder kwarg `root`)
   * `root/labels.csv` with columns `video,label[,split]` (video paths relative to the root).
 Labels are the sorted label names found, unless the config lists them (`labels`).
 """
+
 from __future__ import annotations
 
 import collections
@@ -47,8 +48,10 @@ class Builder(vf.VideoFramesBuilder):
     """DatasetBuilder for a folder of labelled videos, one example per sampled frame."""
 
     VERSION = tfds.core.Version("2.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: every5/fps10/all, folder or CSV labels, splits by video.",
-                     "2.0.0": vf.VideoFramesBuilder.RELEASE_NOTES["2.0.0"]}
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: every5/fps10/all, folder or CSV labels, splits by video.",
+        "2.0.0": vf.VideoFramesBuilder.RELEASE_NOTES["2.0.0"],
+    }
     BUILDER_CONFIGS = vf.sampling_configs(VideoFolderConfig)
     DEFAULT_BUILDER_CONFIG_NAME = "every5"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
@@ -101,8 +104,9 @@ class Builder(vf.VideoFramesBuilder):
         hashed = vf.hash_split(unsplit, self.builder_config.test_fraction)
         per_split: dict[str, list[vf.VideoEntry]] = collections.defaultdict(list)
         for video_id, path, label, split in sorted(accepted):
-            per_split[split or hashed[video_id]].append(vf.VideoEntry(
-                video_id=video_id, path=str(path), label=label, soft_label=vf.one_hot(label, labels)))
+            per_split[split or hashed[video_id]].append(
+                vf.VideoEntry(video_id=video_id, path=str(path), label=label, soft_label=vf.one_hot(label, labels))
+            )
         return dict(sorted(per_split.items())), problems
 
     def _read_folders(self, root: epath.Path, problems: list) -> list[tuple[str, epath.Path, str, str]]:
@@ -126,8 +130,11 @@ class Builder(vf.VideoFramesBuilder):
         cols = {h.lower(): i for i, h in reversed(list(enumerate(header)))}
         missing = [c for c in ("video", "label") if c not in cols]
         if missing:
-            return [], vf.Problem(vf.LABEL_FILE_INVALID, csv_path.name,
-                                  f"missing required column(s) {missing}; found {header} (expected video,label[,split])")
+            return [], vf.Problem(
+                vf.LABEL_FILE_INVALID,
+                csv_path.name,
+                f"missing required column(s) {missing}; found {header} (expected video,label[,split])",
+            )
         listed = []
         for raw in raw_rows:
             cells = [c.strip() for c in raw] + [""] * (len(header) - len(raw))
@@ -152,11 +159,21 @@ class Builder(vf.VideoFramesBuilder):
         for video_id, path, label, split in listed:
             if video_id in seen and seen[video_id][0] != path:
                 # `clip.mp4` and `clip.avi` share the id `clip` (ids drop the extension).
-                problems.append(vf.Problem(vf.DUPLICATE_VIDEO_FILE, video_id,
-                                           f"two files with this video id: using {seen[video_id][0]}, ignoring {path}"))
+                problems.append(
+                    vf.Problem(
+                        vf.DUPLICATE_VIDEO_FILE,
+                        video_id,
+                        f"two files with this video id: using {seen[video_id][0]}, ignoring {path}",
+                    )
+                )
             elif video_id in seen:
-                problems.append(vf.Problem(vf.LABEL_CONFLICT, video_id,
-                                           f"listed more than once ({seen[video_id][1:]!r}, then {(label, split)!r})"))
+                problems.append(
+                    vf.Problem(
+                        vf.LABEL_CONFLICT,
+                        video_id,
+                        f"listed more than once ({seen[video_id][1:]!r}, then {(label, split)!r})",
+                    )
+                )
             else:
                 seen[video_id] = (path, label, split)
                 rows.append((video_id, path, label, split))

@@ -7,6 +7,7 @@ hash split puts cats/clip_c (6 @10 fps) and dogs/clip_f (5 @10) in test; train h
 every5 keeps ceil(n / 5) frames; all keeps n. fps10 keeps what emonet_tf.video's ffmpeg-style fps=10
 selection keeps (tested against ffmpeg in tests/test_video*.py), counted here by the reader itself.
 """
+
 import tensorflow_datasets as tfds
 
 from emonet_tf import video
@@ -33,8 +34,10 @@ class Every5Test(_Common, tfds.testing.DatasetBuilderTestCase):
 
 class Fps10Test(_Common, tfds.testing.DatasetBuilderTestCase):
     BUILDER_CONFIG_NAMES_TO_TEST = ["fps10"]
-    SPLITS = {"train": fps10("cats/clip_a.mp4", "cats/clip_b.avi", "dogs/clip_d.mp4", "dogs/clip_e.mp4"),
-              "test": fps10("cats/clip_c.mp4", "dogs/clip_f.mp4")}
+    SPLITS = {
+        "train": fps10("cats/clip_a.mp4", "cats/clip_b.avi", "dogs/clip_d.mp4", "dogs/clip_e.mp4"),
+        "test": fps10("cats/clip_c.mp4", "dogs/clip_f.mp4"),
+    }
 
 
 class AllTest(_Common, tfds.testing.DatasetBuilderTestCase):
