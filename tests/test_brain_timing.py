@@ -59,9 +59,9 @@ def _by_hand_resample_then_convolve(tr_values, hrf):
     return np.stack([conv[k * OS + OS // 2] for k in range(N_SCANS)])  # sampled mid-TR
 
 
-def _by_hand_convolve_then_resample(x, hrf, method):
+def _by_hand_convolve_then_resample(x, hrf, method, fill=0.0):
     n_fine = N_SCANS * OS + 1
-    u = np.zeros((n_fine, x.shape[1]))
+    u = np.full((n_fine, x.shape[1]), fill)  # nothing on screen: fill
     for i in range(n_fine):
         j = int(np.floor(i * (TR / OS) / (TR / 3) + 1e-9))  # the frame on screen at t = i * dt
         if j < N_FRAMES:
@@ -112,6 +112,20 @@ def test_both_orders_equal_their_by_hand_versions_and_differ(method, hrf_model):
     # is 0.18 (mean) and 0.53-0.57 (interpolate) on this design.
     rel = np.abs(rtc - ctr).max() / np.abs(rtc).max()
     assert rel > 0.03, rel
+
+
+@pytest.mark.parametrize("method", ["mean", "interpolate"])
+def test_fill_outside_the_frames_is_convolved_too(method):
+    # e.g. fixation filled with the run's mean activation (looming-fmri-naturalistic's choice)
+    x, t = _design(seed=5)
+    fill = float(x.mean())
+    hrf = spm_hrf(TR, oversampling=OS)
+    got = timing.stimulus_regressors(x, t, N_SCANS, TR, order="convolve_then_resample", method=method, fill=fill)
+    np.testing.assert_allclose(got, _by_hand_convolve_then_resample(x, hrf, method, fill), rtol=0, atol=1e-10)
+    rtc = timing.stimulus_regressors(x, t, N_SCANS, TR, method=method, fill=fill)
+    tr_values = _by_hand_mean(x) if method == "mean" else _by_hand_interpolate(x)
+    tr_values[6:] = fill
+    np.testing.assert_allclose(rtc, _by_hand_resample_then_convolve(tr_values, hrf), rtol=0, atol=1e-10)
 
 
 def test_convolve_hrf_is_nilearn_compute_regressor_of_tr_boxcars():
