@@ -132,6 +132,7 @@ def test_convolve_hrf_is_nilearn_compute_regressor_of_tr_boxcars():
     rng = np.random.default_rng(2)
     v = rng.normal(size=N_SCANS)
     frame_times = (np.arange(N_SCANS) + 0.5) * TR
+    np.testing.assert_array_equal(timing.scan_times(N_SCANS, TR), frame_times)
     ours = timing.convolve_hrf(v, TR, "spm", oversampling=OS)[:, 0]
     theirs, _ = compute_regressor(
         np.vstack([np.arange(N_SCANS) * TR, np.full(N_SCANS, TR), v]), "spm", frame_times, oversampling=OS
@@ -267,6 +268,8 @@ def test_frame_before_the_run_contributes_to_convolution_only():
         (lambda: timing.film_times([0.0, 0.04, 0.02]), "frame_times_s must be strictly increasing"),
         (lambda: timing.film_times([0.0, 0.04], fps_correction=-1), "fps_correction must be a positive"),
         (lambda: timing.fps_correction(25, 0), "presented_fps must be a positive"),
+        (lambda: timing.frames_to_tr_grid(np.zeros((3, 1)), [0, 1, 2], 5, TR, fill=np.nan), "fill must be finite"),
+        (lambda: timing.scan_times(5, TR, slice_time_ref=1.5), "slice_time_ref must be between 0 and 1"),
     ],
 )
 def test_bad_inputs_raise_value_error_naming_the_problem(call, match):

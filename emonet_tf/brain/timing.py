@@ -41,6 +41,7 @@ __all__ = [
     "METHODS",
     "HRF_MODELS",
     "hrf_kernel",
+    "scan_times",
     "frames_to_tr_grid",
     "convolve_hrf",
     "fir_delays",
@@ -84,7 +85,10 @@ def _check_oversampling(oversampling) -> int:
 
 
 def _check_slice_time_ref(slice_time_ref) -> float:
-    ref = float(slice_time_ref)
+    try:
+        ref = float(slice_time_ref)
+    except (TypeError, ValueError):
+        raise ValueError(f"slice_time_ref must be a fraction of the TR, got {slice_time_ref!r}") from None
     if not 0.0 <= ref <= 1.0:
         raise ValueError(f"slice_time_ref must be between 0 and 1 (a fraction of the TR), got {slice_time_ref!r}")
     return ref
@@ -118,6 +122,16 @@ def _check_times(times_s, n: int, name="times_s") -> np.ndarray:
             f"time {bad + 1} ({t[bad + 1]!r} s) is not after time {bad} ({t[bad]!r} s)"
         )
     return t
+
+
+def _check_fill(fill) -> float:
+    try:
+        value = float(fill)
+    except (TypeError, ValueError):
+        raise ValueError(f"fill must be a number, got {fill!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"fill must be finite, got {fill!r}")
+    return value
 
 
 def _check_choice(value, choices, name):
@@ -238,6 +252,17 @@ class _Grid:
 
 
 # --------------------------------------------------------------------------------- public API
+def scan_times(n_scans, tr_s, slice_time_ref=0.5) -> np.ndarray:
+    """Reference time of each scan, ``(arange(n_scans) + slice_time_ref) * tr_s``: float64 [n_scans], seconds.
+
+    The times every regressor here is sampled at; pass them as ``frame_times`` to nilearn
+    (``compute_regressor``, ``make_first_level_design_matrix``) for the same convention. Raises
+    ValueError for a bad n_scans, tr_s or slice_time_ref.
+    """
+    n_scans, tr = _check_n_scans(n_scans), _check_tr(tr_s)
+    return (np.arange(n_scans) + _check_slice_time_ref(slice_time_ref)) * tr
+
+
 def frames_to_tr_grid(
     features,
     times_s,
@@ -278,7 +303,7 @@ def frames_to_tr_grid(
     _check_choice(method, METHODS, "method")
     ref = _check_slice_time_ref(slice_time_ref)
     ends = _frame_ends(t, frame_duration_s)
-    out = np.full((n_scans, x.shape[1]), float(fill))
+    out = np.full((n_scans, x.shape[1]), _check_fill(fill))
     if method == "mean":
         k = np.floor(t / tr + _GRID_TOL).astype(np.int64)
         keep = (k >= 0) & (k < n_scans)
@@ -420,7 +445,7 @@ def stimulus_regressors(
     kernel = hrf_kernel(hrf_model, tr, oversampling)
     grid = _Grid(n_scans, tr, int(oversampling), earliest_s=float(t[0]))
     reduce = "mean" if method == "mean" else ref
-    return grid.regressors(t, _frame_ends(t, frame_duration_s), x, kernel, reduce, fill=float(fill))
+    return grid.regressors(t, _frame_ends(t, frame_duration_s), x, kernel, reduce, fill=_check_fill(fill))
 
 
 # ------------------------------------------------------------------------------------ events.tsv
