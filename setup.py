@@ -1,4 +1,5 @@
 """emonet_tf: EmoNet (Kragel et al., 2019) in TensorFlow / Keras 3."""
+
 from setuptools import find_packages, setup
 
 EXTRAS = {
@@ -26,16 +27,28 @@ EXTRAS = {
 }
 # ruff: the linter and formatter .ci/run checks with (settings in pyproject.toml); pinned, because each
 # ruff release may format differently.
-EXTRAS["test"] = sorted({"pytest", "pytest-timeout", "ruff==0.17.6", *EXTRAS["tfds"], *EXTRAS["beam"],
-                         *EXTRAS["tensorboard"], *EXTRAS["plot"], *EXTRAS["parquet"], *EXTRAS["reference"],
-                         *EXTRAS["oracles"], *EXTRAS["brain"]})
+EXTRAS["test"] = sorted(
+    {
+        "pytest",
+        "pytest-timeout",
+        "ruff==0.17.6",
+        *EXTRAS["tfds"],
+        *EXTRAS["beam"],
+        *EXTRAS["tensorboard"],
+        *EXTRAS["plot"],
+        *EXTRAS["parquet"],
+        *EXTRAS["reference"],
+        *EXTRAS["oracles"],
+        *EXTRAS["brain"],
+    }
+)
 EXTRAS["all"] = sorted({p for k, v in EXTRAS.items() if k not in ("test", "reference", "oracles") for p in v})
 
 setup(
     name="emonet_tf",
     version="0.1.0",
     description="EmoNet (Kragel, Reddan, LaBar & Wager, 2019) in TensorFlow/Keras 3: model, weight importers, "
-                "TFDS builders, distributed training and serving",
+    "TFDS builders, distributed training and serving",
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     license="MIT",
