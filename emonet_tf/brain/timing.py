@@ -5,8 +5,9 @@ Conventions (the same in every function here):
 * Times are in seconds from the first scan of the run. Scan ``k`` (0-based) is acquired during the
   interval ``[k * tr_s, (k + 1) * tr_s)``; its reference time (the time a regressor is sampled at)
   is ``(k + slice_time_ref) * tr_s``, with nilearn's name and meaning of ``slice_time_ref``. The
-  default 0.5 is the middle of the TR (what fMRIPrep's slice-timing correction refers to); use 0.0
-  for data without slice-timing correction referenced to the first slice (nilearn's default).
+  default 0.5 is the middle of the TR (fMRIPrep's slice-timing correction references the middle slice
+  by default); use 0.0 for data without slice-timing correction or referenced to the first slice
+  (nilearn's default). ``scan_times`` gives these times.
 * A frame shown at time ``t_j`` stays on screen until the next frame ``t_{j+1}``; the last frame
   stays ``frame_duration_s`` (default: the median frame interval). Time outside every frame or
   event holds ``fill`` (default 0).
@@ -24,7 +25,7 @@ per TR (``frames_to_tr_grid``) and convolves that TR series (each value a boxcar
 grid and then reduces the convolved signal to the TR grid by the same ``method``. Public analysis
 scripts have used both (see docs/brain.md); here the choice is a named argument.
 
-Only numpy, scipy and nilearn are imported (no TensorFlow). Every bad input raises ``ValueError``
+Only numpy, scipy, nilearn and pandas (for events.tsv) are imported (no TensorFlow). Every bad input raises ``ValueError``
 naming the argument and the problem.
 """
 
