@@ -8,6 +8,7 @@
     emonet affect --weights emonet.keras --fit ratings.csv --out my_readouts.json
     emonet activations --weights emonet.keras --layer fc7 photos/ --out fc7.npz
     emonet run            # the main job; without weights: the whole path on generated clips (emonet_tf.run)
+    emonet brain experiment1 --patterns patterns.npy --fc8 fc8.npy --out exp1/   # the paper's fMRI experiment I
 
 Exit status (documented in docs/serving.md): 0 when at least one input was processed (inputs that
 failed are reported by name on stderr and in the output rows), 1 when nothing could be processed,
@@ -657,6 +658,16 @@ def cmd_run(args) -> int:
     return run.main(args)
 
 
+def cmd_brain_experiment1(args) -> int:
+    """`emonet brain experiment1`: emonet_tf.brain.experiment1.run_command; a bad input file exits 2."""
+    from emonet_tf.brain import experiment1
+
+    try:
+        return experiment1.run_command(args)
+    except experiment1.InputError as err:
+        raise UsageError(str(err)) from None
+
+
 # ------------------------------------------------------------------------------------------------
 # Parser
 
@@ -825,6 +836,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_arguments(p)
     p.set_defaults(func=cmd_run, subparser=p)
+
+    from emonet_tf.brain import experiment1  # numpy only at import: parsing stays light
+
+    p = sub.add_parser("brain", help="the paper's fMRI analyses (needs the brain extra): experiment1")
+    brain = p.add_subparsers(dest="brain_command", required=True, metavar="ANALYSIS")
+    p = brain.add_parser(
+        "experiment1",
+        help="LOSO PLS from single-trial patterns to fc8: r per category, decoding confusion, discriminable "
+        "categories, next to the paper's numbers (emonet_tf.brain.experiment1)",
+    )
+    experiment1.add_arguments(p)
+    p.set_defaults(func=cmd_brain_experiment1, subparser=p)
     return parser
 
 
