@@ -204,3 +204,18 @@ def test_classify_clips_bad_labels():
         classify_clips(x, ids, y2)
     with pytest.raises(ValueError, match="classifier"):
         classify_clips(x, ids, y, classifier="svm")
+
+
+def test_plsda_is_an_sklearn_classifier():
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_score
+
+    from emonet_tf.brain.behaviour import PLSDAClassifier
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 30)
+    x = rng.standard_normal((90, 5)) + 2.0 * np.eye(5)[y]
+    model = clone(PLSDAClassifier(n_components=2))
+    assert model.get_params() == {"n_components": 2, "scale": True}
+    assert cross_val_score(model, x, y, cv=5).mean() > 0.8
+    assert model.fit(x, y).decision_function(x).shape == (90, 3)

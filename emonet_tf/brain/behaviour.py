@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 __all__ = [
     "DiscriminableClusters",
@@ -391,25 +392,18 @@ def pool_clip_features(frame_features, clip_ids, times=None, pooling=("mean", "s
     return out, clips
 
 
-class PLSDAClassifier:
+class PLSDAClassifier(ClassifierMixin, BaseEstimator):
     """PLS discriminant analysis, one-vs-all: one ``sklearn.cross_decomposition.PLSRegression`` per class on
     the 0/1 indicator of that class; the predicted class is the one with the largest predicted indicator.
 
-    The paper's trailer analysis ("PLS one-vs-all"). scikit-learn API (fit, decision_function, predict).
-    ``n_components`` is capped by the number of features and training examples - 1.
+    The paper's trailer analysis ("PLS one-vs-all"). A scikit-learn classifier (fit, decision_function,
+    predict, score; works with ``clone`` and ``cross_val_score``). ``n_components`` is capped by the number of
+    features and training examples - 1.
     """
 
     def __init__(self, n_components: int = 2, scale: bool = True):
         self.n_components = n_components
         self.scale = scale
-
-    def get_params(self, deep=True):
-        return {"n_components": self.n_components, "scale": self.scale}
-
-    def set_params(self, **params):
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
 
     def fit(self, x, y):
         from sklearn.cross_decomposition import PLSRegression

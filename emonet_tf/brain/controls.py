@@ -191,6 +191,8 @@ def cross_validated_r2(features, target, *, cv, groups=None, estimator=None, spl
         cv: an sklearn splitter (``LeaveOneGroupOut``, ``GroupKFold``, a blocked splitter, ...) whose test folds
             do not overlap; groups: passed to ``cv.split``.
         estimator: any sklearn regressor (cloned per fold).
+        splits: optional list of (train, test) index arrays to use instead of ``cv.split`` (how
+            :func:`variance_partitioning` gives A, B and A+B the same folds).
 
     Returns:
         float array [n_targets].
