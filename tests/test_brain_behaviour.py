@@ -219,3 +219,14 @@ def test_plsda_is_an_sklearn_classifier():
     assert model.get_params() == {"n_components": 2, "scale": True}
     assert cross_val_score(model, x, y, cv=5).mean() > 0.8
     assert model.fit(x, y).decision_function(x).shape == (90, 3)
+
+
+def test_permutation_p_value():
+    # CANlab's 'perm': structureless confusions of the same accuracy keep all 20 classes apart, so K = 10 is
+    # below every simulation (p at its floor 2 / (n_perm + 1)); a near-perfect classifier's K = 20 never is (p = 1)
+    r = discriminable_clusters(_chance_block(0), method="average", n_perm=30, seed=0)
+    assert r.n_clusters == 10 and np.all(r.permutation_k == 20)
+    assert r.p_value == pytest.approx(2 / 31)
+    perfect = discriminable_clusters(np.diag(np.full(20, 30)) + 1, n_perm=10, seed=0)
+    assert perfect.n_clusters == 20 and perfect.p_value == 1.0
+    assert discriminable_clusters(_chance_block(0)).p_value is None

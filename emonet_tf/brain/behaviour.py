@@ -55,6 +55,9 @@ class DiscriminableClusters:
         linkage: the scipy linkage matrix [n_classes - 1, 4] of the category tree.
         ci: (low, high) bootstrap confidence interval of K, or None without a bootstrap.
         bootstrap_k: int array [n_boot] of K in each bootstrap sample (empty without a bootstrap).
+        p_value: CANlab's permutation p-value that K is below what a confusion of the same accuracy without
+            structure gives (None without ``n_perm``).
+        permutation_k: int array [n_perm] of K in each structureless simulation.
     """
 
     n_clusters: int
@@ -68,6 +71,8 @@ class DiscriminableClusters:
     linkage: np.ndarray
     ci: tuple[float, float] | None = None
     bootstrap_k: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    p_value: float | None = None
+    permutation_k: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
 
 def confusion_from_labels(true_labels, predicted_labels, n_classes: int | None = None) -> np.ndarray:
@@ -189,6 +194,7 @@ def discriminable_clusters(
     alpha: float = 0.05,
     criterion: str = "one_vs_all",
     n_boot: int = 0,
+    n_perm: int = 0,
     ci: float = 0.95,
     ci_method: str = "normal",
     seed=None,
@@ -216,13 +222,18 @@ def discriminable_clusters(
        cells with the same total, which is resampling the (true, predicted) pairs, as MATLAB's ``bootci`` over
        the label vectors does), K is recomputed on each sample, and the interval is ``"normal"`` (MATLAB
        ``bootci(..., 'type', 'norm')``: bias-corrected ``2K - mean(K*) +/- z * std(K*)``) or ``"percentile"``.
+    6. With ``n_perm > 0``, CANlab's permutation test ('perm'): ``n_perm`` structureless confusions with the same
+       number of examples and the same accuracy are simulated (true labels uniform over the classes, predictions
+       equal to them except ``floor(n (1 - accuracy))`` randomly chosen ones, which are permuted among
+       themselves), K is computed on each, and ``p = 2 (1 - #(K < K_sim) / (n_perm + 1))``, capped at 1: small
+       when chance-level errors of that accuracy would leave more classes apart than the data do.
 
     Differences from CANlab: the input is the confusion counts (use :func:`confusion_from_labels` for label
     vectors); the fraction uses the number of clusters the cut really produced (tied heights can give fewer than
     ``nc``; CANlab divides by ``nc``); categories absent from a bootstrap sample are dropped, as ``confusionmat``
     drops labels that do not occur; without any significant cluster K is 1 (CANlab's tie rule returns
-    n_classes); the normal interval is not clipped to [1, n_classes] (as MATLAB's); CANlab's permutation test of K < n_classes is not implemented; CANlab uses
-    5000 bootstrap samples, the default here is none (set ``n_boot``).
+    n_classes); the normal interval is not clipped to [1, n_classes] (as MATLAB's); CANlab uses 5000 bootstrap
+    samples and 5000 permutations, the defaults here are none (set ``n_boot``, ``n_perm``).
 
     Args:
         confusion: counts [n_classes, n_classes], rows true class, columns predicted class (integers; every
@@ -233,7 +244,8 @@ def discriminable_clusters(
         n_boot: number of bootstrap samples for the confidence interval of K (0: none).
         ci: coverage of the interval, e.g. 0.95.
         ci_method: "normal" or "percentile".
-        seed: seed of numpy's default_rng for the bootstrap.
+        n_perm: number of structureless simulations for the permutation p-value (0: none).
+        seed: seed of numpy's default_rng for the bootstrap and the simulations.
 
     Returns:
         :class:`DiscriminableClusters`.
@@ -252,6 +264,8 @@ def discriminable_clusters(
         raise ValueError(f"ci must be in (0, 1), got {ci}")
     if int(n_boot) < 0:
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    if int(n_perm) < 0:
+        raise ValueError(f"n_perm must be >= 0, got {n_perm}")
     valid = {"ward", "average", "complete", "single", "weighted", "centroid", "median"}
     if method not in valid:
         raise ValueError(f"method must be one of {sorted(valid)}, got {method!r}")
@@ -290,6 +304,22 @@ def discriminable_clusters(
             interval = (float(q[0]), float(q[1]))
         result.ci = interval
         result.bootstrap_k = ks
+    if n_perm:
+        rng = np.random.default_rng(None if seed is None else [int(seed), 1])
+        n_classes, total = counts.shape[0], int(counts.sum())
+        n_scrambled = int(np.floor(total * (1 - result.multi_way_accuracy)))
+        ks = np.zeros(int(n_perm), dtype=int)
+        for b in range(int(n_perm)):
+            true = rng.integers(n_classes, size=total)
+            pred = true.copy()
+            chosen = rng.permutation(total)[:n_scrambled]
+            pred[chosen] = pred[rng.permutation(chosen)]
+            sim = confusion_from_labels(true, pred, n_classes)
+            keep = sim.sum(axis=1) > 0
+            sim = sim[np.ix_(keep, keep)]
+            ks[b] = _discriminable_k(sim, method, alpha, criterion)[0] if sim.shape[0] >= 2 else 1
+        result.p_value = float(min(1.0, 2.0 * (1.0 - np.sum(k < ks) / (n_perm + 1))))
+        result.permutation_k = ks
     return result
 
 
