@@ -174,3 +174,25 @@ def test_imagenet_alexnet_from_a_bvlc_file_matches_the_numpy_caffe_alexnet(tmp_p
     assert layer_features(alexnet, images, "fc8").shape == (3, 1000)
     with pytest.raises(ValueError, match="not the ImageNet AlexNet"):
         imagenet_alexnet(R.write_matlab_text(ref, R.mean_image(), str(tmp_path / "dump")))
+
+
+def test_rdm_of_real_emonet_layers_separates_two_image_families(encoders):
+    # RSA on real features: EmoNet (set_random_seed(0), no published weights) sees grey gratings and colour
+    # noise as two families in relu7: every within-family correlation distance is below every between-family one
+    from emonet_tf.brain.rsa import compare_rdms, rdm
+
+    rng = np.random.default_rng(0)
+    yy = np.mgrid[0:227, 0:227][0] / 227
+    gratings = [127.5 + 100 * np.sin(2 * np.pi * rng.uniform(8, 12) * yy + rng.uniform(0, 6.28)) for _ in range(6)]
+    images = np.concatenate(
+        [
+            np.repeat(np.stack(gratings)[..., None], 3, axis=-1),
+            np.clip(127.5 + 60 * rng.standard_normal((6, 227, 227, 3)), 0, 255),
+        ]
+    ).astype(np.float32)
+    family = np.repeat([0, 1], 6)
+    between = family[:, None] != family[None, :]
+    within = ~between & ~np.eye(12, dtype=bool)
+    d = rdm(layer_features(encoders["emonet"], images, "relu7"))
+    assert d[within].max() < d[between].min()
+    assert compare_rdms(between.astype(float), d) > 0.85  # 0.866 is the most a 2-level model can reach here
