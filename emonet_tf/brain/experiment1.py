@@ -19,12 +19,16 @@ IAPS/GAPED images of 4 s, single-trial betas of 7,214 occipital voxels):
 2. r per category (fc8 unit) per subject: Pearson r across the images between predicted and true fc8; the
    subject's mean over the 20 units; mean +/- SE over subjects and Cohen's d = mean / SD over subjects
    (paper: 0.2819 +/- 0.0163, d = 3.00).
-3. The 20 x 20 correlation-decoding confusion: each image's predicted fc8 vector is assigned to the category
-   whose template it correlates with best (Pearson r over the 20 units); a category's template is the mean
-   true fc8 of the images of that category; rows are the image's category (`labels`), counts summed over
-   subjects. Per category from that confusion: sensitivity TP/(TP+FN), specificity TN/(TN+FP), PPV
-   TP/(TP+FP); the summary is their mean +/- SE over categories (paper: 66.67 +/- 11.4 %, 97.37 +/- 0.88 %,
-   65.45 +/- 10.4 %; chance about 5 %). Categories with no image have no row and no template (NaN metrics).
+3. The 20 x 20 correlation-decoding confusion: a predicted fc8 vector is assigned to the category whose
+   template it correlates with best (Pearson r over the 20 units); a category's template is the mean true fc8
+   of the images of that category. `decode="category"` (default): per subject, the predicted fc8 averaged over
+   the images of each category is decoded, one decision per subject and category (18 x 20 = 360 in the paper;
+   its 66.67 % sensitivity is 240 / 360, which single images, 18 x 112, would hardly give as a mean of per-category
+   rates: this is our reading, the paper does not spell it out); `decode="image"`: every image's prediction is
+   decoded. Rows are the true category (`labels`), counts summed over subjects. Per category from that confusion:
+   sensitivity TP/(TP+FN), specificity TN/(TN+FP), PPV TP/(TP+FP); the summary is their mean +/- SE over
+   categories (paper: 66.67 +/- 11.4 %, 97.37 +/- 0.88 %, 65.45 +/- 10.4 %; chance about 5 %). Categories with
+   no image have no row and no template (NaN metrics).
 4. The number of discriminable categories of that confusion: emonet_tf.brain.behaviour.discriminable_clusters
    (CANlab's cluster_confusion_matrix idea; paper: at least 15, 95 % CI 15-17).
 
@@ -60,6 +64,7 @@ PAPER = {
 }
 DEFAULT_N_COMPONENTS = 20
 LABELS_FROM_FC8 = "fc8_argmax"
+DECODE_LEVELS = ("category", "image")
 
 
 class InputError(ValueError):
@@ -146,6 +151,7 @@ class Experiment1Result:
             "n_voxels": int(self.n_voxels),
             "n_components": int(self.n_components),
             "label_source": self.label_source,
+            "decode": self.extra.get("decode", ""),
             "n_categories_with_images": int(present.sum()),
             "mean_r": self.mean_r,
             "se_r": self.se_r,
@@ -194,7 +200,7 @@ class Experiment1Result:
         lines = [
             f"experiment I: {s['n_subjects']} subjects x {s['n_images']} images x {s['n_voxels']} voxels, "
             f"LOSO PLS ({s['n_components']} components) voxels -> fc8; categories from {s['label_source']} "
-            f"({s['n_categories_with_images']} with images)",
+            f"({s['n_categories_with_images']} with images); decoded per {s['decode']}",
             f"{'':28s}{'this data':>26s}   {'paper (n=18, 7,214 voxels)':>28s}",
             f"{'mean r (+/- SE), d':28s}{s['mean_r']:7.4f} +/- {s['se_r']:6.4f}, d={s['cohens_d']:5.2f}"
             f"   {p['mean_r']:7.4f} +/- {p['se_r']:6.4f}, d={p['cohens_d']:.2f}",
@@ -302,6 +308,8 @@ def experiment_one(
     subjects: Optional[Sequence[str]] = None,
     n_components: int = DEFAULT_N_COMPONENTS,
     scale: bool = False,
+    decode: str = "category",
+    standardize_fc8: bool = True,
     n_boot: int = 0,
     seed: int = 0,
 ) -> Experiment1Result:
@@ -319,6 +327,12 @@ def experiment_one(
       subjects: names of the subjects (default sub-01, sub-02, ...).
       n_components: PLS components (default 20, the number of fc8 units; the paper does not state its number).
       scale: PLS scales voxels and units to unit variance (default False, as MATLAB's plsregress).
+      standardize_fc8: z-score each fc8 unit across the images first (default True): PLS then weighs the units
+        equally, and the decoding compares category profiles without the profile all images share (with a
+        seeded, untrained network that shared profile dominates and halves the decoding accuracy). r per unit
+        is unaffected by the scaling itself. False: raw fc8.
+      decode: "category" (each subject's predicted fc8 averaged per category, one decision per subject and
+        category; default) or "image" (one decision per subject and image); module docstring, step 3.
       n_boot: bootstrap samples for the CI of the number of discriminable categories (0: none).
       seed: seed of that bootstrap.
 
@@ -342,6 +356,11 @@ def experiment_one(
         raise InputError("fc8: NaN or infinite values")
     n_sub, n_img, n_vox = p.shape
     n_units = y.shape[1]
+    if standardize_fc8:
+        sd = y.std(axis=0)
+        if np.any(sd == 0):
+            raise InputError(f"fc8: units {np.flatnonzero(sd == 0).tolist()} are constant across the images")
+        y = (y - y.mean(axis=0)) / sd
     if class_names is None:
         from emonet_tf.categories import EMONET_CATEGORIES
 
@@ -354,7 +373,9 @@ def experiment_one(
     subjects = [f"sub-{k + 1:02d}" for k in range(n_sub)] if subjects is None else [str(s) for s in subjects]
     if len(subjects) != n_sub or len(set(subjects)) != n_sub:
         raise InputError(f"subjects: expected {n_sub} distinct names, got {subjects}")
-    lab, source = _check_labels(labels, y, class_names)
+    lab, source = _check_labels(labels, np.asarray(fc8, dtype=np.float64), class_names)  # argmax of the raw fc8
+    if decode not in DECODE_LEVELS:
+        raise InputError(f"decode: expected one of {DECODE_LEVELS}, got {decode!r}")
     max_comp = min((n_sub - 1) * n_img - 1, n_vox)
     if int(n_components) < 1 or int(n_components) > max_comp:
         raise InputError(f"n_components: must be in 1..{max_comp} for this data, got {n_components}")
@@ -379,8 +400,11 @@ def experiment_one(
     templates = np.stack([y[lab == c].mean(axis=0) for c in present])
     sub_conf = np.zeros((n_sub, n_units, n_units), dtype=np.int64)
     for s in range(n_sub):
-        decoded = present[correlation_decode(pred[s], templates)]
-        np.add.at(sub_conf[s], (lab, decoded), 1)
+        if decode == "category":
+            means = np.stack([pred[s][lab == c].mean(axis=0) for c in present])
+            np.add.at(sub_conf[s], (present, present[correlation_decode(means, templates)]), 1)
+        else:
+            np.add.at(sub_conf[s], (lab, present[correlation_decode(pred[s], templates)]), 1)
     conf = sub_conf.sum(axis=0)
     sens, spec, ppv = confusion_metrics(conf)
     if len(present) >= 2:
@@ -404,7 +428,11 @@ def experiment_one(
         n_discriminable=n_disc,
         discriminable=disc,
         n_voxels=n_vox,
-        extra={"discriminable_method": "emonet_tf.brain.behaviour.discriminable_clusters (ward, one_vs_all)"},
+        extra={
+            "discriminable_method": "emonet_tf.brain.behaviour.discriminable_clusters (ward, one_vs_all)",
+            "decode": decode,
+            "standardize_fc8": bool(standardize_fc8),
+        },
     )
 
 
@@ -443,6 +471,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="bootstrap samples for the CI of the discriminable categories (default 0: none)",
+    )
+    parser.add_argument(
+        "--decode",
+        default="category",
+        choices=DECODE_LEVELS,
+        help="decode each subject's category-mean predicted fc8 (default; one decision per subject and category) "
+        "or every image's",
+    )
+    parser.add_argument(
+        "--raw-fc8",
+        "--raw_fc8",
+        dest="raw_fc8",
+        action="store_true",
+        help="use fc8 as given (default: each unit z-scored across the images)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-plot", "--no_plot", dest="no_plot", action="store_true", help="skip confusion.png")
@@ -594,6 +636,8 @@ def run_command(args: argparse.Namespace) -> int:
             labels=labels,
             subjects=subjects,
             n_components=args.n_components,
+            decode=args.decode,
+            standardize_fc8=not args.raw_fc8,
             n_boot=args.n_boot,
             seed=args.seed,
         )
