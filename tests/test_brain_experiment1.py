@@ -157,6 +157,14 @@ def test_labels_are_explicit_fc8_argmax_or_given(fc8):
         experiment_one(P, f[:111], labels=labels[:111])
     with pytest.raises(ValueError, match="n_components"):
         experiment_one(P, f, labels=labels, n_components=500)
+    with pytest.raises(ValueError, match="decode"):
+        experiment_one(P, f, labels=labels, n_components=3, decode="trial")
+    # raw fc8: the PLS targets are fc8 as given (the by-hand oracle of the LOSO test with raw targets)
+    raw = experiment_one(P, f, labels=labels, n_components=3, standardize_fc8=False)
+    pls = PLSRegression(n_components=3, scale=False).fit(P[1], f)
+    np.testing.assert_allclose(raw.predictions[0], pls.predict(P[0]), rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="fc8: units \\[0\\] are constant"):
+        experiment_one(P, np.column_stack([np.ones(112), f[:, 1:]]), labels=labels, n_components=3)
     with pytest.raises(ValueError, match="patterns: the subjects' arrays differ"):
         experiment_one([P[0], P[1][:, :30]], f, labels=labels)
 
