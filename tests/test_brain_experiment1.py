@@ -204,12 +204,20 @@ def test_command_end_to_end(tmp_path, fc8, capsys):
     ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    for name in ("summary.json", "per_category.csv", "per_subject.csv", "confusion.csv", "confusion.png"):
+    for name in (
+        "summary.json",
+        "per_category.csv",
+        "per_subject.csv",
+        "confusion.csv",
+        "confusion.png",
+        "weights.npy",
+    ):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     ref = experiment_one(P, f, labels=labels, n_components=10)
     assert summary["mean_r"] == pytest.approx(ref.mean_r) and summary["n_discriminable"] == ref.n_discriminable
     assert summary["paper"]["mean_r"] == 0.2819 and summary["label_source"] == "given"
+    assert not (out / "weights.nii.gz").exists()  # no grid to write to for a .npy input
     assert "0.2819 +/- 0.0163" in printed and f"{ref.mean_r:.4f}" in printed
     conf = np.loadtxt(out / "confusion.csv", delimiter=",", skiprows=1, usecols=range(1, 21))
     assert np.array_equal(conf, ref.confusion)
@@ -256,6 +264,11 @@ def test_command_reads_a_nifti_folder_through_a_mask(tmp_path, fc8):
     ref = experiment_one(P.astype(np.float32), f, labels="fc8_argmax", n_components=10)
     assert summary["mean_r"] == pytest.approx(ref.mean_r, abs=1e-5) and summary["n_voxels"] == 120
     assert list(summary["subject_r"]) == [f"sub-{s + 1:02d}" for s in range(N_SUBJECTS)]
+    # the fold-averaged PLS weights as a 4-D NIfTI on the mask's grid: one volume per fc8 unit, 0 outside the mask
+    w = np.asarray(nib.load(out / "weights.nii.gz").dataobj)
+    assert w.shape == (*shape, 20) and np.all(w[~mask.astype(bool)] == 0)
+    np.testing.assert_allclose(w[mask.astype(bool)], ref.weights, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.load(out / "weights.npy"), ref.weights, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,8 @@ class Experiment1Result:
     n_discriminable: number of discriminable categories (discriminable.n_clusters); discriminable: the
     behaviour.DiscriminableClusters of the confusion over the categories that have images.
     labels [I] int: each image's category; label_source: "given" or "fc8_argmax".
+    weights [n_voxels, C]: the PLS coefficients (voxels -> fc8 units as decoded, z-scored units by default)
+    averaged over the LOSO folds.
     """
 
     class_names: list
@@ -104,6 +106,7 @@ class Experiment1Result:
     n_discriminable: int
     discriminable: object = None
     n_voxels: int = 0
+    weights: Optional[np.ndarray] = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -428,6 +431,7 @@ def experiment_one(
         n_discriminable=n_disc,
         discriminable=disc,
         n_voxels=n_vox,
+        weights=res.weights,
         extra={
             "discriminable_method": "emonet_tf.brain.behaviour.discriminable_clusters (ward, one_vs_all)",
             "decode": decode,
@@ -509,12 +513,13 @@ def _load_array(path: str, what: str) -> np.ndarray:
         raise InputError(f"{what} file {path!r} could not be read as a numeric array: {e}") from None
 
 
-def load_patterns(path: str, mask: Optional[str] = None) -> tuple[np.ndarray, list]:
-    """Patterns [n_subjects, n_images, n_voxels] and subject names from a .npy/.npz or a NIfTI folder + mask.
+def load_patterns(path: str, mask: Optional[str] = None) -> tuple[np.ndarray, list, object]:
+    """(patterns [n_subjects, n_images, n_voxels], subject names, masker or None) from a .npy/.npz or a NIfTI
+    folder + mask.
 
     A folder holds one 4-D NIfTI per subject (`*.nii` / `*.nii.gz`, sorted by name; the name without suffix is
-    the subject), read with emonet_tf.brain.io.load_bold through the same mask. Raises InputError naming the
-    file."""
+    the subject), read with emonet_tf.brain.io.load_bold through the same mask; the first subject's fitted
+    masker is returned (to write maps back with io.to_nifti). Raises InputError naming the file."""
     if os.path.isdir(path):
         names = sorted(f for f in os.listdir(path) if f.endswith((".nii", ".nii.gz")))
         if not names:
@@ -525,23 +530,25 @@ def load_patterns(path: str, mask: Optional[str] = None) -> tuple[np.ndarray, li
             raise InputError(f"mask file {mask!r} does not exist")
         from emonet_tf.brain.io import load_bold
 
-        arrays = []
+        arrays, masker = [], None
         for name in names:
             f = os.path.join(path, name)
             try:
-                arrays.append(load_bold(f, mask)[0])
-            except (ValueError, OSError) as e:
+                x, m = load_bold(f, mask)
+            except (ValueError, OSError, TypeError) as e:
                 raise InputError(f"patterns file {f!r}: {e}") from None
+            arrays.append(x)
+            masker = masker or m
         subjects = [n[: -len(".nii.gz")] if n.endswith(".nii.gz") else n[: -len(".nii")] for n in names]
         try:
-            return _check_patterns(arrays), subjects
+            return _check_patterns(arrays), subjects, masker
         except InputError as e:
             raise InputError(f"patterns folder {path!r}: {e}") from None
     if mask is not None:
         raise InputError(f"mask: --mask applies to a NIfTI folder, not to {path!r}")
     arr = _load_array(path, "patterns")
     try:
-        return _check_patterns(arr), [f"sub-{k + 1:02d}" for k in range(arr.shape[0] if arr.ndim == 3 else 0)]
+        return _check_patterns(arr), [f"sub-{k + 1:02d}" for k in range(arr.shape[0] if arr.ndim == 3 else 0)], None
     except InputError as e:
         raise InputError(f"patterns file {path!r}: {e}") from None
 
@@ -565,8 +572,9 @@ def load_labels(path: str) -> list:
     return [r[column] for r in rows]
 
 
-def write_outputs(result: Experiment1Result, out: str, *, plot: bool = True) -> list[str]:
-    """summary.json, per_category.csv, per_subject.csv, confusion.csv (counts with category names) and, with
+def write_outputs(result: Experiment1Result, out: str, *, plot: bool = True, masker=None) -> list[str]:
+    """summary.json, per_category.csv, per_subject.csv, confusion.csv (counts with category names), weights.npy
+    [n_voxels, 20] and, with a masker (NIfTI input), weights.nii.gz (4-D: one volume per fc8 unit), and, with
     matplotlib, confusion.png into `out`; returns the paths written."""
     import csv
 
@@ -597,6 +605,16 @@ def write_outputs(result: Experiment1Result, out: str, *, plot: bool = True) -> 
         for name, row in zip(result.class_names, result.confusion):
             w.writerow([name, *map(int, row)])
     paths.append(path)
+    if result.weights is not None:
+        path = os.path.join(out, "weights.npy")
+        np.save(path, result.weights)
+        paths.append(path)
+        if masker is not None:
+            from emonet_tf.brain.io import to_nifti
+
+            path = os.path.join(out, "weights.nii.gz")
+            to_nifti(result.weights.T, masker, path=path)
+            paths.append(path)
     if plot:
         try:
             from emonet_tf.brain.plots import plot_confusion
@@ -619,7 +637,7 @@ def run_command(args: argparse.Namespace) -> int:
     """`emonet brain experiment1`: load the files, run experiment_one, write the outputs, print the report.
 
     Raises InputError (naming the file) for bad input; the CLI turns it into exit status 2."""
-    patterns, subjects = load_patterns(args.patterns, args.mask)
+    patterns, subjects, masker = load_patterns(args.patterns, args.mask)
     fc8 = _load_array(args.fc8, "fc8")
     if args.labels:
         labels = load_labels(args.labels)
@@ -645,7 +663,7 @@ def run_command(args: argparse.Namespace) -> int:
         where = {"fc8": args.fc8, "labels": args.labels, "patterns": args.patterns}
         key = str(e).split(":", 1)[0]
         raise InputError(f"{key} file {where[key]!r}: {e}" if where.get(key) else str(e)) from None
-    paths = write_outputs(result, args.out, plot=not args.no_plot)
+    paths = write_outputs(result, args.out, plot=not args.no_plot, masker=masker)
     print(result.report())
     print("wrote " + ", ".join(paths))
     return 0
