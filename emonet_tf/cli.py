@@ -76,15 +76,16 @@ def _exif(args) -> bool:
 
 
 def _progress(total: Optional[int], args, unit: str = "frame", **kwargs):
-    """A tqdm bar on stderr counted in `unit`; off with --no-progress, and when stderr is not a terminal."""
-    from tqdm import tqdm
+    """Progress counted in `unit` (`emonet_tf.progress.bar`): a tqdm bar on stderr when it is a terminal,
+    otherwise a line on stderr every 30 s and at the end (log files, cluster jobs); off with --no-progress."""
+    from emonet_tf import progress
 
-    return tqdm(
-        total=total,
+    return progress.bar(
+        total,
+        kwargs.pop("desc", ""),
+        not getattr(args, "no_progress", False),
         unit=unit,
-        file=sys.stderr,
-        dynamic_ncols=True,
-        disable=True if getattr(args, "no_progress", False) else None,
+        stream=sys.stderr,
         **kwargs,
     )
 
@@ -93,8 +94,7 @@ def _frames_bar(inputs: Sequence[InputFile], args):
     """A bar counted in frames: an image is one, a video its decoded frames (estimated from its duration x rate)."""
     from emonet_tf import media
 
-    no_bar = getattr(args, "no_progress", False) or not sys.stderr.isatty()
-    return _progress(None if no_bar else media.estimate_frames(inputs), args)
+    return _progress(None if getattr(args, "no_progress", False) else media.estimate_frames(inputs), args)
 
 
 def _short(path: str) -> str:
@@ -123,6 +123,11 @@ def _plot_name(source: str, used: set) -> str:
         name = f"{stem}_{n}_emotions.png"
     used.add(name)
     return name
+
+
+def _command(args) -> str:
+    """The command the user typed (`predict`; `run` when `emonet run` predicts with weights), for messages."""
+    return getattr(args, "command", None) or "predict"
 
 
 def _weights_path(args) -> Optional[str]:
@@ -192,7 +197,7 @@ def cmd_predict(args) -> int:
     names = list(emonet.class_names)
     inputs = collect_inputs(args.inputs)
     if not inputs:
-        print(f"emonet predict: no image or video files found in {', '.join(args.inputs)}", file=sys.stderr)
+        print(f"emonet {_command(args)}: no image or video files found in {', '.join(args.inputs)}", file=sys.stderr)
         return EXIT_NOTHING_PROCESSED
     columns = ["source", "kind", "status", "frame_index", "timestamp_ms", "n_frames", "top1", "error", "damage"] + names
     writer = RowWriter(
@@ -204,6 +209,7 @@ def cmd_predict(args) -> int:
             "sampling": args.sampling,
             "damaged": args.damaged,
             "resize_method": emonet.resize_method,
+            "preprocessing": emonet.preprocessor.get_config(),
             "exif_orientation": _exif(args),
             "class_names": names,
         },
@@ -220,6 +226,10 @@ def cmd_predict(args) -> int:
         finally:
             writer.close()
     _say(f"{counts['ok']} predicted, {counts['failed']} failed{_damaged_note(damaged)}", sys.stderr)
+    _say(f"preprocessing: {emonet.preprocessor.describe()}", sys.stderr)
+    for kind, path in (("csv", args.csv), ("json", args.json)):
+        if path:
+            _say(f"{kind}: {path}", sys.stderr)
     return EXIT_OK if counts["ok"] else EXIT_NOTHING_PROCESSED
 
 
@@ -230,7 +240,7 @@ def _report_prediction(result: InputResult, names, args, counts: dict, damaged: 
     if not result.ok:
         counts["failed"] += 1
         _say(f"{_short(result.source):<48}  {result.kind:<5}  ERROR: {result.error}")
-        _say(f"emonet predict: {result.error}", sys.stderr)
+        _say(f"emonet {_command(args)}: {result.error}", sys.stderr)
         return
     counts["ok"] += 1
     top = ", ".join(f"{n} {p:.3f}" for n, p in top_k(result.probabilities, names, args.top))
@@ -239,7 +249,7 @@ def _report_prediction(result: InputResult, names, args, counts: dict, damaged: 
         damaged.append(result.source)
         extra += " DAMAGED, kept (--damaged keep)"
         _say(
-            f"emonet predict: {result.source}: damaged video, {kept_note(result)} were used "
+            f"emonet {_command(args)}: {result.source}: damaged video, {kept_note(result)} were used "
             f"(--damaged keep): {result.damage}",
             sys.stderr,
         )
@@ -672,7 +682,8 @@ def cmd_brain_experiment1(args) -> int:
 # Parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(convert_alias: Optional[str] = None) -> argparse.ArgumentParser:
+    """The `emonet` parser; `convert_alias` ("python -m emonet_tf.weights") adds it to convert's usage."""
     # Light modules only: --help and usage errors must not wait for TensorFlow (issue 12).
     from emonet_tf.image_spec import RESIZE_METHODS
     from emonet_tf.video import DAMAGED_POLICIES, DEFAULT_DAMAGED_POLICY
@@ -708,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
             *NO_PROGRESS,
             dest="no_progress",
             action="store_true",
-            help="no progress bar on stderr (there is none either when stderr is not a terminal)",
+            help="no progress on stderr (a bar on a terminal, otherwise a line every 30 s and at the end)",
         )
         return parent
 
@@ -770,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logits", action="store_true", help="with --predictions: also the fc8 logits (logit_<class>)")
     p.set_defaults(func=cmd_evaluate, subparser=p)
 
-    add_convert_parser(sub)
+    add_convert_parser(sub, convert_alias)
 
     p = sub.add_parser("export", parents=[model_options()], help="SavedModel for TF Serving (+ .keras, TFLite)")
     p.add_argument("--out", required=True, help="SavedModel folder (e.g. models/emonet/1 for TF Serving)")
@@ -851,8 +862,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_convert_parser(sub) -> argparse.ArgumentParser:
-    """`emonet convert` (also `python -m emonet_tf.weights`): one parser, one set of flags and exit codes."""
+def add_convert_parser(sub, alias: Optional[str] = None) -> argparse.ArgumentParser:
+    """`emonet convert` (also `python -m emonet_tf.weights`): one parser, one set of flags and exit codes.
+
+    `alias`: the usage shows the same arguments a second time under this name (`   or: ALIAS ...`).
+    """
     p = sub.add_parser(
         "convert",
         help="convert published weights to a .keras file",
@@ -892,17 +906,22 @@ def add_convert_parser(sub) -> argparse.ArgumentParser:
         help="row order of fc6 in a bvlc_alexnet.npy (hwc: as published; chw: raw Caffe order)",
     )
     p.set_defaults(func=cmd_convert, subparser=p)
+    if alias:
+        usage = p.format_usage().strip()[len("usage: ") :]
+        arguments = [line.strip() for line in usage[len(p.prog) :].splitlines()]
+        again = ("\n" + " " * (len("   or: ") + len(alias) + 1)).join(arguments)
+        p.usage = f"{usage}\n   or: {alias} {again}"
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, convert_alias: Optional[str] = None) -> int:
     """Entry point of the `emonet` console script; returns the exit status (0, 1 or 2; module docstring).
 
     A usage error prints the subcommand's usage and `emonet <command>: error: ...`; any other failure one
     line `emonet <command>: error: ...` (EMONET_TRACEBACK=1 shows the traceback instead).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser()
+    parser = build_parser(convert_alias)
     args = parser.parse_args(argv)
     sub = args.subparser
     if getattr(args, "batch_size", 1) < 1:

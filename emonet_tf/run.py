@@ -467,10 +467,12 @@ def run_demo(
             "held-out generated clips (mean of frames); NOT EmoNet's weights",
         )
     written = {
+        "clips": paths["clips"],
         "records": os.fspath(builder.data_path),
         "model_dir": paths["model_dir"],
         "evaluation": summary["eval_files"]["json"],
         "confusion": summary["eval_files"]["confusion"],
+        "auc": summary["eval_files"]["auc"],
         "saved_model": saved_model,
         "keras": summary["export"]["keras"],
         "predictions_csv": paths["predictions_csv"],
@@ -504,10 +506,12 @@ def run_with_weights(
     """
     from emonet_tf import cli
 
-    steps = Steps(3 if inputs else 4)
+    steps = Steps(2 if inputs else 3)
+    clips_dir = None
     if not inputs:
         with steps.step("generate clips to predict (no inputs given)"):
-            clips = generate_clips(os.path.join(out, "clips"), clips_per_category=1, seconds=DEFAULT_SECONDS, seed=seed)
+            clips_dir = os.path.join(out, "clips")
+            clips = generate_clips(clips_dir, clips_per_category=1, seconds=DEFAULT_SECONDS, seed=seed)
             inputs = [os.path.dirname(c.path) for c in clips]
     csv_path, plot_dir = os.path.join(out, "predictions.csv"), os.path.join(out, "plots")
     argv = (
@@ -515,8 +519,12 @@ def run_with_weights(
         + (["--mean", mean] if mean else [])
         + ([] if progress else ["--no-progress"])
     )
-    with steps.step(f"predict {len(inputs)} input(s) with {weights}"):
-        status = cli.main(argv)
+    # predict's own parser and command, but its messages say `emonet run:` (a UsageError reaches run's main).
+    predict_args = cli.build_parser().parse_args(argv)
+    predict_args.command = "run"
+    found = len(cli.collect_inputs(inputs))
+    with steps.step(f"predict {found} file(s) with {weights}"):
+        status = cli.cmd_predict(predict_args)
     if status != cli.EXIT_OK:
         return status
     with steps.step("plot every input's probabilities"):
@@ -528,7 +536,7 @@ def run_with_weights(
             os.path.join(out, "predictions.png"),
             f"EmoNet ({os.path.basename(os.path.normpath(weights))})",
         )
-    written = {"predictions_csv": csv_path, "plot": plot}
+    written = ({"clips": clips_dir} if clips_dir else {}) | {"predictions_csv": csv_path, "plot": plot}
     if os.path.isdir(plot_dir):
         written["video_plots"] = sorted(os.path.join(plot_dir, n) for n in os.listdir(plot_dir))
     _report(written, steps)

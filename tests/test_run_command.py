@@ -212,3 +212,83 @@ def test_run_help_and_usage_errors_do_not_import_tensorflow(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "STATUS 2" in proc.stdout and "TENSORFLOW False" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_with_weights_counts_steps_and_files_and_speaks_as_run(tmp_path, capsys, weights_file, media, monkeypatch):
+    """[1/2] predict, [2/2] plot; the files found are counted (not the arguments); errors say `emonet run:`;
+    predict's closing lines name the preprocessing and the CSV."""
+    monkeypatch.delenv("EMONET_WEIGHTS", raising=False)
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    (folder / "still.png").write_bytes(open(media["image"], "rb").read())
+    out = tmp_path / "out"
+    argv = ["run", "--weights", weights_file, str(folder), media["clip"], "--out", str(out), "--no-progress"]
+    status, stdout, stderr = run_cli(argv, capsys)
+    assert status == cli.EXIT_OK, stderr[-3000:]
+    assert "[1/2] predict 3 file(s) with" in stdout and "[2/2] plot every input's probabilities:" in stdout
+    assert "/3]" not in stdout
+    assert f"emonet run: {folder / 'broken.jpg'}" in stderr and "emonet predict:" not in stderr
+    assert "preprocessing: resize matlab, antialias on" in stderr
+    assert f"csv: {out / 'predictions.csv'}" in stderr
+
+
+def test_with_weights_and_generated_clips_counts_three_steps_and_lists_the_clips(
+    tmp_path, capsys, weights_file, monkeypatch
+):
+    monkeypatch.delenv("EMONET_WEIGHTS", raising=False)
+    monkeypatch.setattr(run, "DEFAULT_SECONDS", 1.0)  # 3 sampled frames per clip: cheap
+    out = tmp_path / "out"
+    status, stdout, stderr = run_cli(["run", "--weights", weights_file, "--out", str(out), "--no-progress"], capsys)
+    assert status == cli.EXIT_OK, stderr[-3000:]
+    for n, name in enumerate(("generate clips", "predict 4 file(s)", "plot every input"), start=1):
+        assert f"[{n}/3] {name}" in stdout, stdout
+    assert "/4]" not in stdout
+    outputs = stdout[stdout.index("outputs:") :]
+    assert f"clips            {out / 'clips'}" in outputs
+
+
+def test_demo_reports_the_clips_and_the_auc_plot(tmp_path, capsys, monkeypatch):
+    """The demo's `outputs:` names clips/ and eval/eval_auc.png (the expensive steps replaced by stand-ins)."""
+
+    class Info:
+        splits = {"train": type("S", (), {"num_examples": 2}), "test": type("S", (), {"num_examples": 1})}
+
+    class Builder:
+        info, data_path = Info(), str(tmp_path / "out" / "tfds" / "records")
+
+    eval_dir = tmp_path / "out" / "model" / "eval"
+    summary = {
+        "eval": {"top1": 1.0, "mean_auc": 1.0, "num_examples": 1, "class_names": ["Fear", "Awe"]},
+        "eval_files": {k: str(eval_dir / f"eval_{k}") for k in ("json", "confusion", "auc")},
+        "export": {"saved_model": "sm", "keras": "k.keras"},
+    }
+    result = cli.InputResult("clip.mp4", "video")
+    result.probabilities = np.array([0.9, 0.1])
+    monkeypatch.setattr(run, "generate_clips", lambda *a, **k: [run.Clip("clip.mp4", "Fear", "test")])
+    monkeypatch.setattr(run, "build_records", lambda *a, **k: Builder())
+    monkeypatch.setattr(run, "train_head", lambda *a, **k: summary)
+    monkeypatch.setattr(run, "predict_clips_saved_model", lambda *a, **k: [result])
+    monkeypatch.setattr(run, "write_predictions", lambda *a, **k: [])
+    monkeypatch.setattr(run, "read_prediction_summary", lambda *a, **k: ([], [], np.zeros((0, 2))))
+    monkeypatch.setattr(run, "plot_summary", lambda *a, **k: "predictions.png")
+    written = run.run_demo(str(tmp_path / "out"), progress=False, categories=("Fear", "Awe"))["paths"]
+    stdout = capsys.readouterr().out
+    assert written["clips"] == str(tmp_path / "out" / "clips") and written["auc"] == str(eval_dir / "eval_auc")
+    assert f"clips            {tmp_path / 'out' / 'clips'}" in stdout
+    assert f"auc              {eval_dir / 'eval_auc'}" in stdout
+
+
+def test_predict_json_records_the_whole_preprocessing_and_says_where_rows_went(tmp_path, capsys, weights_file, media):
+    from emonet_tf.preprocessor import EmoNetPreprocessor
+
+    csv_path, json_path = tmp_path / "p.csv", tmp_path / "p.json"
+    argv = ["predict", "--weights", weights_file, media["image"], "--csv", str(csv_path), "--json", str(json_path)]
+    status, _, stderr = run_cli([*argv, "--resize-method", "bilinear", "--no-progress"], capsys)
+    assert status == cli.EXIT_OK, stderr[-3000:]
+    data = json.loads(json_path.read_text())
+    assert data["resize_method"] == "bilinear"
+    expected = EmoNetPreprocessor(resize_method="bilinear").get_config()
+    assert data["preprocessing"] == json.loads(json.dumps(expected))
+    assert f"csv: {csv_path}\n" in stderr and f"json: {json_path}\n" in stderr
+    assert "preprocessing: resize bilinear, antialias on" in stderr
