@@ -595,7 +595,7 @@ def fit_readouts_from_files(
     sampling: str = "every5",
     batch_size: int = 32,
     damaged: str = "skip",
-    exif_orientation: bool = False,
+    exif_orientation: Optional[bool] = None,
     progress=None,
     log=None,
 ) -> ReadoutFit:

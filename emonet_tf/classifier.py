@@ -88,5 +88,24 @@ class EmoNetClassifier(keras.Model):
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         # .keras files written before the preprocessor was saved hold none: they were made with the default.
         if config.get("preprocessor") is not None:
-            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
+            config["preprocessor"] = preprocessor_from_config(config["preprocessor"])
         return cls(**config)
+
+
+def preprocessor_from_config(entry) -> EmoNetPreprocessor:
+    """The `preprocessor` entry of a saved config -> EmoNetPreprocessor, checked before anything is built.
+
+    The entry must be what `keras.saving.serialize_keras_object` wrote for an EmoNetPreprocessor; any other
+    class name is refused before it is instantiated (a .keras file is untrusted input).
+
+    Raises:
+      ValueError: not an object, another class, or settings EmoNetPreprocessor refuses.
+    """
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        raise ValueError(f"the saved 'preprocessor' is not a serialized EmoNetPreprocessor: {entry!r:.120}")
+    name, registered = entry.get("class_name"), entry.get("registered_name")
+    if name != EmoNetPreprocessor.__name__ or registered not in (None, f"{PACKAGE}>{EmoNetPreprocessor.__name__}"):
+        raise ValueError(
+            f"the saved 'preprocessor' names {registered or name!r}, not an EmoNetPreprocessor; refusing to build it"
+        )
+    return EmoNetPreprocessor.from_config(entry["config"])

@@ -317,7 +317,7 @@ def evaluate_folder(
     sampling: str = "every5",
     batch_size: int = 32,
     damaged: str = "skip",
-    exif_orientation: bool = False,
+    exif_orientation: Optional[bool] = None,
     progress=None,
     log: Optional[Callable[[str], None]] = None,
 ) -> EvaluationData:
@@ -350,7 +350,7 @@ def evaluate_inputs(
     sampling: str = "every5",
     batch_size: int = 32,
     damaged: str = "skip",
-    exif_orientation: bool = False,
+    exif_orientation: Optional[bool] = None,
     progress=None,
     log: Optional[Callable[[str], None]] = None,
 ) -> EvaluationData:

@@ -292,14 +292,15 @@ def iter_results(
     batch_size: int,
     progress=None,
     damaged: str = "skip",
-    exif_orientation: bool = False,
+    exif_orientation: Optional[bool] = None,
 ) -> Iterator[InputResult]:
     """Predicts every input in order, one `InputResult` each; never raises for a bad input (it has ``error``).
 
     Runs of images go through `EmoNet.iter_predict_images` (threaded decoding, batches of `batch_size`);
     videos stream their frames (`sampling`: every5, fps10, all, everyN, fpsR). ``progress``: a tqdm-like
     bar counted in frames (total from `estimate_frames`, or None). ``damaged``: "skip" or "keep"; a kept
-    damaged video has ``damage`` set. ``exif_orientation``: apply images' EXIF Orientation tag (off, as
+    damaged video has ``damage`` set. ``exif_orientation``: apply images' EXIF Orientation tag (True),
+    not (False), or as the model's saved preprocessor says (None, the default; off unless saved on, as
     MATLAB's imread).
     """
     i = 0
@@ -451,7 +452,7 @@ def iter_preprocessed(
     batch_size: int,
     progress=None,
     damaged: str = "skip",
-    exif_orientation: bool = False,
+    exif_orientation: Optional[bool] = None,
 ) -> Iterator[Preprocessed]:
     """Rows of preprocessed images and video frames, in input order, with failures and damage as events.
 

@@ -52,14 +52,15 @@ class EmoNetPreprocessor:
         (`image_spec.RESIZE_METHODS`).
       antialias: antialias when shrinking with a `tf.image.resize` method (default True).
       jpeg_dct_method: "INTEGER_ACCURATE", the only value: the pixels MATLAB's imread and PIL return.
-      channel_order: "rgb", the only value.
+      channel_order: "rgb", the only value (lower case).
       exif_orientation: apply the EXIF Orientation tag on the host path (default False, as MATLAB's
         imread). The in-graph path never applies it, so a model that sets it serves images rotated
         differently from its host path; the SavedModel records the setting.
 
     Raises:
-      ValueError: an unknown resize method, another image size, DCT method or channel order (the
-        message names the setting and the values allowed).
+      ValueError: an unknown resize method, another image size, DCT method or channel order, or a value
+        of the wrong type (e.g. the string "false" for a flag; nothing is coerced). The message names
+        the setting and the values allowed.
     """
 
     def __init__(
@@ -71,15 +72,24 @@ class EmoNetPreprocessor:
         channel_order: str = "rgb",
         exif_orientation: bool = False,
     ):
-        if int(image_size) != IMAGE_SIZE:
-            raise ValueError(f"image_size must be {IMAGE_SIZE} (the network's input side), got {image_size}")
+        # Strict types: the settings come from files (.keras config, SavedModel assets), where a "false"
+        # string or 227.9 must be refused, not coerced ("false" is truthy).
+        if type(image_size) is not int or image_size != IMAGE_SIZE:
+            raise ValueError(
+                f"image_size must be the integer {IMAGE_SIZE} (the network's input side), got {image_size!r}"
+            )
+        for name, value in (("antialias", antialias), ("exif_orientation", exif_orientation)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        if not isinstance(resize_method, str):
+            raise ValueError(f"resize_method must be a string, got {resize_method!r}")
         _check_choice("jpeg_dct_method", jpeg_dct_method, JPEG_DCT_METHODS)
-        _check_choice("channel_order", str(channel_order).lower(), CHANNEL_ORDERS)
+        _check_choice("channel_order", channel_order, CHANNEL_ORDERS)
         self.image_size = IMAGE_SIZE
         self.resize_method = preprocessing.check_resize_method(resize_method)
         self.antialias = bool(antialias)
         self.jpeg_dct_method = jpeg_dct_method
-        self.channel_order = str(channel_order).lower()
+        self.channel_order = channel_order
         self.exif_orientation = bool(exif_orientation)
 
     # -- configuration -----------------------------------------------------------------------
@@ -96,6 +106,8 @@ class EmoNetPreprocessor:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "EmoNetPreprocessor":
         """The inverse of `get_config`; unknown keys raise ValueError naming them (a newer file)."""
+        if not isinstance(config, dict):
+            raise ValueError(f"preprocessing settings must be an object of settings, got {config!r:.80}")
         known = set(cls().get_config())
         unknown = sorted(set(config) - known)
         if unknown:
@@ -181,7 +193,7 @@ class EmoNetPreprocessor:
 
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise ValueError(
             f"{name}={value!r} is not supported; the preprocessing contract allows "
             f"{', '.join(repr(a) for a in allowed)} (docs/preprocessing.md)"

@@ -197,3 +197,92 @@ def test_served_model_resizes_as_it_was_trained(trained, image_files, tmp_path):
     np.testing.assert_allclose(served, want, atol=1e-4, rtol=1e-5)
     # The check can fail: the default preprocessing gives measurably other logits.
     assert np.abs(served - other).max() > 10 * max(np.abs(served - want).max(), 1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(antialias="false"),
+        dict(exif_orientation="no"),
+        dict(antialias=1),
+        dict(image_size=227.9),
+        dict(image_size="227"),
+        dict(image_size=True),
+        dict(channel_order="RGB"),
+        dict(resize_method=["matlab"]),
+        dict(jpeg_dct_method=None),
+    ],
+)
+def test_settings_from_files_are_not_coerced(bad):
+    """A saved "false" is truthy: coercing it would silently turn the setting on (found by a breaker run)."""
+    with pytest.raises(ValueError):
+        EmoNetPreprocessor(**bad)
+    with pytest.raises(ValueError):
+        EmoNetPreprocessor.from_config(bad)
+
+
+def _with_preprocessor_entry(src: str, dst: str, entry) -> None:
+    """A copy of the .keras file `src` whose config.json holds `entry` as the preprocessor."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["config"]["preprocessor"] = entry
+                data = json.dumps(config).encode()
+            zout.writestr(item, data)
+
+
+def test_hostile_preprocessor_entries_are_refused_naming_the_file(tmp_path):
+    from emonet_tf import weights
+    from emonet_tf.weights import WeightFormatError
+
+    keras.utils.set_random_seed(6)
+    src = str(tmp_path / "m.keras")
+    EmoNetClassifier(num_classes=2).save(src)
+    good = json.loads(zipfile.ZipFile(src).read("config.json"))["config"]["preprocessor"]
+    dense = keras.saving.serialize_keras_object(keras.layers.Dense(3))
+    entries = {
+        "false": False,
+        "number": 5,
+        "string": "matlab",
+        "list": [1, 2],
+        "empty": {},
+        "no_class": {"config": good["config"]},
+        "dense": dense,  # another class: refused before Keras builds it
+        "renamed": dict(good, registered_name="keras.layers>Dense"),
+        "os_system": dict(good, class_name="system", module="os", registered_name="os>system"),
+        "bad_value": dict(good, config=dict(good["config"], antialias="false")),
+    }
+    for name, entry in entries.items():
+        path = str(tmp_path / f"{name}.keras")
+        _with_preprocessor_entry(src, path, entry)
+        with pytest.raises(WeightFormatError, match=path.replace(".", r"\.")):
+            weights.read_weights(path)
+
+
+def test_the_command_line_honours_the_saved_exif_setting(tmp_path):
+    """`emonet activations` on a model saved with exif_orientation=True rotates as the Python API does."""
+    import io
+
+    from PIL import Image
+
+    from emonet_tf import cli
+
+    keras.utils.set_random_seed(8)
+    path = str(tmp_path / "exif.keras")
+    EmoNetClassifier(num_classes=3, preprocessor=EmoNetPreprocessor(exif_orientation=True)).save(path)
+    rng = np.random.default_rng(0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (120, 300, 3), dtype=np.uint8)).save(buffer, "JPEG", exif=exif.tobytes())
+    image = tmp_path / "rotated.jpg"
+    image.write_bytes(buffer.getvalue())
+    out = tmp_path / "fc8.npy"
+    assert cli.main(["activations", "--weights", path, "--layer", "fc8", str(image), "--out", str(out)]) == 0
+    emonet = EmoNet.from_weights(path)
+    rotated = emonet.activations(emonet.preprocessor.load_image(image)[None], "fc8")
+    upright = emonet.activations(EmoNetPreprocessor().load_image(image)[None], "fc8")
+    np.testing.assert_allclose(np.load(out), rotated, atol=1e-4)
+    assert np.abs(rotated - upright).max() > 1e-2  # the check can fail

@@ -148,3 +148,29 @@ def test_log_progress_writes_a_line_per_interval_and_at_the_end(caplog):
         quiet.update(10)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and lines[0].startswith("cache: 100%") and "10/10" in lines[0], lines
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    """A run whose results cannot be written is refused up front, not after training (found by a breaker run)."""
+    from emonet_tf.training.config import validate_config
+
+    a_file = tmp_path / "afile"
+    a_file.write_text("keep")
+    a_dir = tmp_path / "preds.csv"
+    a_dir.mkdir()
+
+    def config(**kw):
+        values = dict(dataset="d", model_dir=str(tmp_path / "run"), init="scratch", eval_split="test")
+        values.update(kw)
+        return training.TrainConfig(**values)
+
+    validate_config(config(eval_predictions="p.csv"))  # fine: nothing exists yet
+    for kw, message in (
+        (dict(model_dir=str(a_file)), "model_dir .* is a file"),
+        (dict(export_dir=str(a_file)), "export_dir .* is a file"),
+        (dict(eval_predictions=str(a_dir)), "eval_predictions .* is a folder"),
+        (dict(model_dir=str(a_file / "run")), "lies under the file"),
+    ):
+        with pytest.raises(training.TrainConfigError, match=message):
+            validate_config(config(**kw))
+    assert a_file.read_text() == "keep" and not (tmp_path / "run").exists()

@@ -176,7 +176,8 @@ def validate_config(config: TrainConfig) -> None:
     Raises:
       TrainConfigError: a value outside a field's choices, a missing weight file, the feature cache
         with a trained backbone or augmentation, a non-positive size or rate, eval_predictions without
-        an eval_split or with another suffix than .csv/.parquet/.pq.
+        an eval_split or with another suffix than .csv/.parquet/.pq, an output path (model_dir,
+        export_dir, eval_predictions) that is a file where a folder goes or the reverse, or unwritable.
     """
     for f in dataclasses.fields(TrainConfig):
         allowed = tuple(f.metadata.get("values", {}).values()) or f.metadata.get("choices")
@@ -202,6 +203,39 @@ def validate_config(config: TrainConfig) -> None:
             raise TrainConfigError(
                 f"eval_predictions must end in .csv, .parquet or .pq, got {config.eval_predictions!r}"
             )
+    _check_output_paths(config)
+
+
+def _output_paths(config: TrainConfig) -> list[tuple[str, str, bool]]:
+    """(setting, path, is_folder) of everything a run writes, resolved as the run resolves them."""
+    paths = [("model_dir", config.model_dir, True)]
+    if config.export:
+        paths.append(("export_dir", config.export_dir or os.path.join(config.model_dir, "export"), True))
+    if config.eval_predictions:
+        target = config.eval_predictions
+        paths.append(
+            ("eval_predictions", target if os.path.isabs(target) else os.path.join(config.model_dir, target), False)
+        )
+    return paths
+
+
+def _check_output_paths(config: TrainConfig) -> None:
+    """Refuses, before any work, an output folder that is a file, or an output file that is a folder, or
+    one under an existing file or where nothing can be written: otherwise a whole run trains and
+    evaluates, then dies writing its results."""
+    for name, path, folder in _output_paths(config):
+        path = os.path.abspath(path)
+        if folder and os.path.exists(path) and not os.path.isdir(path):
+            raise TrainConfigError(f"{name} {path!r} is a file; it must be a folder (or not exist yet)")
+        if not folder and os.path.isdir(path):
+            raise TrainConfigError(f"{name} {path!r} is a folder; it must be a file path")
+        existing = path  # the nearest part of the path that exists decides whether it can be written
+        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        if existing != path and not os.path.isdir(existing):
+            raise TrainConfigError(f"{name} {path!r} lies under the file {existing!r}")
+        if not os.access(existing, os.W_OK):
+            raise TrainConfigError(f"{name} {path!r} cannot be written: {existing!r} is not writable")
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
