@@ -70,9 +70,9 @@ class CommandFailed(Exception):
     """A failure of a well-formed command (e.g. TFLite differs from TensorFlow): exit status 1, one line."""
 
 
-def _exif(args) -> bool:
-    """--exif-orientation (commands without the flag: off)."""
-    return bool(getattr(args, "exif_orientation", False))
+def _exif(args) -> Optional[bool]:
+    """--exif-orientation: True when given, else None, so that the model's saved preprocessor decides."""
+    return True if getattr(args, "exif_orientation", False) else None
 
 
 def _progress(total: Optional[int], args, unit: str = "frame", **kwargs):
@@ -210,7 +210,7 @@ def cmd_predict(args) -> int:
             "damaged": args.damaged,
             "resize_method": emonet.resize_method,
             "preprocessing": emonet.preprocessor.get_config(),
-            "exif_orientation": _exif(args),
+            "exif_orientation": emonet.preprocessor.replace(exif_orientation=_exif(args)).exif_orientation,
             "class_names": names,
         },
     )
@@ -493,7 +493,7 @@ def cmd_affect(args) -> int:
             "weights": _weights_path(args),
             "sampling": args.sampling,
             "damaged": args.damaged,
-            "exif_orientation": _exif(args),
+            "exif_orientation": emonet.preprocessor.replace(exif_orientation=_exif(args)).exif_orientation,
             "coefficients": args.coefficients or "emonet-py 1.0.8 (published)",
             "input": affect.INPUT_SPACE,
         },
