@@ -26,6 +26,7 @@ this is a user-facing tool with subcommands; absl flags belong to the training s
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -134,6 +135,11 @@ def _weights_path(args) -> Optional[str]:
     return args.weights or os.environ.get("EMONET_WEIGHTS")
 
 
+def _model_inputs(args) -> list[str]:
+    """The files the model is read from (--weights or $EMONET_WEIGHTS, --mean): no output may overwrite them."""
+    return [p for p in (_weights_path(args), getattr(args, "mean", None)) if p]
+
+
 # ------------------------------------------------------------------------------------------------
 # Checks of output paths, before any model is loaded
 
@@ -146,18 +152,76 @@ def _check_output_file(path: Optional[str], flag: str, suffixes: Sequence[str] =
         raise UsageError(f"{path}: {flag} must end in {' or '.join(suffixes)}")
     if os.path.isdir(path):
         raise UsageError(f"{path}: {flag} is a folder, expected a file")
-    _check_output_folder(os.path.dirname(os.path.abspath(path)), flag)
+    _check_output_folder(os.path.dirname(os.path.abspath(path)), flag, shown=path)
 
 
-def _check_output_folder(path: Optional[str], flag: str) -> None:
-    """A folder the command will create or write into: neither it nor a parent may be a file."""
+def _check_output_folder(path: Optional[str], flag: str, shown: Optional[str] = None) -> None:
+    """A folder the command will create or write into: neither it nor a parent may be a file, and the nearest
+    existing one must be writable (a probe file is created and removed there: os.access alone says yes to root
+    on /proc and /sys)."""
     if not path:
         return
     probe = os.path.abspath(path)
     while probe and not os.path.exists(probe):
         probe = os.path.dirname(probe)
     if probe and not os.path.isdir(probe):
-        raise UsageError(f"{path}: {flag} cannot be created, {probe} is a file")
+        raise UsageError(f"{shown or path}: {flag} cannot be created, {probe} is a file")
+    if probe and not _writable_folder(probe):
+        raise UsageError(f"{shown or path}: {flag} cannot be written, {probe} is not a writable folder")
+
+
+def _writable_folder(folder: str) -> bool:
+    import tempfile
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name the same file (realpath, or os.path.samefile for hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _input_files(paths: Sequence[Optional[str]], search_folders: bool = True) -> list[str]:
+    """The files a command reads: those named, and (when cheap: a folder walk) the media files in named folders."""
+    found = []
+    for path in paths:
+        if not path:
+            continue
+        if search_folders and os.path.isdir(path):
+            found.extend(f.path for f in collect_inputs([path]))
+        else:
+            found.append(path)
+    return found
+
+
+def _check_not_inputs(outputs: Sequence[tuple[str, Optional[str]]], inputs: Sequence[Optional[str]]) -> None:
+    """No output may be one of the inputs (it would be truncated before it is read), nor two outputs one file.
+
+    `outputs`: (flag, path) pairs, None paths skipped; `inputs`: files and folders the command reads.
+    """
+    outputs = [(flag, path) for flag, path in outputs if path]
+    if not outputs:
+        return
+    real_outputs = {os.path.realpath(path) for _, path in outputs}
+    for source in _input_files(inputs):
+        if os.path.realpath(source) in real_outputs or any(_same_file(source, p) for _, p in outputs):
+            flag, path = next((f, p) for f, p in outputs if _same_file(source, p))
+            raise UsageError(f"{path}: {flag} is an input of this command ({source}); it would be overwritten")
+    for i, (flag, path) in enumerate(outputs):
+        for other_flag, other in outputs[:i]:
+            if _same_file(path, other):
+                raise UsageError(f"{path}: {flag} and {other_flag} name the same file")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -193,6 +257,7 @@ def cmd_predict(args) -> int:
     _check_output_file(args.csv, "--csv")
     _check_output_file(args.json, "--json")
     _check_output_folder(args.plot_dir, "--plot-dir")
+    _check_not_inputs([("--csv", args.csv), ("--json", args.json)], _model_inputs(args) + list(args.inputs))
     emonet = load_emonet(args)
     names = list(emonet.class_names)
     inputs = collect_inputs(args.inputs)
@@ -288,6 +353,12 @@ def _check_evaluate_args(args) -> None:
         raise UsageError("--fc7 and --logits add columns to --predictions PATH (.csv or .parquet)")
     _check_output_file(args.predictions, "--predictions", PREDICTION_SUFFIXES)
     _check_output_folder(args.out_dir, "--out-dir")
+    written = [("--predictions", args.predictions)]
+    if args.predictions and args.fc7 == "npy":
+        written.append(("--fc7 npy", os.path.splitext(args.predictions)[0] + ".fc7.npy"))
+    report = ("eval_metrics.json", "eval_confusion.png", "eval_auc.png")  # evaluation.write_report's files
+    written += [("--out-dir", os.path.join(args.out_dir, name)) for name in report]
+    _check_not_inputs(written, _model_inputs(args) + [args.folder])
     if args.predictions and os.path.splitext(args.predictions)[1].lower() != ".csv":
         try:
             import pyarrow.parquet  # noqa: F401
@@ -368,6 +439,7 @@ def cmd_convert(args) -> int:
     if not args.dst.endswith(".keras"):
         raise UsageError(f"{args.dst}: the destination must end in .keras")
     _check_output_file(args.dst, "DST")
+    _check_not_inputs([("DST", args.dst)], [args.src, args.mean])
     from emonet_tf import weights
 
     if args.format != "auto" and args.format not in weights.FORMATS:  # the registry: known only after importing
@@ -385,7 +457,11 @@ def cmd_convert(args) -> int:
                 fc6_order=args.fc6_order,
             )
     except (weights.WeightFormatError, OSError, ValueError) as err:  # OSError: e.g. DST cannot be written
-        raise UsageError(str(err)) from None
+        message = str(err)
+        if isinstance(err, OSError) and err.filename and ".partial" in os.path.basename(str(err.filename)):
+            # The temporary file next to DST is an implementation detail: name the destination the user gave.
+            message = f"{args.dst}: cannot be written ({err.strerror or err})"
+        raise UsageError(message) from None
     print(summary)
     return EXIT_OK
 
@@ -427,13 +503,57 @@ def _export_paths(args) -> tuple[str, Optional[str], Optional[str]]:
     if os.path.isfile(out):
         raise UsageError(f"{out}: --out is a file; a SavedModel is a folder")
     _check_output_folder(out, "--out")
+    _check_output_folder(os.path.dirname(os.path.abspath(out)), "--out", shown=out)  # the temporary sibling
     keras_path = (out + ".keras" if args.keras is True else args.keras) if args.keras else None
     tflite_path = (out + ".tflite" if args.tflite is True else args.tflite) if args.tflite else None
+    if os.path.isdir(out) and os.listdir(out) and not args.overwrite:
+        raise UsageError(f"{out}: --out exists and is not empty; use --overwrite or a new folder")
     _check_output_file(keras_path, "--keras", (".keras",))
     _check_output_file(tflite_path, "--tflite")
     if args.check_image and not tflite_path:
         raise UsageError("--check-image is the image of the TFLite check: it needs --tflite")
+    _check_not_inputs(
+        [("--out", out), ("--keras", keras_path), ("--tflite", tflite_path)],
+        _model_inputs(args) + [args.check_image],
+    )
+    inside = os.path.realpath(out) + os.sep
+    for flag, path in (("--keras", keras_path), ("--tflite", tflite_path)):
+        if path and os.path.realpath(path).startswith(inside):
+            raise UsageError(f"{path}: {flag} is inside --out {out}, which the SavedModel replaces")
+    for path in _model_inputs(args) + [args.check_image]:
+        if path and os.path.realpath(path).startswith(inside):
+            raise UsageError(f"{path}: an input of this command is inside --out {out}, which the SavedModel replaces")
     return out, keras_path, tflite_path
+
+
+def _export_saved_model_replacing(export, model, out: str, **options) -> str:
+    """The SavedModel is written to a temporary sibling of `out` and renamed into place only when complete, so a
+    failed export leaves an existing `out` (kept or replaced under --overwrite) as it was."""
+    import shutil
+    import tempfile
+
+    parent, name = os.path.split(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would hide the SavedModel from a serving user
+    old = None
+    try:
+        summary = export.export_saved_model(model, tmp, **options)
+        if os.path.lexists(out):
+            old = tempfile.mkdtemp(prefix=f".{name}.", suffix=".old", dir=parent)
+            os.rename(out, os.path.join(old, name))
+        os.rename(tmp, out)
+    except BaseException:
+        if old is not None and not os.path.lexists(out):
+            os.rename(os.path.join(old, name), out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return summary.replace(tmp, out)
 
 
 def cmd_export(args) -> int:
@@ -444,7 +564,9 @@ def cmd_export(args) -> int:
     check = _check_image(args, emonet) if tflite_path else None
     options = {"resize_method": args.resize_method} if args.resize_method else {}
     try:
-        print(export.export_saved_model(emonet.model, out, include_features=args.include_features, **options))
+        print(
+            _export_saved_model_replacing(export, emonet.model, out, include_features=args.include_features, **options)
+        )
     except ValueError as err:  # e.g. --include-features on a backbone that does not reach relu7
         raise UsageError(str(err)) from None
     if keras_path:
@@ -466,10 +588,17 @@ def cmd_affect(args) -> int:
 
     if args.fit:
         return _affect_fit(args)
+    if args.out:
+        raise UsageError(f"{args.out}: --out is only used with --fit (the coefficient JSON); rows go to --csv/--json")
+    if args.plot_dir:
+        raise UsageError(f"{args.plot_dir}: --plot-dir is only used with --fit (CV scatter plots)")
     if not args.inputs:
         raise UsageError("affect needs input files or folders (or --fit RATINGS.csv to fit new read-outs)")
     _check_output_file(args.csv, "--csv")
     _check_output_file(args.json, "--json")
+    _check_not_inputs(
+        [("--csv", args.csv), ("--json", args.json)], _model_inputs(args) + [args.coefficients] + list(args.inputs)
+    )
     try:
         readouts = affect.load_readouts(args.coefficients) if args.coefficients else affect.emonet_py_readouts()
     except affect.ReadoutError as err:
@@ -552,8 +681,15 @@ def _affect_fit(args) -> int:
         names, ratings = affect.read_ratings(args.fit, path_column=args.path_column, targets=targets)
     except affect.ReadoutError as err:
         raise UsageError(str(err)) from None
-    emonet = load_emonet(args)
     paths = affect.rated_paths(names, args.fit, args.image_root)
+    plots = (
+        [(f"--plot-dir ({t})", os.path.join(args.plot_dir, f"{t}_cv.png")) for t in ratings] if args.plot_dir else []
+    )
+    _check_not_inputs(
+        [("--out", args.out)] + plots,
+        _model_inputs(args) + [args.fit] + list(args.inputs) + list(paths),
+    )
+    emonet = load_emonet(args)
     inputs = [InputFile(p, kind_of(p)) for p in paths]
     try:
         with _frames_bar(inputs, args) as bar:
@@ -634,6 +770,12 @@ def cmd_activations(args) -> int:
             f"(array + sources + frames + status)"
         )
     _check_output_file(args.out, "--out")
+    written = [("--out", args.out)]
+    if os.path.splitext(args.out)[1].lower() == ".npy":
+        sidecar = rows_sidecar_path(args.out)
+        _check_output_file(sidecar, "--out's rows sidecar")
+        written.append(("--out's rows sidecar", sidecar))
+    _check_not_inputs(written, _model_inputs(args) + list(args.inputs))
     emonet = load_emonet(args)
     try:
         emonet.activation_model(args.layer)
@@ -795,6 +937,11 @@ def build_parser(convert_alias: Optional[str] = None) -> argparse.ArgumentParser
     p.add_argument("--tflite", nargs="?", const=True, help="also write TFLite (default path: OUT.tflite)")
     p.add_argument("--keras", nargs="?", const=True, help="also write a .keras file (default path: OUT.keras)")
     p.add_argument("--check-image", dest="check_image", help="image for the TFLite-vs-TF check (default synthetic)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing non-empty --out folder (the new SavedModel is renamed into place when complete)",
+    )
     p.set_defaults(func=cmd_export, subparser=p)
 
     p = sub.add_parser(
@@ -922,12 +1069,20 @@ def main(argv: Optional[Sequence[str]] = None, convert_alias: Optional[str] = No
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser(convert_alias)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     sub = args.subparser
+    if unknown:  # the subcommand's usage, not the top-level one that parse_args would print
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "batch_size", 1) < 1:
         sub.error("--batch-size must be at least 1")
     if getattr(args, "top", 1) < 1:
         sub.error("--top must be at least 1")
+    for flag, name, low in (("--components", "components", 1), ("--folds", "folds", 2)):
+        if getattr(args, name, None) is not None and getattr(args, name) < low:
+            sub.error(f"{flag} must be at least {low}, got {getattr(args, name)}")
+    alpha = getattr(args, "alpha", None)
+    if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
+        sub.error(f"--alpha must be a finite number above 0, got {alpha}")
     if hasattr(args, "sampling"):
         from emonet_tf.video import FrameSampling
 

@@ -28,6 +28,7 @@ import contextlib
 import csv
 import dataclasses
 import logging
+import math
 import os
 import pathlib
 import sys
@@ -103,7 +104,7 @@ def check_arguments(args: argparse.Namespace) -> Optional[str]:
     """The first problem with the demo sizes, or None (the CLI turns it into a usage error)."""
     if args.clips < 2:
         return f"--clips must be at least 2 (one to train, one held out), got {args.clips}"
-    if not args.seconds * CLIP_FPS >= 1:
+    if not (math.isfinite(args.seconds) and args.seconds * CLIP_FPS >= 1):
         return f"--seconds must give at least one frame at {CLIP_FPS} fps, got {args.seconds}"
     if args.epochs < 1:
         return f"--epochs must be at least 1, got {args.epochs}"
@@ -560,6 +561,9 @@ def main(args: argparse.Namespace) -> int:
     problem = check_arguments(args)
     if problem:
         raise cli.UsageError(problem)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise cli.UsageError(f"{args.out}: --out is a file; emonet run writes a folder")
+    cli._check_output_folder(args.out, "--out")
     weights = args.weights or os.environ.get("EMONET_WEIGHTS")
     progress = not args.no_progress
     if weights:

@@ -325,3 +325,150 @@ def test_evaluate_dataset_writes_predictions_csv_parquet_and_fc7(weights, emonet
     np.testing.assert_allclose(read.column("Awe").to_numpy(), probs[:, 4], atol=1e-6)
     second = json.loads((tmp_path / "e2" / "eval_metrics.json").read_text())
     assert second["top1"] == pytest.approx(metrics["top1"])
+
+
+def _unwritable_folder() -> str | None:
+    """/proc (or /sys) where even root cannot create a file; None where this machine has neither."""
+    for folder in ("/proc", "/sys"):
+        if os.path.isdir(folder) and not cli._writable_folder(folder):
+            return folder
+    return None
+
+
+def test_an_output_that_is_an_input_is_refused_before_anything_is_written(weights, files, tmp_path, capsys, loaded):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(files["photo"].read_bytes())
+    original = photo.read_bytes()
+    usage_error(capsys, "predict", ["--csv", str(photo), str(photo)], "photo.jpg: --csv is an input")
+    usage_error(capsys, "predict", ["--json", str(photo), str(tmp_path)], "photo.jpg: --json is an input")
+    usage_error(capsys, "affect", ["--csv", str(photo), str(photo)], "--csv is an input")
+    usage_error(capsys, "activations", ["--out", str(photo.with_suffix(".npy")), str(photo.with_suffix(".npy"))])
+    sidecar = tmp_path / "x.rows.csv"
+    sidecar.write_text("an input\n")
+    usage_error(capsys, "activations", ["--out", str(tmp_path / "x.npy"), str(sidecar)], "rows sidecar is an input")
+    assert sidecar.read_text() == "an input\n" and not (tmp_path / "x.npy").exists()
+    same = str(tmp_path / "rows.csv")
+    usage_error(capsys, "predict", ["--csv", same, "--json", same, str(photo)], "--json and --csv name the same file")
+    usage_error(capsys, "predict", ["--weights", str(photo), "--csv", str(photo), str(files["photo"])], "is an input")
+    usage_error(capsys, "convert", [weights, weights], "DST is an input")
+    usage_error(capsys, "export", ["--weights", weights, "--out", str(tmp_path / "m"), "--keras", weights], "input")
+    usage_error(
+        capsys,
+        "export",
+        ["--out", str(tmp_path / "m"), "--keras", str(tmp_path / "t.keras"), "--tflite", str(tmp_path / "t.keras")],
+        "name the same file",
+    )
+    assert photo.read_bytes() == original and not os.path.exists(same)
+
+
+def test_unknown_flags_print_the_subcommands_usage(capsys, tmp_path):
+    for argv, command, unknown in (
+        (["predict", "--bogus", "x.jpg"], "predict", "--bogus"),
+        (["export", "--out", str(tmp_path / "x"), "--bogus"], "export", "--bogus"),
+        (["convert", "a", "b", "c"], "convert", "c"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == cli.EXIT_USAGE and f"usage: emonet {command}" in err, err
+        assert "usage: emonet [-h] COMMAND" not in err
+        assert f"emonet {command}: error: unrecognized arguments: {unknown}" in err, err
+
+
+def test_run_out_file_and_non_finite_numbers_are_usage_errors(tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("keep me")
+    usage_error(capsys, "run", ["--out", str(blocker), "--no-progress"], "afile: --out is a file")
+    assert blocker.read_text() == "keep me"
+    usage_error(capsys, "run", ["--out", str(tmp_path / "r"), "--seconds", "inf"], "--seconds must give", "inf")
+    assert not (tmp_path / "r").exists()
+    for argv, message in ((["--alpha", "inf"], "--alpha must be"), (["--folds", "1"], "--folds must be at least 2")):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["affect", "--fit", "r.csv", "--out", "o.json", *argv])
+        err = capsys.readouterr().err
+        assert info.value.code == cli.EXIT_USAGE and message in err and "usage: emonet affect" in err, err
+
+
+def test_activations_sidecar_that_is_a_folder_is_refused_before_work(files, tmp_path, capsys, loaded):
+    (tmp_path / "x.rows.csv").mkdir()
+    usage_error(
+        capsys, "activations", ["--out", str(tmp_path / "x.npy"), str(files["photo"])], "x.rows.csv", "is a folder"
+    )
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_unwritable_outputs_are_usage_errors_naming_the_path(weights, files, tmp_path, capsys, monkeypatch):
+    def no_model(args):
+        raise AssertionError("the model was loaded before the output paths were checked")
+
+    monkeypatch.setattr(cli, "load_emonet", no_model)
+    folder = _unwritable_folder()
+    if folder:
+        photo = str(files["photo"])
+        for command, argv, path in (
+            ("predict", ["--csv", f"{folder}/out.csv", photo], f"{folder}/out.csv"),
+            ("predict", ["--json", f"{folder}/out.json", photo], f"{folder}/out.json"),
+            ("activations", ["--out", f"{folder}/a.npz", photo], f"{folder}/a.npz"),
+            ("export", ["--out", f"{folder}/e0"], f"{folder}/e0"),
+            ("convert", [weights, f"{folder}/o.keras"], f"{folder}/o.keras"),
+        ):
+            err = usage_error(capsys, command, argv, f"{path}: ", "cannot be written")
+            assert ".partial" not in err
+    from emonet_tf import weights as weights_module
+
+    def refused(src, dst, **kwargs):
+        partial = os.path.join(os.path.dirname(dst), ".o.partial.keras")
+        raise PermissionError(13, "Permission denied", partial)
+
+    monkeypatch.setattr(weights_module, "convert", refused)
+    dst = str(tmp_path / "o.keras")
+    err = usage_error(capsys, "convert", [weights, dst], f"{dst}: cannot be written (Permission denied)")
+    assert ".partial" not in err
+
+
+def test_export_into_a_non_empty_folder_needs_overwrite_and_replaces_it_cleanly(tmp_path, capsys, loaded, monkeypatch):
+    out = tmp_path / "serving" / "1"
+    out.mkdir(parents=True)
+    (out / "old.txt").write_text("old export")
+    usage_error(capsys, "export", ["--out", str(out)], f"{out}: --out exists and is not empty; use --overwrite")
+    assert (out / "old.txt").read_text() == "old export"
+
+    def failing(model, path, **kwargs):
+        with open(os.path.join(path, "saved_model.pb"), "w") as f:
+            f.write("half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "export_saved_model", failing)
+    assert cli.main(["export", "--out", str(out), "--overwrite"]) == cli.EXIT_FAILED
+    assert "disk full" in capsys.readouterr().err
+    assert sorted(os.listdir(out)) == ["old.txt"] and os.listdir(out.parent) == ["1"]  # old intact, no leftovers
+
+    def stub(model, path, **kwargs):
+        with open(os.path.join(path, "saved_model.pb"), "w") as f:
+            f.write("new")
+        return f"SavedModel {path}: stub"
+
+    monkeypatch.setattr(export, "export_saved_model", stub)
+    assert cli.main(["export", "--out", str(out), "--overwrite"]) == cli.EXIT_OK
+    assert f"SavedModel {out}: stub" in capsys.readouterr().out
+    assert sorted(os.listdir(out)) == ["saved_model.pb"] and os.listdir(out.parent) == ["1"]
+
+
+def test_affect_out_without_fit_is_a_usage_error(files, tmp_path, capsys, loaded):
+    usage_error(
+        capsys, "affect", ["--out", str(tmp_path / "z.json"), str(files["photo"])], "--out is only used with --fit"
+    )
+    assert not (tmp_path / "z.json").exists()
+
+
+def test_affect_fit_outputs_that_are_inputs_are_refused(files, tmp_path, capsys, loaded):
+    table = tmp_path / "ratings.csv"
+    table.write_text(f"path,valence\n{files['photo']},5\n{files['clip']},3\n")
+    original = table.read_text()
+    usage_error(capsys, "affect", ["--fit", str(table), "--out", str(table)], "ratings.csv: --out is an input")
+    usage_error(capsys, "affect", ["--fit", str(table), "--out", str(files["photo"])], "a.jpg: --out is an input")
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    same = str(plots / "valence_cv.png")
+    usage_error(capsys, "affect", ["--fit", str(table), "--out", same, "--plot-dir", str(plots)], "name the same file")
+    assert table.read_text() == original and not os.path.exists(same)
