@@ -54,6 +54,7 @@ import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 from emonet_tf.image_spec import DEFAULT_RESIZE_METHOD, IMAGE_SIZE, RESIZE_METHODS  # noqa: E402,F401
+from emonet_tf.untrusted import file_kind
 
 # The formats `decode_image` decodes in-graph (some variants of each are refused, see in_graph_refusal).
 IN_GRAPH_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
@@ -744,22 +745,6 @@ def decode_image_file(path: Union[str, os.PathLike], exif_orientation: bool = Fa
     return decode_bytes(read_image_file(path), source=path, exif_orientation=exif_orientation)
 
 
-def _file_kind(mode: int) -> str:
-    return (
-        "a FIFO (named pipe)"
-        if stat.S_ISFIFO(mode)
-        else "a character device"
-        if stat.S_ISCHR(mode)
-        else "a block device"
-        if stat.S_ISBLK(mode)
-        else "a socket"
-        if stat.S_ISSOCK(mode)
-        else "a folder"
-        if stat.S_ISDIR(mode)
-        else "not a regular file"
-    )
-
-
 def read_image_file(path: Union[str, os.PathLike]) -> bytes:
     """The bytes of an image file, read only when it is a regular file of at most MAX_IMAGE_FILE_BYTES.
 
@@ -775,7 +760,7 @@ def read_image_file(path: Union[str, os.PathLike]) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ImageDecodeError(f"{path}: {_file_kind(info.st_mode)}, not a regular file; refused before reading")
+            raise ImageDecodeError(f"{path}: {file_kind(info.st_mode)}, not a regular file; refused before reading")
         if info.st_size > MAX_IMAGE_FILE_BYTES:
             raise ImageDecodeError(
                 f"{path}: {info.st_size} bytes, more than MAX_IMAGE_FILE_BYTES "

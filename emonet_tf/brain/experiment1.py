@@ -200,6 +200,9 @@ class Experiment1Result:
         worst = ", ".join(f"{self.class_names[c]} {self.category_r[c]:.3f}" for c in order[-3:][::-1])
         ci = s["n_discriminable_ci"]
         ci_text = f" (95% CI {ci[0]:.1f}-{ci[1]:.1f})" if ci else ""
+        accuracy = f"{s['accuracy']:.2f} % ({s['chance']:.2f} %)"
+        discriminable = f"{s['n_discriminable']}{ci_text}"
+        paper_discriminable = f"at least {p['n_discriminable']} (95% CI 15-17)"
         lines = [
             f"experiment I: {s['n_subjects']} subjects x {s['n_images']} images x {s['n_voxels']} voxels, "
             f"LOSO PLS ({s['n_components']} components) voxels -> fc8; categories from {s['label_source']} "
@@ -210,9 +213,8 @@ class Experiment1Result:
             f"{'sensitivity':28s}{pm(s['sensitivity']):>26s}   {pm(p['sensitivity']):>28s}",
             f"{'specificity':28s}{pm(s['specificity']):>26s}   {pm(p['specificity']):>28s}",
             f"{'PPV':28s}{pm(s['ppv']):>26s}   {pm(p['ppv']):>28s}",
-            f"{'accuracy (chance)':28s}{s['accuracy']:8.2f} % ({s['chance']:.2f} %){'':6s}{'about 5 % chance':>18s}",
-            f"{'discriminable categories':28s}{s['n_discriminable']:>4d}{ci_text}"
-            f"{'':10s}at least {p['n_discriminable']} (95% CI 15-17)",
+            f"{'accuracy (chance)':28s}{accuracy:>26s}   {'about 5 % chance':>28s}",
+            f"{'discriminable categories':28s}{discriminable:>26s}   {paper_discriminable:>28s}",
             f"best r: {best}; worst r: {worst}",
         ]
         return "\n".join(lines)

@@ -96,22 +96,22 @@ def rdm(features, metric: str = "correlation", *, groups=None):
     return (d, names) if groups is not None else d
 
 
-def upper_triangle(rdm_or_vector) -> np.ndarray:
+def upper_triangle(rdm_or_vector, name: str = "the RDM") -> np.ndarray:
     """The condensed upper triangle (row-major, as ``scipy.spatial.distance.squareform``) of a square RDM.
 
-    A 1-D input is returned as is (already condensed). Raises ValueError when the matrix is not square and
-    symmetric.
+    A 1-D input is returned as is (already condensed). Raises ValueError (naming `name`) when the matrix is
+    not square and symmetric.
     """
     a = np.asarray(rdm_or_vector, dtype=float)
     if a.ndim == 1:
         n = (1 + np.sqrt(1 + 8 * a.size)) / 2
         if a.size < 1 or n != int(n):
-            raise ValueError(f"a condensed RDM must have n * (n - 1) / 2 entries, got {a.size}")
+            raise ValueError(f"{name}: a condensed RDM must have n * (n - 1) / 2 entries, got {a.size}")
         return a
     if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 2:
-        raise ValueError(f"an RDM must be square [n_items, n_items], n_items >= 2, got {a.shape}")
+        raise ValueError(f"{name}: an RDM must be square [n_items, n_items], n_items >= 2, got {a.shape}")
     if not np.allclose(a, a.T, equal_nan=True):
-        raise ValueError("the RDM is not symmetric")
+        raise ValueError(f"{name} is not symmetric")
     return a[np.triu_indices(a.shape[0], k=1)]
 
 
@@ -176,7 +176,7 @@ def compare_rdms(a, b, method: str = "spearman") -> float:
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    va, vb = upper_triangle(a), upper_triangle(b)
+    va, vb = upper_triangle(a, "RDM a"), upper_triangle(b, "RDM b")
     if va.shape != vb.shape:
         raise ValueError(f"RDMs a and b differ in size: {va.size} and {vb.size} pairs")
     return _compare_vectors(va, vb, method)

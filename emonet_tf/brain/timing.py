@@ -120,7 +120,7 @@ def _check_times(times_s, n: int, name="times_s") -> np.ndarray:
         bad = int(np.flatnonzero(np.diff(t) <= 0)[0])
         raise ValueError(
             f"{name} must be strictly increasing (presentation order); "
-            f"time {bad + 1} ({t[bad + 1]!r} s) is not after time {bad} ({t[bad]!r} s)"
+            f"time {bad + 1} ({float(t[bad + 1]):g} s) is not after time {bad} ({float(t[bad]):g} s)"
         )
     return t
 

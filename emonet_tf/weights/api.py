@@ -11,6 +11,7 @@ import numpy as np
 
 from emonet_tf.backbone import IMAGENET_RGB_MEAN, AlexNetBackbone
 from emonet_tf.categories import EMONET_CATEGORIES
+from emonet_tf.untrusted import file_kind
 from emonet_tf.weights import builtin, bvlc, registry  # noqa: F401  (importing builtin registers the formats)
 from emonet_tf.weights.errors import WeightFormatError, WeightMismatchError
 from emonet_tf.weights.keras_file import MAX_KERAS_JSON_BYTES, read_keras  # noqa: F401  (importable from here)
@@ -38,18 +39,7 @@ def check_weight_path(path: str) -> None:
         raise WeightFormatError(f"{path}: cannot read ({err.strerror or err})") from None
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return
-    kind = (
-        "a FIFO (named pipe)"
-        if stat.S_ISFIFO(mode)
-        else "a character device"
-        if stat.S_ISCHR(mode)
-        else "a block device"
-        if stat.S_ISBLK(mode)
-        else "a socket"
-        if stat.S_ISSOCK(mode)
-        else "not a file"
-    )
-    raise WeightFormatError(f"{path}: {kind}, not a regular file; refused before opening")
+    raise WeightFormatError(f"{path}: {file_kind(mode)}, not a regular file; refused before opening")
 
 
 def detect_format(path) -> str:
