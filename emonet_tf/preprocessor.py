@@ -76,7 +76,7 @@ class EmoNetPreprocessor:
         # string or 227.9 must be refused, not coerced ("false" is truthy).
         if type(image_size) is not int or image_size != IMAGE_SIZE:
             raise ValueError(
-                f"image_size must be the integer {IMAGE_SIZE} (the network's input side), got {image_size!r}"
+                f"image_size must be {IMAGE_SIZE}, an integer (the network's input side), got {image_size!r}"
             )
         for name, value in (("antialias", antialias), ("exif_orientation", exif_orientation)):
             if not isinstance(value, (bool, np.bool_)):
