@@ -278,7 +278,7 @@ _ZIP_READ_ERRORS = (
     OSError,
     EOFError,
     ValueError,
-    NotImplementedError,
+    NotImplementedError,  # zipfile: "That compression method is not supported" (e.g. a method id of 99)
     RuntimeError,
     zlib.error,
     lzma.LZMAError,
