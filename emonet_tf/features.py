@@ -46,8 +46,17 @@ def _read_video_ids(cache_dir: str) -> list[str]:
 
 def backbone_fingerprint(backbone: AlexNetBackbone) -> str:
     """A short hash of every backbone weight (mean image included) and its output layer."""
-    digest = hashlib.sha256(backbone.output_layer.encode())
-    for weight in backbone.weights:
+    return weights_fingerprint(backbone, salt=backbone.output_layer)
+
+
+def weights_fingerprint(model, salt: str = "") -> str:
+    """A short hash (16 hex digits) of `salt` and every weight of a Keras layer or model, by path and value.
+
+    Two models that compute the same function from the same values hash alike; used by the fc7 cache and
+    by `emonet_tf.extract`'s manifest.
+    """
+    digest = hashlib.sha256(salt.encode())
+    for weight in model.weights:
         value = np.asarray(weight.numpy() if hasattr(weight, "numpy") else weight)
         digest.update(weight.path.encode() if hasattr(weight, "path") else weight.name.encode())
         digest.update(np.ascontiguousarray(value, dtype=np.float32).tobytes())

@@ -364,17 +364,7 @@ class EmoNet:
     def activation_model(self, layer: str):
         """A function from preprocessed images to the output of a named layer (conv1 ... relu7, fc8/fc, softmax)."""
         if layer not in self._activation_fns:
-            if layer in ("fc8", "fc"):
-                output = self.model.head.output
-            elif layer in ("predictions", "softmax", "prob"):
-                output = self.model.output
-            else:
-                try:
-                    output = self.model.backbone.get_layer(layer).output
-                except ValueError:
-                    names = [l.name for l in self.model.backbone.layers[1:]] + ["fc8", "softmax"]
-                    raise ValueError(f"Unknown layer {layer!r}; choose one of {', '.join(names)}") from None
-            sub = keras.Model(self.model.input, output)
+            sub = keras.Model(self.model.input, layer_output(self.model, layer))
             self._activation_fns[layer] = tf.function(
                 lambda x: sub(x, training=False),
                 input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)],
@@ -392,3 +382,29 @@ class EmoNet:
                 "np.stack([emonet.preprocessor.load_image(p) for p in paths])"
             )
         return self.activation_model(layer)(tf.convert_to_tensor(images, tf.float32)).numpy()
+
+
+LOGIT_LAYERS = ("fc8", "fc")
+PROBABILITY_LAYERS = ("predictions", "softmax", "prob")
+
+
+def layer_names(model: EmoNetClassifier) -> list[str]:
+    """The names `layer_output` takes, in network order: the backbone's (zerocenter ... relu7), fc8, softmax."""
+    return [l.name for l in model.backbone.layers[1:]] + ["fc8", "softmax"]
+
+
+def layer_output(model: EmoNetClassifier, layer: str):
+    """The symbolic output of a named layer of `model`: a backbone layer (conv1 ... relu7, NHWC for conv
+    layers), ``fc8``/``fc`` (logits) or ``softmax``/``predictions``/``prob`` (probabilities).
+
+    One lookup for `EmoNet.activations` and `emonet_tf.extract`, so both name layers alike. Raises
+    ValueError naming the choices for an unknown layer.
+    """
+    if layer in LOGIT_LAYERS:
+        return model.head.output
+    if layer in PROBABILITY_LAYERS:
+        return model.output
+    try:
+        return model.backbone.get_layer(layer).output
+    except ValueError:
+        raise ValueError(f"Unknown layer {layer!r}; choose one of {', '.join(layer_names(model))}") from None
