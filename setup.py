@@ -5,8 +5,11 @@ from setuptools import find_packages, setup
 EXTRAS = {
     # TFDS builders: testing utilities, dataset-as-folder loading and the `tfds build` command.
     "tfds": ["dill", "importlib_resources", "mlcroissant"],
-    # Frame extraction of a large corpus on a Beam runner (DirectRunner locally; Dataflow/Flink/Spark).
-    "beam": ["apache-beam"],
+    # Building the TFDS records and `emonet extract --runner beam` on a Beam runner (DirectRunner locally;
+    # Dataflow/Flink/Spark). RunInference's TensorFlow model handler (apache_beam.ml.inference.
+    # tensorflow_inference) imports tensorflow_hub, which needs tf-keras and imports pkg_resources:
+    # setuptools 81 removed pkg_resources, hence the pin. pyarrow writes the Parquet shards.
+    "beam": ["apache-beam", "tensorflow-hub", "tf-keras", "setuptools<81", "pyarrow"],
     # TensorBoard logs during training.
     "tensorboard": ["tensorboard"],
     # Plots: evaluation figures, video emotion time courses.

@@ -1,4 +1,4 @@
-"""The `emonet` command: predict, evaluate, convert, export, affect and activations.
+"""The `emonet` command: predict, evaluate, convert, export, affect, activations and extract.
 
     emonet predict --weights emonet.keras photos/ trailer.mp4 --csv out.csv --plot-dir plots/
     emonet evaluate --weights emonet.keras --folder labelled/ --out_dir eval/
@@ -7,6 +7,7 @@
     emonet affect --weights emonet.keras photos/            # valence/arousal, emonet-py read-outs
     emonet affect --weights emonet.keras --fit ratings.csv --out my_readouts.json
     emonet activations --weights emonet.keras --layer fc7 photos/ --out fc7.npz
+    emonet extract --weights emonet.keras films/ --out features/ --layers fc7,fc8 --runner beam   # a corpus
     emonet run            # the main job; without weights: the whole path on generated clips (emonet_tf.run)
     emonet brain experiment1 --patterns patterns.npy --fc8 fc8.npy --out exp1/   # the paper's fMRI experiment I
 
@@ -804,6 +805,79 @@ def cmd_activations(args) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------------------------
+# extract
+
+
+def cmd_extract(args) -> int:
+    import shlex
+
+    from emonet_tf import extract
+
+    if args.runner == "local" and args.pipeline_options:
+        raise UsageError("--pipeline-options are Beam's: add --runner beam")
+    if args.workers < 1 or args.images_per_unit < 1 or (args.frames_per_unit is not None and args.frames_per_unit < 1):
+        raise UsageError("--workers, --images-per-unit and --frames-per-unit must be at least 1")
+    if not extract.sources.is_url(args.out):
+        if os.path.isfile(args.out):
+            raise UsageError(f"{args.out}: --out is a file, expected a folder")
+        _check_output_folder(args.out, "--out")
+        _check_not_inputs([("--out", args.out)], _model_inputs(args) + list(args.inputs))
+    if not args.inputs and not args.list and not args.tfds:
+        raise UsageError("nothing to extract: give files or folders, --list FILE or --tfds tfds:NAME:SPLIT")
+    emonet = load_emonet(args)
+    if _exif(args):
+        emonet.preprocessor = emonet.preprocessor.replace(exif_orientation=True)
+    try:
+        plan = extract.plan(
+            args.inputs,
+            emonet,
+            layers=[l for l in args.layers.split(",") if l.strip()] or [""],
+            output_format=args.format,
+            sampling=args.sampling,
+            damaged=args.damaged,
+            file_list=args.list,
+            tfds=args.tfds,
+            data_dir=args.data_dir,
+            images_per_unit=args.images_per_unit,
+            frames_per_unit=args.frames_per_unit,
+        )
+    except (ValueError, OSError) as err:
+        raise UsageError(str(err)) from None
+    total = None if args.no_progress else extract.estimate_rows(plan.units, args.sampling)
+    try:
+        with _progress(total, args, desc="extract") as bar:
+            ex = extract.run_plan(
+                plan,
+                args.out,
+                batch_size=args.batch_size,
+                runner=args.runner,
+                workers=args.workers,
+                pipeline_options=shlex.split(args.pipeline_options or ""),
+                overwrite=args.overwrite,
+                scratch=args.scratch,
+                progress=bar,
+                weights=_weights_path(args),
+            )
+    except extract.ExtractionError as err:
+        raise UsageError(str(err)) from None
+    m = ex.manifest
+    print(
+        f"{m['rows']} rows ({', '.join(ex.outputs)}) from {m['units']} units in {m['seconds']} s "
+        f"({m['units_resumed']} units kept from an earlier run): {args.out}"
+    )
+    print(f"manifest: {extract.shards.remote.join(args.out, extract.MANIFEST)}")
+    if m["errors"]:
+        print(
+            f"emonet extract: {m['errors']} input(s) failed, listed with the reason in "
+            f"{extract.shards.remote.join(args.out, extract.ERRORS)}",
+            file=sys.stderr,
+        )
+    if m["damaged_videos"]:
+        print(f"emonet extract: {len(m['damaged_videos'])} damaged video(s) kept, rows marked 'damaged'", file=sys.stderr)
+    return EXIT_OK if m["rows"] else EXIT_NOTHING_PROCESSED
+
+
 def cmd_run(args) -> int:
     from emonet_tf import run
 
@@ -984,6 +1058,58 @@ def build_parser(convert_alias: Optional[str] = None) -> argparse.ArgumentParser
         "(+ sources, frame indices, timestamps, damaged flags, errors)",
     )
     p.set_defaults(func=cmd_activations, subparser=p)
+
+    p = sub.add_parser(
+        "extract",
+        parents=[model, frames],
+        help="layers + probabilities of a whole corpus as sharded Parquet/TFRecord; resumable; on Beam",
+    )
+    p.add_argument("inputs", nargs="*", help="image or video files, folders, or URLs (gs://, s3://, ...)")
+    p.add_argument("--out", required=True, help="the extraction folder (local or a URL); a rerun resumes it")
+    p.add_argument("--list", help="a text file of inputs, one per line (relative to its folder)")
+    p.add_argument("--tfds", help="a TFDS split instead of files: tfds:NAME[/CONFIG]:SPLIT")
+    p.add_argument("--data-dir", "--data_dir", dest="data_dir", help="TFDS data_dir for --tfds")
+    p.add_argument(
+        "--layers",
+        default="fc7,fc8",
+        help="comma-separated layers, one forward pass (conv1..conv5, relu*, norm*, pool*, fc6, relu6, fc7, "
+        "relu7, fc8); probabilities are always written (default fc7,fc8)",
+    )
+    p.add_argument("--format", default="parquet", choices=["parquet", "tfrecord"], help="shard format")
+    p.add_argument(
+        "--runner",
+        default="local",
+        choices=["local", "beam"],
+        help="local: this process; beam: Apache Beam RunInference (DirectRunner with --workers processes, or "
+        "the runner in --pipeline-options)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="DirectRunner worker processes (default 2)")
+    p.add_argument(
+        "--pipeline-options",
+        "--pipeline_options",
+        dest="pipeline_options",
+        help="Beam's own flags in one string, e.g. \"--runner=DataflowRunner --project=P --region=R "
+        '--temp_location=gs://B/tmp" (docs/extract.md)',
+    )
+    p.add_argument(
+        "--images-per-unit",
+        "--images_per_unit",
+        dest="images_per_unit",
+        type=int,
+        default=256,
+        help="images (or TFDS examples) per work unit and shard (default 256)",
+    )
+    p.add_argument(
+        "--frames-per-unit",
+        "--frames_per_unit",
+        dest="frames_per_unit",
+        type=int,
+        help="split each video into work units of this many decoded frames (long films over several "
+        "workers; each range decodes the film from its start); default: one unit per video",
+    )
+    p.add_argument("--scratch", help="local folder for copies of remote inputs and staging files")
+    p.add_argument("--overwrite", action="store_true", help="replace an extraction in --out made with other settings")
+    p.set_defaults(func=cmd_extract, subparser=p)
 
     from emonet_tf import run  # its top level is TensorFlow-free
 

@@ -52,8 +52,10 @@ __all__ = [
     "Plan",
     "TfdsSplit",
     "WorkUnit",
+    "estimate_rows",
     "extract",
     "plan",
+    "run_plan",
     "tfrecord_feature_spec",
 ]
 
@@ -342,6 +344,34 @@ def _run_beam(the_plan: Plan, pending, layout, out_dir, batch_size, workers, pip
         watcher.stop()
         if model_dir is not None:
             remote.rmtree(model_dir)
+
+
+def estimate_rows(units: Sequence[WorkUnit], sampling: str) -> Optional[int]:
+    """About how many rows `units` will give (a progress total): 1 per image, a video's sampled frames
+    estimated from its container (duration x rate, `media.estimated_video_frames`), a TFDS range's size.
+    None when a video's length is unknown (a remote one, or a container without a duration)."""
+    from emonet_tf import media, video
+    from emonet_tf.extract.sources import is_url
+
+    spec = video.FrameSampling.parse(sampling)
+    total = 0
+    for unit in units:
+        if unit.kind != "video":
+            total += len(unit.items) if unit.items else unit.stop_frame - unit.first_frame
+            continue
+        path = unit.items[0].path
+        decoded = None if is_url(path) else media.estimated_video_frames(path)
+        if decoded is None:
+            return None
+        stop = decoded if unit.stop_frame is None else min(decoded, unit.stop_frame)
+        frames = max(0, stop - unit.first_frame)
+        if spec.every_n:
+            frames = -(-frames // spec.every_n)
+        elif spec.fps and frames:
+            info = video.probe_video(path)
+            frames = round(frames / info.fps * spec.fps) if info.fps else frames
+        total += frames
+    return total
 
 
 class _UnitWatcher:

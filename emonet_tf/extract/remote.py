@@ -33,12 +33,19 @@ def listdir(path: str) -> list[str]:
 
 
 def walk_files(root: str) -> list[str]:
-    """Every file under `root`, sorted by folder then name (the order `media.collect_inputs` walks)."""
+    """Every file under `root` in the order `media.collect_inputs` walks a local folder (`os.walk` with
+    sorted folders): a folder's files by name, then its subfolders one by one, each with all it holds.
+
+    Not a sort of the full paths: "a-b/c.png" sorts before "a/sub/d.png" ('-' < '/'), but the walk
+    finishes "a" first, and remote and local copies of a corpus must give the same rows in the same order.
+    """
     out = []
     for folder, subdirs, files in tf.io.gfile.walk(root):
-        subdirs.sort()
+        # In place: tf.io.gfile.walk (top-down) descends in this list's order. Object stores may list a
+        # folder as "sub/"; the slash must not change the order ("a-b/" < "a/").
+        subdirs.sort(key=lambda name: name.rstrip("/"))
         out.extend(join(folder, name) for name in sorted(files))
-    return sorted(out, key=lambda p: (os.path.dirname(p), os.path.basename(p)))
+    return out
 
 
 def join(folder: str, name: str) -> str:

@@ -386,7 +386,7 @@ def finish(out_dir: str, plan: dict, extra: dict[str, Any]) -> dict:
         "rows": sum(r["rows"] for r in records),
         "units": layout.num_units,
         "errors": sum(len(r["errors"]) for r in records),
-        "damaged": {s: d for r in records for s, d in r["damaged"].items()},
+        "damaged_videos": {s: d for r in records for s, d in r["damaged"].items()},
         "shards": [{"file": f"{SHARDS}/{r['shard']}", "unit": r["unit"], "rows": r["rows"]} for r in records],
         **extra,
     }
