@@ -460,7 +460,9 @@ class Extraction:
                     value = value.decode("utf-8")
                 row[c] = value
             rows.append(row)
-        return pd.DataFrame(rows, columns=columns)
+        # The Parquet schema's dtypes (an int64_list reads back int64: unit and row are int32 there), so
+        # that an extraction's keys are the same DataFrame in either format, also when it has no row.
+        return pd.DataFrame(rows, columns=columns).astype({c: _ARROW_TYPES[c] for c in columns if c in _ARROW_TYPES})
 
     def layer(self, name: str) -> np.ndarray:
         """One output for every row: N x its shape (conv layers N x H x W x C), float32.
