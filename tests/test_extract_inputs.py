@@ -4,7 +4,8 @@ Remote inputs and a remote output folder (TensorFlow's in-memory ``ram://`` file
 gs:// and s3://), a file list, a TFDS split built with the repo's own builder, TFRecord output, a plan
 that does not match the folder, bad inputs, videos cut into frame ranges, and pandas reading the shards.
 Every extraction is compared with an independent one (a local run, direct paths, the other format, the
-whole video, `EmoNet.activations`): the same computation on the same batches gives the same bits.
+whole video, `EmoNet.activations`): the same bits where the batches are the same, float32 noise where
+they differ (the single-image reference passes).
 
 The model is a randomly initialised EmoNet (no weight file); images are tiny and videos short.
 """
