@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional, Sequence
+import queue
+import threading
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from emonet_tf.extract import model as model_lib
 from emonet_tf.extract.rows import Row, UnitLog, read_unit
@@ -11,6 +13,49 @@ from emonet_tf.extract.shards import Layout, UnitWriter
 from emonet_tf.extract.sources import WorkUnit
 
 log = logging.getLogger(__name__)
+
+_END = object()
+
+
+def prefetch(events: Iterable, depth: int) -> Iterator:
+    """`events`, produced by a background thread up to `depth` ahead: decoding and resizing the next rows
+    overlaps the model's forward pass on the current batch. Exceptions are re-raised here; closing the
+    generator (an error or interrupt in the consumer) stops the thread.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for event in events:
+                if not put(event):
+                    return
+            put((_END, None))
+        except BaseException as err:  # noqa: BLE001 -- handed to the consumer, which raises it
+            put((_END, err))
+
+    thread = threading.Thread(target=produce, name="emonet-extract-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if isinstance(item, tuple) and len(item) == 2 and item[0] is _END:
+                if item[1] is not None:
+                    raise item[1]
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def run_unit(
@@ -38,7 +83,7 @@ def run_unit(
             batch.clear()
 
     try:
-        for event in read_unit(unit, preprocessor, sampling, damaged, scratch):
+        for event in prefetch(read_unit(unit, preprocessor, sampling, damaged, scratch), 2 * batch_size):
             summary.add(event)
             if isinstance(event, Row):
                 batch.append(event)
