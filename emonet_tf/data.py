@@ -18,6 +18,12 @@ Design, and why:
   replicas (the distributed runs reproduce a one-device run). Every worker reads all records, but only
   decodes its own share. Only whole global batches are used (drop remainder), so all replicas
   always run the same number of steps.
+- Pre-resized records (the builders' `frame_size=227` configs, e.g. `every5_227`) hold frames already
+  resized by a preprocessor, recorded in the dataset's metadata (`info.metadata["pre_resized"]`).
+  They go through the same `preprocess_image_bytes`, whose resize of a 227x227 image is the identity
+  (every method), so nothing is resized twice; but a model whose preprocessor resizes differently
+  would silently get pixels it was not meant to see, so `train_dataset` and `eval_dataset` refuse it
+  (`check_preprocessor`, DatasetError naming both settings).
 - Augmentation (off by default; the paper used none): random horizontal flip and a random square
   crop of 90-100% of the side, resized back to 227 (bilinear) and rounded like the preprocessing.
   Its randomness is stateless, seeded by (seed, epoch, example index), so it is reproducible and
@@ -52,6 +58,8 @@ class DatasetInfo:
     name: str
     class_names: tuple[str, ...]
     has_video_id: bool
+    #: The preprocessor whose resize made the stored frames (pre-resized records), else None.
+    pre_resized_with: Optional[EmoNetPreprocessor] = None
 
     @property
     def num_classes(self) -> int:
@@ -111,7 +119,52 @@ def inspect_dataset(dataset: str, data_dir: Optional[str] = None, splits: tuple[
         name=builder.info.full_name,
         class_names=tuple(features["label"].names),
         has_video_id="video_id" in features,
+        pre_resized_with=pre_resized_with(builder),
     )
+
+
+#: Key of the dataset metadata that describes pre-resized frames (tfds_builders.video_frames.PRE_RESIZED_KEY).
+PRE_RESIZED_KEY = "pre_resized"
+
+
+def pre_resized_with(builder: tfds.core.DatasetBuilder) -> Optional[EmoNetPreprocessor]:
+    """The preprocessor whose resize made the stored frames of a pre-resized dataset, or None (frames at their
+    decoded size). Read from `info.metadata["pre_resized"]["preprocessor"]` (metadata.json next to the records);
+    unreadable settings raise DatasetError."""
+    metadata = builder.info.metadata
+    entry = metadata.get(PRE_RESIZED_KEY) if metadata is not None else None
+    if not entry:
+        return None
+    try:
+        return EmoNetPreprocessor.from_config(dict(entry["preprocessor"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise DatasetError(
+            f"Dataset {builder.info.full_name}: unreadable pre-resize settings in its metadata ({err})"
+        ) from None
+
+
+def same_resize(a: EmoNetPreprocessor, b: EmoNetPreprocessor) -> bool:
+    """Whether two preprocessors resize alike: same method, and same antialias for the tf.image methods
+    (MATLAB's imresize always antialiases when shrinking; the flag does not change its pixels)."""
+    if a.resize_method != b.resize_method:
+        return False
+    return a.resize_method == "matlab" or a.antialias == b.antialias
+
+
+def check_preprocessor(info: DatasetInfo, preprocessor: EmoNetPreprocessor) -> None:
+    """Raises DatasetError when `info`'s frames were pre-resized by a resize other than `preprocessor`'s.
+
+    A 227x227 stored frame is not resized again (the resize of a 227x227 image is the identity), so a
+    model whose preprocessor says "bilinear" would be fed frames a MATLAB resize made: refused, naming both.
+    """
+    made = info.pre_resized_with
+    if made is not None and not same_resize(made, preprocessor):
+        raise DatasetError(
+            f"Dataset {info.name} stores frames already resized to 227x227 ({made.describe()}), but the model's "
+            f"preprocessor resizes differently ({preprocessor.describe()}); its inputs would not be what it "
+            "expects. Use the records at their decoded size (the config without the _227 suffix) or a model "
+            "whose preprocessor matches"
+        )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -213,9 +266,11 @@ def train_dataset(
     """Per-replica batches (images 227x227x3 float32 0-255, int32 labels) of one training epoch.
 
     Images are decoded and resized by `preprocessor` (the model's `EmoNetPreprocessor`; the default
-    contract when None), with `resize_method` / `antialias` overriding it when given.
+    contract when None), with `resize_method` / `antialias` overriding it when given. Pre-resized records
+    must have been resized by the same settings (`check_preprocessor`, DatasetError otherwise).
     """
     preprocessor = resolve(preprocessor, resize_method, antialias)
+    check_preprocessor(info, preprocessor)
     ctx = _input_context(input_context)
     num_examples = info.num_examples(split)
     base = _stored_examples(info.builder, split, with_video_id=False)
@@ -253,9 +308,11 @@ def eval_dataset(
 ) -> tf.data.Dataset:
     """(images, labels[, video_ids]) batches of a whole split in stored order, nothing dropped.
 
-    Images: float32 [N, 227, 227, 3], 0-255, by `preprocessor` (see `train_dataset`).
+    Images: float32 [N, 227, 227, 3], 0-255, by `preprocessor` (see `train_dataset`; pre-resized records
+    are checked against it).
     """
     preprocessor = resolve(preprocessor, resize_method, antialias)
+    check_preprocessor(info, preprocessor)
     with_video_id = with_video_id and info.has_video_id
     ds = _stored_examples(info.builder, split, with_video_id=with_video_id)
 

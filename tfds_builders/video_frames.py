@@ -12,6 +12,16 @@ how they find videos and labels (their `_collect`). Everything else lives here:
   dropped whole (``damaged_videos="skip"``, the default) or written with every example flagged
   ``video_damaged`` (``"keep"``), never half-written unmarked. Memory stays flat in the corpus
   size: one video at a time.
+* **Pre-resized frames** (config field ``frame_size=227``, configs ``<sampling>_227``): each sampled
+  frame is encoded as ``frame_encoding`` says, decoded and resized to 227x227 by the model's
+  preprocessing (:class:`emonet_tf.preprocessor.EmoNetPreprocessor` with the config's
+  ``resize_method``/``antialias``: exactly the ops `emonet_tf.data` runs on the ordinary records at
+  read time), and stored as lossless PNG. The resize rounds and clips to integers 0..255, so uint8
+  PNG holds it exactly; reading such a record gives the same model input as reading the ordinary
+  record of the same frame and resizing it (tests/test_pre_resized.py), without the per-epoch JPEG
+  decode of the full frame and the resize. The settings are recorded in the dataset's metadata
+  (``info.metadata["pre_resized"]``, :data:`PRE_RESIZED_KEY`), which `emonet_tf.data` checks
+  against the model's preprocessor.
 * **Plain or Beam.** TFDS picks the writer from what `_generate_examples` returns: a Python
   generator (plain, single process) or a ``beam.PTransform``. We return the PTransform
   (``beam.Create(videos) | beam.Reshuffle() | beam.FlatMap(...)``) when the build was given a Beam
@@ -60,6 +70,10 @@ JPEG_QUALITY = 95
 PNG_COMPRESSION = 1
 #: Frame encodings a config may choose (``frame_encoding``); the first is the default.
 FRAME_ENCODINGS = ("jpeg", "png")
+#: Side of pre-resized frames (config field ``frame_size``): the network's input, `image_spec.IMAGE_SIZE`.
+PRE_RESIZED_SIZE = 227
+#: Key of ``DatasetInfo.metadata`` (metadata.json next to the records) describing pre-resized frames.
+PRE_RESIZED_KEY = "pre_resized"
 #: Share of each label's videos that go to `test` when no split is given (the released split has 428/2185).
 TEST_FRACTION = 0.2
 #: File written next to the prepared data.
@@ -108,7 +122,13 @@ class VideoFramesConfig(tfds.core.BuilderConfig):
         the frames that decoded with ``video_damaged=True`` and lists the video in the summary.
         Strict mode raises at a damaged video under either policy.
       frame_encoding: "jpeg" (default, OpenCV quality 95) or "png" (lossless: the stored pixels are
-        exactly the decoded frame; several times larger, see docs/datasets.md).
+        exactly the decoded frame; several times larger, see docs/datasets.md). With ``frame_size``,
+        the encoding whose read-time pixels the pre-resized frames reproduce (they are stored as PNG).
+      frame_size: None (default: frames stored at their decoded size) or 227: frames stored already
+        resized to the network's input by the preprocessing ``resize_method``/``antialias``
+        describe, as lossless PNG (see the module doc).
+      resize_method, antialias: the `EmoNetPreprocessor` settings of the resize when ``frame_size``
+        is set (default: the default contract, MATLAB's imresize); ignored otherwise.
     """
 
     sampling: str = "every5"
@@ -116,6 +136,9 @@ class VideoFramesConfig(tfds.core.BuilderConfig):
     test_fraction: float = TEST_FRACTION
     damaged_videos: str = video_lib.DEFAULT_DAMAGED_POLICY
     frame_encoding: str = FRAME_ENCODINGS[0]
+    frame_size: Optional[int] = None
+    resize_method: str = "matlab"
+    antialias: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,15 +169,30 @@ def env_strict() -> bool:
     return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def sampling_configs(config_cls: type, prefix: str = "", **fields: Any) -> list:
-    """One config per frame sampling, named ``<prefix>_<sampling>`` (or ``<sampling>`` without prefix)."""
+def sampling_configs(config_cls: type, prefix: str = "", frame_size: Optional[int] = None, **fields: Any) -> list:
+    """One config per frame sampling, named ``<prefix>_<sampling>`` (or ``<sampling>`` without prefix).
+
+    With ``frame_size`` (227), the pre-resized variants, named ``..._<frame_size>``: frames stored
+    resized by the default preprocessing (MATLAB's imresize) as PNG, equal at read time to the JPEG
+    configs of the same name without the suffix.
+    """
     out = []
     for sampling in SAMPLINGS:
         name = f"{prefix}_{sampling}" if prefix else sampling
         description = SAMPLING_DESCRIPTIONS[sampling]
         if prefix:
             description = f"{fields.get('label_set', prefix)} labels, {description}"
-        out.append(config_cls(name=name, description=description, sampling=sampling, **fields))
+        if frame_size is not None:
+            name = f"{name}_{frame_size}"
+            description = (
+                f"{description}; frames stored resized to {frame_size}x{frame_size} by MATLAB's imresize "
+                f"(lossless PNG): the model inputs of `{name[: -len(str(frame_size)) - 1]}` without the per-epoch resize"
+            )
+            out.append(
+                config_cls(name=name, description=description, sampling=sampling, frame_size=frame_size, **fields)
+            )
+        else:
+            out.append(config_cls(name=name, description=description, sampling=sampling, **fields))
     return out
 
 
@@ -299,6 +337,59 @@ def encode_frame(rgb: np.ndarray, encoding: str = FRAME_ENCODINGS[0]) -> bytes:
     return _ENCODERS[check_frame_encoding(encoding)](rgb)
 
 
+def check_frame_size(frame_size: Optional[int]) -> Optional[int]:
+    """Returns `frame_size` if it is None or PRE_RESIZED_SIZE (an int), else raises ValueError."""
+    if frame_size is not None and (type(frame_size) is not int or frame_size != PRE_RESIZED_SIZE):
+        raise ValueError(
+            f"frame_size must be null (frames at their decoded size) or {PRE_RESIZED_SIZE} (the network's input), "
+            f"got {frame_size!r}"
+        )
+    return frame_size
+
+
+def resize_preprocessor(resize_method: str = "matlab", antialias: bool = True):
+    """The `EmoNetPreprocessor` whose resize makes pre-resized frames (ValueError for a bad setting)."""
+    from emonet_tf.preprocessor import EmoNetPreprocessor
+
+    return EmoNetPreprocessor(resize_method=resize_method, antialias=antialias)
+
+
+@functools.lru_cache(maxsize=None)
+def _pre_resize_function(resize_method: str, antialias: bool):
+    """encoded bytes -> float32 227x227x3: the preprocessor's in-graph path, traced once per setting."""
+    import tensorflow as tf
+
+    preprocessor = resize_preprocessor(resize_method, antialias)
+    return tf.function(preprocessor.preprocess_image_bytes, input_signature=[tf.TensorSpec([], tf.string)])
+
+
+def pre_resize(encoded: bytes, resize_method: str = "matlab", antialias: bool = True) -> np.ndarray:
+    """uint8 227x227x3: the model input that `emonet_tf.data` makes of a record holding `encoded`.
+
+    The resize ends with round and clip to 0..255 (after each pass for "matlab"), so its float32
+    output holds integers and converts to uint8 exactly; checked here, RuntimeError otherwise.
+    """
+    out = _pre_resize_function(resize_method, bool(antialias))(encoded).numpy()
+    pixels = out.astype(np.uint8)
+    if out.shape != (PRE_RESIZED_SIZE, PRE_RESIZED_SIZE, 3) or not np.array_equal(pixels.astype(np.float32), out):
+        raise RuntimeError(f"the resize gave {out.shape} values that are not integers in 0..255; cannot store as uint8")
+    return pixels
+
+
+def stored_frame(
+    rgb: np.ndarray,
+    frame_encoding: str = FRAME_ENCODINGS[0],
+    frame_size: Optional[int] = None,
+    resize_method: str = "matlab",
+    antialias: bool = True,
+) -> bytes:
+    """The stored bytes of one decoded frame: `encode_frame`, or with `frame_size` the PNG of `pre_resize`."""
+    encoded = encode_frame(rgb, frame_encoding)
+    if check_frame_size(frame_size) is None:
+        return encoded
+    return encode_png(pre_resize(encoded, resize_method, antialias))
+
+
 def example_key(video_id: str, frame_index: int) -> str:
     return f"{video_id}_{frame_index:06d}"
 
@@ -337,14 +428,21 @@ def extract_video(
     sampling: str,
     damaged: str = video_lib.DEFAULT_DAMAGED_POLICY,
     frame_encoding: str = FRAME_ENCODINGS[0],
+    frame_size: Optional[int] = None,
+    resize_method: str = "matlab",
+    antialias: bool = True,
 ) -> Extraction:
     """All examples of one video, or none and the reason; see :class:`Extraction`.
 
     ``damaged``: "skip" returns a damaged video as a VIDEO_DAMAGED problem with no example; "keep"
-    returns the frames that decoded, flagged ``video_damaged``.
+    returns the frames that decoded, flagged ``video_damaged``. ``frame_size`` (227): frames stored
+    pre-resized (`stored_frame`).
     """
     frame_sampling = video_lib.FrameSampling.parse(sampling)
     check_frame_encoding(frame_encoding)
+    check_frame_size(frame_size)
+    if frame_size is not None:
+        resize_preprocessor(resize_method, antialias)  # a bad setting raises here, not per frame
     soft = np.asarray(entry.soft_label, np.float32)
     examples = []
     try:
@@ -354,7 +452,7 @@ def extract_video(
                 (
                     example_key(entry.video_id, frame.index),
                     {
-                        "image": encode_frame(frame.image, frame_encoding),
+                        "image": stored_frame(frame.image, frame_encoding, frame_size, resize_method, antialias),
                         "label": entry.label,
                         "video_id": entry.video_id,
                         "frame_index": frame.index,
@@ -456,12 +554,21 @@ _BEAM_NAMESPACE = "emonet_tf_video_frames"
 
 
 def _beam_extract(
-    entry: VideoEntry, sampling: str, strict: bool, split: str, where: str, damaged: str, frame_encoding: str
+    entry: VideoEntry,
+    sampling: str,
+    strict: bool,
+    split: str,
+    where: str,
+    damaged: str,
+    frame_encoding: str,
+    frame_size: Optional[int] = None,
+    resize_method: str = "matlab",
+    antialias: bool = True,
 ) -> Iterator[tuple[str, dict]]:
     """Beam FlatMap body: the video's examples, with the outcome recorded in Beam counters."""
     from apache_beam.metrics import Metrics
 
-    extraction = extract_video(entry, sampling, damaged, frame_encoding)
+    extraction = extract_video(entry, sampling, damaged, frame_encoding, frame_size, resize_method, antialias)
     check_extraction(entry, extraction, strict, where)
     namespace = f"{_BEAM_NAMESPACE}/{split}"
     problem = extraction.problem
@@ -579,7 +686,34 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     def _where(self) -> str:
         return f"{self.name}/{self.builder_config.name}"
 
+    def pre_resized(self) -> Optional[dict[str, Any]]:
+        """What ``info.metadata["pre_resized"]`` records for a ``frame_size`` config, else None.
+
+        ``preprocessor``: the `EmoNetPreprocessor` config whose resize made the frames (readers compare
+        it with the model's); ``frame_size``; ``source_encoding`` (and ``jpeg_quality``): the ordinary
+        records whose read-time inputs the frames equal; ``stored_encoding``: "png".
+        """
+        config = self.builder_config
+        if config.frame_size is None:
+            return None
+        return {
+            "frame_size": config.frame_size,
+            "preprocessor": resize_preprocessor(config.resize_method, config.antialias).get_config(),
+            "source_encoding": config.frame_encoding,
+            "jpeg_quality": JPEG_QUALITY if config.frame_encoding == "jpeg" else None,
+            "stored_encoding": "png",
+            "png_compression": PNG_COMPRESSION,
+        }
+
     def _image_doc(self) -> str:
+        pre = self.pre_resized()
+        if pre is not None:
+            p = pre["preprocessor"]
+            source = "JPEG q%d" % JPEG_QUALITY if pre["source_encoding"] == "jpeg" else "lossless PNG"
+            return (
+                f"RGB frame already resized to {pre['frame_size']}x{pre['frame_size']} (resize {p['resize_method']}, "
+                f"antialias {p['antialias']}) from its {source} encoding, stored as lossless PNG"
+            )
         if self.builder_config.frame_encoding == "png":
             return "RGB frame, PNG-encoded once by OpenCV (lossless: exactly the decoded pixels)"
         return f"RGB frame, JPEG-encoded once by OpenCV at quality {JPEG_QUALITY}"
@@ -588,13 +722,17 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         # Runs at construction: a wrong choice fails there, naming the field's values, not at the first video.
         video_lib.check_damaged_policy(self.builder_config.damaged_videos)
         check_frame_encoding(self.builder_config.frame_encoding)
+        check_frame_size(self.builder_config.frame_size)
+        pre = self.pre_resized()
         categories = self._categories()
         num = len(categories) if categories is not None else None
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Image(
-                        shape=(None, None, 3), encoding_format=self.builder_config.frame_encoding, doc=self._image_doc()
+                        shape=(pre["frame_size"], pre["frame_size"], 3) if pre else (None, None, 3),
+                        encoding_format=pre["stored_encoding"] if pre else self.builder_config.frame_encoding,
+                        doc=self._image_doc(),
                     ),
                     "label": tfds.features.ClassLabel(names=list(categories))
                     if categories is not None
@@ -620,6 +758,8 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             ),
             supervised_keys=("image", "label"),
             homepage=self.HOMEPAGE,
+            # Only pre-resized configs write metadata.json; the ordinary ones are left as they were.
+            metadata=tfds.core.MetadataDict({PRE_RESIZED_KEY: pre}) if pre else None,
         )
 
     def _example_writer(self) -> tfds.core.writer.ExampleWriter:
@@ -701,7 +841,14 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
     def _extract_kwargs(self) -> dict[str, Any]:
         config = self.builder_config
-        return {"sampling": config.sampling, "damaged": config.damaged_videos, "frame_encoding": config.frame_encoding}
+        kwargs = {
+            "sampling": config.sampling,
+            "damaged": config.damaged_videos,
+            "frame_encoding": config.frame_encoding,
+        }
+        if config.frame_size is not None:
+            kwargs.update(frame_size=config.frame_size, resize_method=config.resize_method, antialias=config.antialias)
+        return kwargs
 
     def _generate_examples(self, entries: list[VideoEntry], split: str):
         strict, where = self.strict, f"{self._where()}/{split}"
@@ -809,6 +956,7 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             "frame_encoding": self.builder_config.frame_encoding,
             "jpeg_quality": JPEG_QUALITY if self.builder_config.frame_encoding == "jpeg" else None,
             "damaged_videos": self.builder_config.damaged_videos,
+            **({PRE_RESIZED_KEY: self.pre_resized()} if self.builder_config.frame_size is not None else {}),
             "strict": self.strict,
             "beam": self._use_beam,
             "left_out_at_label_stage": {k: sorted(v, key=lambda d: d["name"]) for k, v in sorted(label_stage.items())},

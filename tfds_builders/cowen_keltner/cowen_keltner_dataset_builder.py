@@ -139,6 +139,8 @@ class Builder(vf.VideoFramesBuilder):
     BUILDER_CONFIGS = [
         *vf.sampling_configs(CowenKeltnerConfig, "emonet20", label_set="emonet20"),
         *vf.sampling_configs(CowenKeltnerConfig, "ck27", label_set="ck27"),
+        *vf.sampling_configs(CowenKeltnerConfig, "emonet20", vf.PRE_RESIZED_SIZE, label_set="emonet20"),
+        *vf.sampling_configs(CowenKeltnerConfig, "ck27", vf.PRE_RESIZED_SIZE, label_set="ck27"),
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "emonet20_every5"
     HOMEPAGE = "https://s3-us-west-1.amazonaws.com/emogifs/map.html"

@@ -52,7 +52,10 @@ class Builder(vf.VideoFramesBuilder):
         "1.0.0": "Initial release: every5/fps10/all, folder or CSV labels, splits by video.",
         "2.0.0": vf.VideoFramesBuilder.RELEASE_NOTES["2.0.0"],
     }
-    BUILDER_CONFIGS = vf.sampling_configs(VideoFolderConfig)
+    BUILDER_CONFIGS = [
+        *vf.sampling_configs(VideoFolderConfig),
+        *vf.sampling_configs(VideoFolderConfig, frame_size=vf.PRE_RESIZED_SIZE),
+    ]
     DEFAULT_BUILDER_CONFIG_NAME = "every5"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     Point `--manual_dir` at your corpus (or pass the root in a JSON config, `"root": "/path"`):
