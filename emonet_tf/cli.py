@@ -813,18 +813,52 @@ def cmd_extract(args) -> int:
     import shlex
 
     from emonet_tf import extract
+    from emonet_tf.extract import model as extract_model
+    from emonet_tf.extract import sources as extract_sources
 
     if args.runner == "local" and args.pipeline_options:
         raise UsageError("--pipeline-options are Beam's: add --runner beam")
     if args.workers < 1 or args.images_per_unit < 1 or (args.frames_per_unit is not None and args.frames_per_unit < 1):
         raise UsageError("--workers, --images-per-unit and --frames-per-unit must be at least 1")
-    if not extract.sources.is_url(args.out):
+    if not args.out.strip():  # "" would put the extraction's files in the current folder, unchecked
+        raise UsageError("--out is empty: name the extraction folder")
+    if args.scratch is not None and not os.path.isdir(args.scratch):
+        raise UsageError(f"{args.scratch}: --scratch is not a folder")
+    if args.data_dir and not args.tfds:
+        raise UsageError("--data-dir is the folder of a --tfds split: add --tfds, or drop --data-dir")
+    if extract.sources.is_url(args.out):
+        import tensorflow as tf
+
+        try:  # a scheme without its file system plugin would fail only after the model loads
+            extract.shards.remote.exists(args.out)
+        except tf.errors.OpError as err:
+            raise UsageError(f"{args.out}: --out cannot be reached ({err.message})") from None
+    else:
+        if os.path.islink(args.out) and not os.path.exists(args.out):
+            raise UsageError(f"{args.out}: --out is a link to nothing ({os.readlink(args.out)})")
         if os.path.isfile(args.out):
             raise UsageError(f"{args.out}: --out is a file, expected a folder")
         _check_output_folder(args.out, "--out")
         _check_not_inputs([("--out", args.out)], _model_inputs(args) + list(args.inputs))
     if not args.inputs and not args.list and not args.tfds:
         raise UsageError("nothing to extract: give files or folders, --list FILE or --tfds tfds:NAME:SPLIT")
+    # What can be checked without the model is checked before it loads (a usage error should not wait for
+    # the weights): the layer list's form, Beam's flags, the TFDS spec, and that the file list reads.
+    layers = [l.strip() for l in args.layers.split(",") if l.strip()] or [""]
+    try:
+        pipeline_options = shlex.split(args.pipeline_options or "")
+    except ValueError as err:
+        raise UsageError(f"--pipeline-options {args.pipeline_options!r}: {err}") from None
+    try:
+        extract_model.output_names(layers)
+        if args.tfds and extract_sources.parse_tfds(args.tfds) is None:
+            raise ValueError(f"{args.tfds}: --tfds is tfds:NAME[/CONFIG]:SPLIT, e.g. tfds:video_folder:test")
+        if args.tfds and (args.inputs or args.list):
+            raise ValueError("give files and folders (or --list), or --tfds, not both")
+        if args.list:
+            extract_sources.read_file_list(args.list)
+    except (ValueError, OSError) as err:
+        raise UsageError(str(err)) from None
     emonet = load_emonet(args)
     if _exif(args):
         emonet.preprocessor = emonet.preprocessor.replace(exif_orientation=True)
@@ -832,7 +866,7 @@ def cmd_extract(args) -> int:
         plan = extract.plan(
             args.inputs,
             emonet,
-            layers=[l for l in args.layers.split(",") if l.strip()] or [""],
+            layers=layers,
             output_format=args.format,
             sampling=args.sampling,
             damaged=args.damaged,
@@ -853,7 +887,7 @@ def cmd_extract(args) -> int:
                 batch_size=args.batch_size,
                 runner=args.runner,
                 workers=args.workers,
-                pipeline_options=shlex.split(args.pipeline_options or ""),
+                pipeline_options=pipeline_options,
                 overwrite=args.overwrite,
                 scratch=args.scratch,
                 progress=bar,
@@ -874,7 +908,9 @@ def cmd_extract(args) -> int:
             file=sys.stderr,
         )
     if m["damaged_videos"]:
-        print(f"emonet extract: {len(m['damaged_videos'])} damaged video(s) kept, rows marked 'damaged'", file=sys.stderr)
+        print(
+            f"emonet extract: {len(m['damaged_videos'])} damaged video(s) kept, rows marked 'damaged'", file=sys.stderr
+        )
     return EXIT_OK if m["rows"] else EXIT_NOTHING_PROCESSED
 
 

@@ -82,6 +82,8 @@ def _sources(inputs: Sequence[str], file_list: Optional[str], tfds: Optional[str
     from emonet_tf.extract import sources
 
     split = parse_tfds(tfds, data_dir) if tfds else None
+    if tfds and split is None:  # else a mistyped spec would be ignored, and the files extracted alone
+        raise ValueError(f"{tfds}: a TFDS split is tfds:NAME[/CONFIG]:SPLIT, e.g. tfds:video_folder:test")
     paths = list(inputs) + (sources.read_file_list(file_list) if file_list else [])
     tfds_inputs = [p for p in paths if p.startswith("tfds:")]
     if tfds_inputs:
@@ -152,8 +154,10 @@ def _tfds_num_examples(split: TfdsSplit) -> int:
         builder = tfds.builder(split.name, data_dir=split.data_dir)
         return builder.info.splits[split.split].num_examples
     except Exception as err:  # tfds raises several kinds (DatasetNotFoundError, KeyError, ValueError ...)
+        # The first line only: DatasetNotFoundError goes on to list every dataset TFDS knows (hundreds of lines).
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ValueError(
-            f"{split.spec}: not a prepared TFDS split in {split.data_dir or 'the default data_dir'} ({err})"
+            f"{split.spec}: not a prepared TFDS split in {split.data_dir or 'the default data_dir'} ({reason})"
         ) from None
 
 

@@ -21,6 +21,11 @@ def isdir(path: str) -> bool:
     return tf.io.gfile.isdir(path)
 
 
+def size(path: str) -> int:
+    """A file's size in bytes."""
+    return tf.io.gfile.stat(path).length
+
+
 def makedirs(path: str) -> None:
     tf.io.gfile.makedirs(path)
 

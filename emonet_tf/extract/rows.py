@@ -168,7 +168,12 @@ def _read_video(unit: WorkUnit, preprocessor, sampling: str, damaged: str, scrat
                     if frame.index < unit.first_frame:
                         continue
                     if unit.stop_frame is not None and frame.index >= unit.stop_frame:
-                        return
+                        # Decoded on to the end, unused: damage after this range decides its rows too (skip
+                        # drops every row of a damaged video, keep marks them "damaged"), as for the whole
+                        # video; stopping here would keep a damaged film's first ranges as "ok".
+                        for _ in frames:
+                            pass
+                        break
                     key = RowKey(unit.index, row, item.path, video_id, frame.index, frame.timestamp_ms)
                     yield Row(key, preprocessor.preprocess_array(frame.image))
                     row += 1

@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import struct
 import tempfile
 from typing import Any, Optional, Sequence
@@ -97,9 +98,12 @@ def start(out_dir: str, plan: dict, overwrite: bool = False) -> list[int]:
     with ExtractionError naming what differs, unless `overwrite`, which deletes the old extraction's
     files (plan, shards, unit records, errors, manifest) and nothing else.
     """
+    if not out_dir or not out_dir.strip():
+        # os.path.join("", name) is `name`: the files would land in the current folder, past the checks below.
+        raise ExtractionError("the extraction folder is an empty path; name a folder")
     plan_path = remote.join(out_dir, PLAN)
     if remote.exists(plan_path):
-        old = json.loads(remote.read_text(plan_path))
+        old = _read_plan(plan_path, overwrite)
         if old.get("fingerprint") != plan["fingerprint"]:
             if not overwrite:
                 raise ExtractionError(
@@ -114,11 +118,42 @@ def start(out_dir: str, plan: dict, overwrite: bool = False) -> list[int]:
                 f"{out_dir}: not empty and holds no extraction plan ({', '.join(names[:3])} ...); "
                 "use an empty or new folder"
             )
+    elif overwrite:
+        # Unit records without a plan are of unknown settings: kept, they would count as done for this one.
+        # Only they go (by their exact names): a folder without a plan may be the user's, "units/" too.
+        units = remote.join(out_dir, UNITS)
+        for name in remote.listdir(units):
+            if re.fullmatch(r"part-\d{5}\.json", name):
+                remote.remove(remote.join(units, name))
     for sub in (SHARDS, UNITS):
         remote.makedirs(remote.join(out_dir, sub))
+    _remove_stale_temporaries(out_dir)
     remote.write_atomic(plan_path, json.dumps(plan, indent=1).encode())
     layout = layout_of(out_dir, plan)
     return [u for u in range(layout.num_units) if unit_done(layout, u)]
+
+
+def _read_plan(plan_path: str, overwrite: bool) -> dict:
+    """The plan in an extraction folder; {} for an unreadable one under `overwrite` (it is replaced),
+    else ExtractionError naming it (a hand-edited or foreign plan.json must not crash the run)."""
+    try:
+        old = json.loads(remote.read_text(plan_path))
+        if isinstance(old, dict):
+            return old
+    except (ValueError, OSError):
+        pass
+    if overwrite:
+        return {}
+    raise ExtractionError(f"{plan_path}: not an extraction plan (unreadable); use another folder, or --overwrite")
+
+
+def _remove_stale_temporaries(out_dir: str) -> None:
+    """Deletes the hidden ``.tmp-*`` files a killed run left (`remote.write_atomic`, `remote.staging_path`):
+    never read, but a folder of finished work should hold only its files. One run per folder at a time."""
+    for folder in (out_dir, remote.join(out_dir, SHARDS), remote.join(out_dir, UNITS)):
+        for name in remote.listdir(folder):
+            if re.match(r"\.tmp-[0-9a-f]{12}-", name):  # `remote`'s names only, never a user's file
+                remote.remove(remote.join(folder, name))
 
 
 def _differences(old: dict, new: dict) -> str:
@@ -143,7 +178,25 @@ def layout_of(out_dir: str, plan: dict) -> Layout:
 
 
 def unit_done(layout: Layout, unit: int) -> bool:
-    return remote.exists(layout.unit_path(unit)) and remote.exists(layout.shard_path(unit))
+    """Whether `unit` is finished: its record reads, and its shard exists with the size the record gives
+    (a shard truncated or replaced after the run -- a full disk, a partial copy -- is redone, not trusted)."""
+    record = read_unit_record(layout, unit)
+    if record is None or not remote.exists(layout.shard_path(unit)):
+        return False
+    size = record.get("shard_bytes")  # absent in records of older runs: trusted as before
+    return size is None or remote.size(layout.shard_path(unit)) == size
+
+
+def read_unit_record(layout: Layout, unit: int) -> Optional[dict]:
+    """A unit's record, or None when it is missing or unreadable (the unit is then redone)."""
+    path = layout.unit_path(unit)
+    if not remote.exists(path):
+        return None
+    try:
+        record = json.loads(remote.read_text(path))
+    except (ValueError, OSError):
+        return None
+    return record if isinstance(record, dict) and "rows" in record and "errors" in record else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,13 +258,14 @@ class UnitWriter:
             staged = remote.staging_path(final, self.scratch)
             try:
                 kept = _write_shard(staged, self.layout, self._staging if self.rows else None, log)
+                size = os.path.getsize(staged)  # in the record: `unit_done` checks the shard against it
                 remote.put_file(staged, final)
             finally:
                 if os.path.exists(staged):
                     os.remove(staged)
         finally:
             self.abort()
-        record = dict(log.to_json(), rows=kept, shard=os.path.basename(final))
+        record = dict(log.to_json(), rows=kept, shard=os.path.basename(final), shard_bytes=size)
         remote.write_atomic(self.layout.unit_path(self.unit), json.dumps(record, indent=1).encode())
         return record
 
@@ -368,13 +422,20 @@ def finish(out_dir: str, plan: dict, extra: dict[str, Any]) -> dict:
         raise ExtractionError(
             f"{out_dir}: {len(missing)} of {layout.num_units} units are not done (first: {missing[0]})"
         )
-    records = [json.loads(remote.read_text(layout.unit_path(u))) for u in range(layout.num_units)]
+    records = [read_unit_record(layout, u) for u in range(layout.num_units)]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["unit", "source", "error"])
+    errors = 0
     for r in records:
+        unit = plan["units"][r["unit"]]
         for e in r["errors"]:
+            # Every frame range of a failed video reports it; a continuation range (not from frame 0) is the
+            # same input, listed and counted once, under its first range.
+            if unit["kind"] == "video" and unit["first_frame"] > 0 and e["source"] in unit["sources"]:
+                continue
             writer.writerow([r["unit"], e["source"], e["error"]])
+            errors += 1
     remote.write_atomic(remote.join(out_dir, ERRORS), buffer.getvalue().encode("utf-8"))
     settings = plan["settings"]
     manifest = {
@@ -385,7 +446,7 @@ def finish(out_dir: str, plan: dict, extra: dict[str, Any]) -> dict:
         "key_columns": layout.key_columns(),
         "rows": sum(r["rows"] for r in records),
         "units": layout.num_units,
-        "errors": sum(len(r["errors"]) for r in records),
+        "errors": errors,
         "damaged_videos": {s: d for r in records for s, d in r["damaged"].items()},
         "shards": [{"file": f"{SHARDS}/{r['shard']}", "unit": r["unit"], "rows": r["rows"]} for r in records],
         **extra,

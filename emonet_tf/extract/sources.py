@@ -64,7 +64,11 @@ def read_file_list(path: str) -> list[str]:
     relative to the list's folder (so a list travels with its corpus). Raises OSError naming the list."""
     from emonet_tf.extract import remote
 
-    text = remote.read_text(path)
+    try:
+        # utf-8-sig: a list saved by Windows Notepad starts with a BOM, which would be part of the first path.
+        text = remote.read_bytes(path).decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise OSError(f"{path}: not a text file list of paths ({err.reason} at byte {err.start})") from None
     base = os.path.dirname(path)
     out = []
     for line in text.splitlines():
@@ -91,16 +95,21 @@ def collect_sources(paths: Sequence[str]) -> list[media.InputFile]:
         if not is_url(path):
             found.extend(media.collect_inputs([path]))
             continue
+        import tensorflow as tf
+
         from emonet_tf.extract import remote
 
-        if remote.isdir(path):
-            found.extend(
-                media.InputFile(p, media.kind_of(p)) for p in remote.walk_files(path) if media.is_media_name(p)
-            )
-        elif remote.exists(path):
-            found.append(media.InputFile(path, media.kind_of(path)))
-        else:
-            found.append(media.InputFile(path, media.kind_of(path), error=f"{path}: no such file"))
+        try:
+            if remote.isdir(path):
+                found.extend(
+                    media.InputFile(p, media.kind_of(p)) for p in remote.walk_files(path) if media.is_media_name(p)
+                )
+            elif remote.exists(path):
+                found.append(media.InputFile(path, media.kind_of(path)))
+            else:
+                found.append(media.InputFile(path, media.kind_of(path), error=f"{path}: no such file"))
+        except tf.errors.OpError as err:  # a scheme without its file system plugin, a denied bucket ...
+            found.append(media.InputFile(path, media.kind_of(path), error=f"{path}: cannot list ({err.message})"))
     return found
 
 
