@@ -840,6 +840,13 @@ def cmd_extract(args) -> int:
             raise UsageError(f"{args.out}: --out is a file, expected a folder")
         _check_output_folder(args.out, "--out")
         _check_not_inputs([("--out", args.out)], _model_inputs(args) + list(args.inputs))
+        # The refusal `extract.shards.start` gives (an input folder, someone's project), before the model loads.
+        names = [n for n in os.listdir(args.out) if not n.startswith(".")] if os.path.isdir(args.out) else []
+        if names and extract.shards.PLAN not in names and not args.overwrite:
+            raise UsageError(
+                f"{args.out}: --out is not empty and holds no extraction plan ({', '.join(sorted(names)[:3])} ...); "
+                "use an empty or new folder"
+            )
     if not args.inputs and not args.list and not args.tfds:
         raise UsageError("nothing to extract: give files or folders, --list FILE or --tfds tfds:NAME:SPLIT")
     # What can be checked without the model is checked before it loads (a usage error should not wait for

@@ -257,3 +257,11 @@ def test_an_out_that_cannot_be_written_is_refused_before_the_model_loads(out, co
     monkeypatch.setattr(cli, "load_emonet", _no_model)
     assert cli.main(["extract", str(corpus), "--out", out.replace("{tmp}", str(tmp_path))]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_folder_of_other_files_is_refused_before_the_model_loads(corpus, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "load_emonet", _no_model)
+    before = sorted(p.name for p in corpus.iterdir())
+    assert cli.main(["extract", str(corpus), "--out", str(corpus)]) == 2
+    assert "not empty and holds no extraction plan (p0.png, p1.png, p2.png ...)" in capsys.readouterr().err
+    assert sorted(p.name for p in corpus.iterdir()) == before
