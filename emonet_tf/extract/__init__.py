@@ -38,6 +38,7 @@ from emonet_tf.extract.sources import (
     DEFAULT_IMAGES_PER_UNIT,
     TfdsSplit,
     WorkUnit,
+    is_url,
     parse_tfds,
 )
 
@@ -273,7 +274,7 @@ def run_plan(
     pending = [u for u in the_plan.units if u.index not in set(done)]
     if done:
         log.info("%s: %d of %d units already done, kept", out_dir, len(done), len(the_plan.units))
-    own_scratch = tempfile.mkdtemp(prefix="emonet_extract_", dir=scratch)
+    own_scratch = _scratch_folder(out_dir, scratch)
     started = time.perf_counter()
     try:
         if runner == "local":
@@ -290,6 +291,24 @@ def run_plan(
     }
     shards.finish(out_dir, the_plan.document, extra)
     return Extraction(out_dir)
+
+
+SCRATCH = ".scratch"
+
+
+def _scratch_folder(out_dir: str, scratch: Optional[str]) -> str:
+    """This run's scratch folder (copies of remote inputs, staging files, the Beam weights file).
+
+    For a local OUT without --scratch: OUT/.scratch, emptied first, so that what a killed run left there
+    (up to the 228 MB weights file of a Beam run) goes with the next run instead of piling up in /tmp.
+    Otherwise a new folder under `scratch` (the system's temp folder by default), deleted at the end.
+    """
+    if scratch is None and not is_url(out_dir):
+        folder = os.path.join(out_dir, SCRATCH)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        return folder
+    return tempfile.mkdtemp(prefix="emonet_extract_", dir=scratch)
 
 
 def _run_local(the_plan: Plan, pending, layout, batch_size, scratch, progress, on_unit) -> None:

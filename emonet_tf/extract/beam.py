@@ -43,8 +43,14 @@ NAMESPACE = "emonet_extract"
 
 
 def default_options(workers: int) -> list[str]:
-    """The DirectRunner with `workers` processes (FnApiRunner in multi-processing mode)."""
-    return ["--runner=DirectRunner", f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+    """The DirectRunner with `workers` processes (FnApiRunner in multi-processing mode); the workers log
+    warnings and errors only (their INFO lines, dozens per run, would bury the command's own output)."""
+    return [
+        "--runner=DirectRunner",
+        f"--direct_num_workers={workers}",
+        "--direct_running_mode=multi_processing",
+        "--default_sdk_harness_log_level=WARNING",
+    ]
 
 
 class ReadUnitFn(beam.DoFn):
