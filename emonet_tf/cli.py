@@ -27,6 +27,7 @@ this is a user-facing tool with subcommands; absl flags belong to the training s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -809,6 +810,28 @@ def cmd_activations(args) -> int:
 # extract
 
 
+@contextlib.contextmanager
+def _terminate_unwinds():
+    """SIGTERM (`timeout`, `kill`, a batch scheduler's preemption) as an exit that unwinds, as Ctrl-C does:
+    Python's default ends the process on the spot, leaving the run's scratch folder and its staging files
+    (a whole film's activations) in the temp folder, and half-written ``.tmp-`` files in --out."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_extract(args) -> int:
     import shlex
 
@@ -887,7 +910,7 @@ def cmd_extract(args) -> int:
         raise UsageError(str(err)) from None
     total = None if args.no_progress else extract.estimate_rows(plan.units, args.sampling)
     try:
-        with _progress(total, args, desc="extract") as bar:
+        with _progress(total, args, desc="extract") as bar, _terminate_unwinds():
             ex = extract.run_plan(
                 plan,
                 args.out,

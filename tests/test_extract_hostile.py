@@ -265,3 +265,52 @@ def test_an_out_that_is_a_folder_of_other_files_is_refused_before_the_model_load
     assert cli.main(["extract", str(corpus), "--out", str(corpus)]) == 2
     assert "not empty and holds no extraction plan (p0.png, p1.png, p2.png ...)" in capsys.readouterr().err
     assert sorted(p.name for p in corpus.iterdir()) == before
+
+
+# ------------------------------------------------------------------------------------------------
+# SIGTERM
+
+
+_TERMINATED_RUN = """
+import sys
+import keras
+keras.utils.set_random_seed(0)
+from emonet_tf import EmoNetClassifier, cli
+from emonet_tf.inference import EmoNet
+emonet = EmoNet(EmoNetClassifier())
+cli.load_emonet = lambda args: emonet
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_unwinds_and_a_rerun_completes(tmp_path):
+    """`timeout` or a scheduler's kill: the scratch folder (staging files) and --out's temporaries go, as on
+    Ctrl-C; finished units stay and the rerun resumes them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tfds_builders import make_dummy_data as dummy
+
+    video, out, scratch = tmp_path / "film.mp4", tmp_path / "out", tmp_path / "scratch"
+    dummy.write_coded_video(video, 10.0, 120)
+    scratch.mkdir()
+    argv = [str(video), "--out", str(out), "--scratch", str(scratch), "--layers", "fc7", "--sampling", "all"]
+    argv += ["--frames-per-unit", "10", "--batch-size", "1", "--no-progress"]
+    command = [sys.executable, "-c", _TERMINATED_RUN, "extract"] + argv
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not list((out / "units").glob("part-*.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 128 + signal.SIGTERM, proc.stderr.read().decode()[-2000:]
+    assert list(scratch.iterdir()) == []
+    assert [p for p in out.rglob(".tmp-*")] == []
+    done = len(list((out / "units").glob("part-*.json")))
+    assert 1 <= done < 12
+    rerun = subprocess.run(command, capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+    manifest = extract.Extraction(str(out)).manifest
+    assert manifest["units_resumed"] == done and manifest["rows"] == 120
