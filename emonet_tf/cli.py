@@ -60,13 +60,20 @@ EXIT_OK = 0
 EXIT_NOTHING_PROCESSED = 1
 EXIT_USAGE = 2
 EXIT_FAILED = 1  # a runtime failure (e.g. the TFLite check), reported in one line
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 PREDICTION_SUFFIXES = (".csv", ".parquet", ".pq")
 NO_PROGRESS = ("--no-progress", "--noprogress", "--no_progress")  # --noprogress as train.py's absl flag
 
 
 class UsageError(Exception):
-    """A problem with the command line or its files that stops the command (exit status 2, with the usage)."""
+    """A problem with the command line or its files that stops the command (exit status 2, with the usage;
+    ``show_usage=False`` for a problem with the state of a file, e.g. a folder holding another extraction,
+    where the usage block would only bury the reason)."""
+
+    def __init__(self, message: str, show_usage: bool = True):
+        super().__init__(message)
+        self.show_usage = show_usage
 
 
 class CommandFailed(Exception):
@@ -832,7 +839,10 @@ def _terminate_unwinds():
         signal.signal(signal.SIGTERM, previous)
 
 
-def cmd_extract(args) -> int:
+def _check_extract_args(args) -> tuple[list[str], list[str]]:
+    """What `emonet extract` can check before the model loads (a usage error should not wait for the
+    weights): flags, --out, --scratch, the layer list's form, Beam's flags, the TFDS spec and that the file
+    list reads. Returns (layers, Beam pipeline options); raises UsageError."""
     import shlex
 
     from emonet_tf import extract
@@ -857,23 +867,9 @@ def cmd_extract(args) -> int:
         except tf.errors.OpError as err:
             raise UsageError(f"{args.out}: --out cannot be reached ({err.message})") from None
     else:
-        if os.path.islink(args.out) and not os.path.exists(args.out):
-            raise UsageError(f"{args.out}: --out is a link to nothing ({os.readlink(args.out)})")
-        if os.path.isfile(args.out):
-            raise UsageError(f"{args.out}: --out is a file, expected a folder")
-        _check_output_folder(args.out, "--out")
-        _check_not_inputs([("--out", args.out)], _model_inputs(args) + list(args.inputs))
-        # The refusal `extract.shards.start` gives (an input folder, someone's project), before the model loads.
-        names = [n for n in os.listdir(args.out) if not n.startswith(".")] if os.path.isdir(args.out) else []
-        if names and extract.shards.PLAN not in names and not args.overwrite:
-            raise UsageError(
-                f"{args.out}: --out is not empty and holds no extraction plan ({', '.join(sorted(names)[:3])} ...); "
-                "use an empty or new folder"
-            )
+        _check_extract_out(args)
     if not args.inputs and not args.list and not args.tfds:
         raise UsageError("nothing to extract: give files or folders, --list FILE or --tfds tfds:NAME:SPLIT")
-    # What can be checked without the model is checked before it loads (a usage error should not wait for
-    # the weights): the layer list's form, Beam's flags, the TFDS spec, and that the file list reads.
     layers = [l.strip() for l in args.layers.split(",") if l.strip()] or [""]
     try:
         pipeline_options = shlex.split(args.pipeline_options or "")
@@ -889,6 +885,32 @@ def cmd_extract(args) -> int:
             extract_sources.read_file_list(args.list)
     except (ValueError, OSError) as err:
         raise UsageError(str(err)) from None
+    return layers, pipeline_options
+
+
+def _check_extract_out(args) -> None:
+    """A local --out: a folder that can be written, not an input, and empty or an extraction."""
+    from emonet_tf import extract
+
+    if os.path.islink(args.out) and not os.path.exists(args.out):
+        raise UsageError(f"{args.out}: --out is a link to nothing ({os.readlink(args.out)})")
+    if os.path.isfile(args.out):
+        raise UsageError(f"{args.out}: --out is a file, expected a folder")
+    _check_output_folder(args.out, "--out")
+    _check_not_inputs([("--out", args.out)], _model_inputs(args) + list(args.inputs))
+    # The refusal `extract.shards.start` gives (an input folder, someone's project), before the model loads.
+    names = [n for n in os.listdir(args.out) if not n.startswith(".")] if os.path.isdir(args.out) else []
+    if names and extract.shards.PLAN not in names and not args.overwrite:
+        raise UsageError(
+            f"{args.out}: --out is not empty and holds no extraction plan ({', '.join(sorted(names)[:3])} ...); "
+            "use an empty or new folder"
+        )
+
+
+def cmd_extract(args) -> int:
+    from emonet_tf import extract
+
+    layers, pipeline_options = _check_extract_args(args)
     emonet = load_emonet(args)
     if _exif(args):
         emonet.preprocessor = emonet.preprocessor.replace(exif_orientation=True)
@@ -906,9 +928,15 @@ def cmd_extract(args) -> int:
             images_per_unit=args.images_per_unit,
             frames_per_unit=args.frames_per_unit,
         )
+        # The plan is checked against OUT (and OUT prepared) before the progress bar starts; the bar then
+        # counts the rows still to do, not those of units a killed run finished.
+        done = set(extract.shards.start(args.out, plan.document, overwrite=args.overwrite))
     except (ValueError, OSError) as err:
         raise UsageError(str(err)) from None
-    total = None if args.no_progress else extract.estimate_rows(plan.units, args.sampling)
+    except extract.ExtractionError as err:
+        raise UsageError(str(err), show_usage=False) from None
+    pending = [u for u in plan.units if u.index not in done]
+    total = None if args.no_progress else extract.estimate_rows(pending, args.sampling)
     try:
         with _progress(total, args, desc="extract") as bar, _terminate_unwinds():
             ex = extract.run_plan(
@@ -918,30 +946,46 @@ def cmd_extract(args) -> int:
                 runner=args.runner,
                 workers=args.workers,
                 pipeline_options=pipeline_options,
-                overwrite=args.overwrite,
+                overwrite=False,  # start() above already replaced what --overwrite replaces
                 scratch=args.scratch,
                 progress=bar,
                 weights=_weights_path(args),
             )
     except extract.ExtractionError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(str(err), show_usage=False) from None
+    except KeyboardInterrupt:
+        kept = sum(
+            extract.shards.unit_done(extract.shards.layout_of(args.out, plan.document), u.index) for u in plan.units
+        )
+        print(
+            f"\nemonet extract: interrupted; {kept} of {len(plan.units)} units are done and kept in {args.out}: "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    _report_extraction(ex, args.out)
+    return EXIT_OK if ex.manifest["rows"] else EXIT_NOTHING_PROCESSED
+
+
+def _report_extraction(ex, out: str) -> None:
+    from emonet_tf import extract
+
     m = ex.manifest
     print(
         f"{m['rows']} rows ({', '.join(ex.outputs)}) from {m['units']} units in {m['seconds']} s "
-        f"({m['units_resumed']} units kept from an earlier run): {args.out}"
+        f"({m['units_resumed']} units kept from an earlier run): {out}"
     )
-    print(f"manifest: {extract.shards.remote.join(args.out, extract.MANIFEST)}")
+    print(f"manifest: {extract.shards.remote.join(out, extract.MANIFEST)}")
     if m["errors"]:
         print(
             f"emonet extract: {m['errors']} input(s) failed, listed with the reason in "
-            f"{extract.shards.remote.join(args.out, extract.ERRORS)}",
+            f"{extract.shards.remote.join(out, extract.ERRORS)}",
             file=sys.stderr,
         )
     if m["damaged_videos"]:
         print(
             f"emonet extract: {len(m['damaged_videos'])} damaged video(s) kept, rows marked 'damaged'", file=sys.stderr
         )
-    return EXIT_OK if m["rows"] else EXIT_NOTHING_PROCESSED
 
 
 def cmd_run(args) -> int:
@@ -996,7 +1040,14 @@ def build_parser(convert_alias: Optional[str] = None) -> argparse.ArgumentParser
             help="image resize (default: the model's saved preprocessing; "
             "MATLAB's imresize for weights that record none)",
         )
-        parent.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32)
+        parent.add_argument(
+            "--batch-size",
+            "--batch_size",
+            dest="batch_size",
+            type=int,
+            default=32,
+            help="images per forward pass (default 32)",
+        )
         parent.add_argument(
             *NO_PROGRESS,
             dest="no_progress",
@@ -1171,7 +1222,7 @@ def build_parser(convert_alias: Optional[str] = None) -> argparse.ArgumentParser
         dest="frames_per_unit",
         type=int,
         help="split each video into work units of this many decoded frames (long films over several "
-        "workers; each range decodes the film from its start); default: one unit per video",
+        "workers; each range decodes the whole film); default: one unit per video",
     )
     p.add_argument("--scratch", help="local folder for copies of remote inputs and staging files")
     p.add_argument("--overwrite", action="store_true", help="replace an extraction in --out made with other settings")
@@ -1285,7 +1336,8 @@ def main(argv: Optional[Sequence[str]] = None, convert_alias: Optional[str] = No
     try:
         return args.func(args)
     except UsageError as err:
-        sub.print_usage(sys.stderr)
+        if err.show_usage:
+            sub.print_usage(sys.stderr)
         print(f"{sub.prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except CommandFailed as err:

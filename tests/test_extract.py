@@ -316,3 +316,39 @@ def test_prefetch_keeps_order_raises_the_readers_error_and_stops_when_closed():
     started = time.perf_counter()
     endless.close()  # the consumer stops (an error, Ctrl-C): the reading thread must not hang the process
     assert time.perf_counter() - started < 2.0
+
+
+def test_another_extraction_in_out_is_refused_without_burying_the_reason(emonet, corpus, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "load_emonet", lambda args: emonet)
+    out = str(tmp_path / "features")
+    assert cli.main(["extract", str(corpus / "photo0.png"), "--out", out, "--layers", "fc8", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli.main(["extract", str(corpus / "photo0.png"), "--out", out, "--layers", "fc7", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "holds an extraction with other layers" in err and "--overwrite" in err
+    assert "usage:" not in err  # a problem with the folder, not with the command line
+
+
+def test_ctrl_c_keeps_finished_units_says_so_and_exits_130(emonet, big_corpus, tmp_path, monkeypatch, capsys):
+    from emonet_tf.extract import local
+
+    monkeypatch.setattr(cli, "load_emonet", lambda args: emonet)
+    real, calls = local.run_unit, []
+
+    def interrupted_after_two(unit, *args, **kwargs):
+        calls.append(unit.index)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(unit, *args, **kwargs)
+
+    monkeypatch.setattr(local, "run_unit", interrupted_after_two)
+    out = tmp_path / "features"
+    argv = ["extract", str(big_corpus), "--out", str(out), "--images-per-unit", "4", "--no-progress"]
+    assert cli.main(argv) == cli.EXIT_INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert "interrupted; 2 of 5 units are done and kept" in err and "run the same command again" in err
+    assert "Traceback" not in err
+    assert not (out / ".scratch").exists() and not (out / "manifest.json").exists()
+    monkeypatch.setattr(local, "run_unit", real)
+    assert cli.main(argv) == 0
+    assert "(2 units kept from an earlier run)" in capsys.readouterr().out

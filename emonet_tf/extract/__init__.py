@@ -202,7 +202,7 @@ def extract(
       tfds, data_dir: a TFDS split ``tfds:NAME[/CONFIG]:SPLIT`` instead of files.
       images_per_unit: images (or TFDS examples) per work unit and shard.
       frames_per_unit: split videos into ranges of this many decoded frames (long films over several
-        workers); None keeps each video whole. A range decodes the film from its start.
+        workers); None keeps each video whole. Each range decodes the whole film (docs/extract.md).
       batch_size: images per forward pass.
       runner: "local" (this process) or "beam" (RunInference; `workers` DirectRunner processes unless
         `pipeline_options` name another runner: Beam's own flags, e.g. ``--runner=DataflowRunner``).
