@@ -58,15 +58,12 @@ def join(folder: str, name: str) -> str:
 
 
 def read_text(path: str) -> str:
-    """A text file's contents (UTF-8); OSError names the file."""
-    try:
-        with tf.io.gfile.GFile(path, "r") as f:
-            return f.read()
-    except tf.errors.OpError as err:
-        raise OSError(f"{path}: cannot read ({err.message})") from None
+    """A text file's contents (UTF-8; UnicodeDecodeError for other bytes); OSError names the file."""
+    return read_bytes(path).decode("utf-8")
 
 
 def read_bytes(path: str) -> bytes:
+    """A file's bytes; OSError names the file."""
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             return f.read()
