@@ -154,13 +154,16 @@ def prediction_batches(
     `info` is a `data.DatasetInfo` (`data.inspect_dataset`). Each batch holds `image` (N x 227 x 227 x 3
     float32, decoded and resized by `preprocessor`, the model's `EmoNetPreprocessor`, with the ops of
     training and serving; the default contract when None, `resize_method` / `antialias` override it) and
-    those of `label`, `video_id`, `frame_index`, `timestamp_ms` that the split has.
+    those of `label`, `video_id`, `frame_index`, `timestamp_ms` that the split has. Raises
+    data.DatasetError for frames pre-resized by another resize (`data.check_preprocessor`).
     """
     import tensorflow_datasets as tfds
 
+    from emonet_tf import data
     from emonet_tf.preprocessor import resolve
 
     preprocessor = resolve(preprocessor, resize_method, antialias)
+    data.check_preprocessor(info, preprocessor)
     present = [f for f in BATCH_FIELDS if f in info.builder.info.features]
     ds = info.builder.as_dataset(
         split=split,

@@ -209,3 +209,41 @@ def test_beam_build_writes_the_same_records(builds, corpus, tmp_path):
     for name in files:
         assert (pathlib.Path(beam.data_path) / name).read_bytes() == (pathlib.Path(plain.data_path) / name).read_bytes()
     assert dict(beam.info.metadata) == dict(plain.info.metadata)
+
+
+def test_extract_and_predictions_read_pre_resized_records_only_with_the_same_resize(builds):
+    """`emonet extract --tfds` and `predictions.prediction_batches` do not resize 227x227 frames again
+    either: the same features as the ordinary records with the same resize, a refusal with another."""
+    import keras
+
+    from emonet_tf import EmoNet, EmoNetClassifier, extract, predictions
+
+    ordinary, pre, _ = builds["matlab from jpeg"]
+    data_dir = str(pathlib.Path(pre.data_path).parents[2])
+    keras.utils.set_random_seed(2)
+    emonet = EmoNet(EmoNetClassifier())
+    out = pathlib.Path(data_dir).parent / "extract_pre_resized"
+    runs = {
+        name: extract.extract(
+            [],
+            str(out / name),
+            emonet=emonet,
+            layers=["fc7"],
+            tfds=f"tfds:video_folder/{name}:train",
+            data_dir=data_dir,
+        )
+        for name in ("every5", "every5_227")
+    }
+    a, b = runs["every5"], runs["every5_227"]
+    assert len(a.keys()) == len(b.keys()) > 0
+    np.testing.assert_array_equal(a.keys().frame_index, b.keys().frame_index)
+    np.testing.assert_array_equal(a.layer("fc7"), b.layer("fc7"))
+    other = EmoNet(emonet.model, resize_method="bilinear")
+    with pytest.raises(ValueError, match="already resized to 227x227.*resizes differently"):
+        extract.extract(
+            [], str(out / "refused"), emonet=other, tfds="tfds:video_folder/every5_227:train", data_dir=data_dir
+        )
+    assert not (out / "refused").exists()
+    info = data.inspect_dataset(str(pre.data_path), splits=("train",))
+    with pytest.raises(data.DatasetError, match="resizes differently"):
+        predictions.prediction_batches(info, "train", resize_method="bilinear")

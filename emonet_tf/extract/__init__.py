@@ -127,7 +127,7 @@ def plan(
     extractor = model_lib.build_extractor(emonet.model, layers)
     split, found = _sources(inputs, file_list, tfds, data_dir)
     if split is not None:
-        units = sources.plan_tfds_units(split, _tfds_num_examples(split), images_per_unit)
+        units = sources.plan_tfds_units(split, _tfds_num_examples(split, emonet.preprocessor), images_per_unit)
     else:
         units = sources.plan_units(found, images_per_unit, frames_per_unit)
     settings = {
@@ -148,18 +148,29 @@ def plan(
     return Plan(units, shards.plan_document(settings, [u.to_json() for u in units]), extractor, emonet)
 
 
-def _tfds_num_examples(split: TfdsSplit) -> int:
+def _tfds_num_examples(split: TfdsSplit, preprocessor) -> int:
+    """The split's size; ValueError for a split that is not prepared, or whose frames were pre-resized to
+    227x227 by another resize than `preprocessor`'s (they are not resized again: `data.check_preprocessor`)."""
     import tensorflow_datasets as tfds
+
+    from emonet_tf import data
 
     try:
         builder = tfds.builder(split.name, data_dir=split.data_dir)
-        return builder.info.splits[split.split].num_examples
+        num_examples = builder.info.splits[split.split].num_examples
     except Exception as err:  # tfds raises several kinds (DatasetNotFoundError, KeyError, ValueError ...)
         # The first line only: DatasetNotFoundError goes on to list every dataset TFDS knows (hundreds of lines).
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ValueError(
             f"{split.spec}: not a prepared TFDS split in {split.data_dir or 'the default data_dir'} ({reason})"
         ) from None
+    made = data.pre_resized_with(builder)
+    if made is not None and not data.same_resize(made, preprocessor):
+        raise ValueError(
+            f"{split.spec}: its frames are already resized to 227x227 ({made.describe()}), but the model's "
+            f"preprocessor resizes differently ({preprocessor.describe()}); use the config without _227"
+        )
+    return num_examples
 
 
 def extract(
