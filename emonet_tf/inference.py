@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from emonet_tf import preprocessing
 from emonet_tf.classifier import EmoNetClassifier
+from emonet_tf.forward import BatchSizeDispatch
 from emonet_tf.image_spec import IMAGE_SIZE
 from emonet_tf.preprocessor import EmoNetPreprocessor, resolve
 
@@ -177,19 +178,29 @@ class EmoNet:
       resize_method, antialias: override the model's saved preprocessing (`model.preprocessor`, an
         `EmoNetPreprocessor`; MATLAB's imresize for weights that record none) for this object only;
         None keeps the model's. The model itself is not changed, so exporting it keeps its own.
+      jit_compile: the forward pass's compiled path (`emonet_tf.forward.BatchSizeDispatch`): "auto"
+        (default) runs a batch of one image through XLA and larger batches through TensorFlow's
+        oneDNN graph, the faster path for each on the machines of bench/README.md; True or False
+        force XLA or the graph. Both give the same logits within float32 rounding (1e-4).
 
     Raises:
-      ValueError: an unknown resize method.
+      ValueError: an unknown resize method, or jit_compile not "auto", True or False.
     """
 
-    def __init__(self, model: EmoNetClassifier, resize_method: Optional[str] = None, antialias: Optional[bool] = None):
+    def __init__(
+        self,
+        model: EmoNetClassifier,
+        resize_method: Optional[str] = None,
+        antialias: Optional[bool] = None,
+        jit_compile: Union[str, bool] = "auto",
+    ):
         self.model = model
         self.preprocessor: EmoNetPreprocessor = resolve(getattr(model, "preprocessor", None), resize_method, antialias)
         self.class_names = tuple(model.class_names)
         logits_model = keras.Model(model.input, model.head.output, name="emonet_logits")
-        self._logits = tf.function(
-            lambda x: logits_model(x, training=False),
-            input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)],
+        # One image goes through XLA, batches through the oneDNN graph (forward.py, issue 15).
+        self._logits = BatchSizeDispatch(
+            lambda x: logits_model(x, training=False), (IMAGE_SIZE, IMAGE_SIZE, 3), jit_compile=jit_compile
         )
         self._activation_fns: dict[str, Any] = {}
 

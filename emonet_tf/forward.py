@@ -1,0 +1,67 @@
+"""The forward pass's compiled path, chosen by batch size: TensorFlow's graph (oneDNN) or XLA.
+
+On the 2-core CPU machines of bench/README.md ("Batch size and the compiled path"), XLA
+(`jit_compile=True`) gives the steadier batch-1 latency, while the oneDNN graph is faster from a few
+images per batch on (issue 15). `BatchSizeDispatch` runs one function through whichever path a
+batch's size calls for, so `EmoNet.predict_logits` is fast for one image and for a batch alike.
+XLA compiles once per distinct batch size (about 1-3 s on that machine), which is why it is only
+used up to `XLA_MAX_BATCH` images, where the number of distinct sizes is small.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence, Union
+
+import tensorflow as tf
+
+# The largest batch that runs through XLA under jit_compile="auto"; measured by
+# `python bench/bench_inference.py` (bench/README.md, "Batch size and the compiled path").
+XLA_MAX_BATCH = 1
+
+JIT_CHOICES = ("auto", True, False)
+
+
+def check_jit_compile(jit_compile: Union[str, bool]) -> Union[str, bool]:
+    """Returns `jit_compile` if it is "auto", True or False; raises ValueError otherwise."""
+    if isinstance(jit_compile, bool) or jit_compile == "auto":
+        return jit_compile
+    raise ValueError(f"jit_compile must be 'auto', True or False, got {jit_compile!r}")
+
+
+class BatchSizeDispatch:
+    """Calls `fn(x)` through the oneDNN graph or through XLA, depending on x's batch size.
+
+    Args:
+      fn: a function of one float32 tensor [N, *item_shape] (e.g. a Keras model called with
+        training=False); it must not depend on Python state that changes between calls.
+      item_shape: the shape of one item, e.g. (227, 227, 3).
+      jit_compile: "auto" (XLA for N <= xla_max_batch, the graph above), True (XLA always) or
+        False (the graph always).
+      xla_max_batch: the largest N sent to XLA under "auto".
+
+    Raises:
+      ValueError: jit_compile is none of "auto", True, False.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[tf.Tensor], tf.Tensor],
+        item_shape: Sequence[int],
+        jit_compile: Union[str, bool] = "auto",
+        xla_max_batch: int = XLA_MAX_BATCH,
+    ):
+        self.jit_compile = check_jit_compile(jit_compile)
+        self.xla_max_batch = int(xla_max_batch)
+        spec = [tf.TensorSpec([None, *item_shape], tf.float32)]
+        self.graph = tf.function(fn, input_signature=spec)
+        self.xla = tf.function(fn, input_signature=spec, jit_compile=True)
+
+    def path(self, batch_size: int) -> str:
+        """"xla" or "graph": the path a batch of `batch_size` items takes."""
+        if self.jit_compile == "auto":
+            return "xla" if 0 < batch_size <= self.xla_max_batch else "graph"
+        return "xla" if self.jit_compile else "graph"
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        x = tf.convert_to_tensor(x, tf.float32)
+        return (self.xla if self.path(int(x.shape[0])) == "xla" else self.graph)(x)

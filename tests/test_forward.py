@@ -1,0 +1,58 @@
+"""The forward pass's compiled path by batch size (emonet_tf.forward, issue 15)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from emonet_tf import forward
+from emonet_tf.forward import BatchSizeDispatch
+
+
+def _dense():
+    kernel = tf.constant(np.random.default_rng(0).normal(size=(6, 4)).astype("float32"))
+    return lambda x: tf.nn.relu(tf.reshape(x, [-1, 6]) @ kernel)
+
+
+@pytest.mark.parametrize(
+    "jit, sizes",
+    [("auto", {1: "xla", 2: "graph", 64: "graph"}), (True, {1: "xla", 16: "xla"}), (False, {1: "graph", 16: "graph"})],
+)
+def test_path_by_batch_size(jit, sizes):
+    dispatch = BatchSizeDispatch(_dense(), (2, 3), jit_compile=jit)
+    assert {b: dispatch.path(b) for b in sizes} == sizes
+
+
+def test_both_paths_run_and_agree():
+    dispatch = BatchSizeDispatch(_dense(), (2, 3), jit_compile="auto", xla_max_batch=2)
+    x = np.random.default_rng(1).normal(size=(5, 2, 3)).astype("float32")
+    small, large = dispatch(x[:2]).numpy(), dispatch(x).numpy()
+    # The batch of 2 was traced by the XLA function only, the batch of 5 by the graph only.
+    assert dispatch.xla.experimental_get_tracing_count() == 1
+    assert dispatch.graph.experimental_get_tracing_count() == 1
+    np.testing.assert_allclose(small, large[:2], atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", ["xla", "yes", 1, None])
+def test_bad_jit_compile_is_refused(bad):
+    with pytest.raises(ValueError, match="jit_compile"):
+        BatchSizeDispatch(_dense(), (2, 3), jit_compile=bad)
+
+
+def test_emonet_one_image_through_xla_equals_the_graph(tmp_path):
+    import keras
+
+    from emonet_tf import EmoNetClassifier
+    from emonet_tf.inference import EmoNet
+
+    keras.utils.set_random_seed(0)
+    model = EmoNetClassifier()
+    auto, graph = EmoNet(model), EmoNet(model, jit_compile=False)
+    images = np.random.default_rng(2).uniform(0, 255, (3, 227, 227, 3)).astype("float32")
+    one = auto.predict_logits(images[:1])
+    assert auto._logits.xla.experimental_get_tracing_count() == 1
+    assert auto._logits.graph.experimental_get_tracing_count() == 0
+    np.testing.assert_allclose(one, graph.predict_logits(images[:1]), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(auto.predict_logits(images), graph.predict_logits(images), atol=1e-4, rtol=1e-4)
+    assert forward.XLA_MAX_BATCH >= 1
+    with pytest.raises(ValueError, match="jit_compile"):
+        EmoNet(model, jit_compile="fast")
