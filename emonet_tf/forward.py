@@ -57,7 +57,7 @@ class BatchSizeDispatch:
         self.xla = tf.function(fn, input_signature=spec, jit_compile=True)
 
     def path(self, batch_size: int) -> str:
-        """"xla" or "graph": the path a batch of `batch_size` items takes."""
+        """The path a batch of `batch_size` items takes: "xla" or "graph"."""
         if self.jit_compile == "auto":
             return "xla" if 0 < batch_size <= self.xla_max_batch else "graph"
         return "xla" if self.jit_compile else "graph"
