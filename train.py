@@ -42,6 +42,14 @@ def main(argv):
         result["replicas"],
         result["timing"],
     )
+    timing = result["timing"]
+    if "steady_examples_per_second" in timing:
+        logging.info(
+            "Training rate: %.2f examples/s after the first step (steady_examples_per_second), %.2f over the "
+            "whole training time with the first step's tracing and dataset start (examples_per_second)",
+            timing["steady_examples_per_second"],
+            timing["examples_per_second"],
+        )
     if "export" in result:
         logging.info("Exported %s", result["export"])
 

@@ -7,7 +7,11 @@ Design, and why:
   would use `tf.image.decode_image`: libjpeg's fast IDCT (up to 17 grey levels off PIL/MATLAB at
   JPEG quality 100, 4 at quality 90) and colour-table BMPs returned as grey indices. A record that
   the in-graph decoder refuses (e.g. a CMYK JPEG) stops the pipeline with InvalidArgumentError naming
-  the reason.
+  the example ("example 17 of split train", stored order) and the reason.
+- Every epoch builds its own dataset (its own order, below), as does every split evaluated or cached.
+  Their `map` functions call `EmoNetPreprocessor.traced_image_bytes`, one tf.function per setting
+  traced once per process, instead of tracing the decoder (AutoGraph, its validation loops) and the
+  resize into every new dataset: seconds per epoch and per split on a CPU before (issue 15).
 - The order of an epoch is a pure function of (seed, epoch): the examples are read in their stored
   order (`shuffle_files=False`), numbered, and shuffled by a seeded `Dataset.shuffle` that never
   reshuffles. tf.data's shuffle permutes by count and seed only, so the feature-cache path (which
@@ -235,6 +239,11 @@ def _stored_examples(builder: tfds.core.DatasetBuilder, split: str, with_video_i
     return ds.enumerate().map(pick)
 
 
+def _item_name(split: str, index: tf.Tensor) -> tf.Tensor:
+    """What a refused image is called in the pipeline's error: "example <index> of split <split>" (stored order)."""
+    return tf.strings.join(["example ", tf.strings.as_string(index), f" of split {split}"])
+
+
 def augment_image(image: tf.Tensor, seed: tf.Tensor, min_crop_fraction: float = MIN_CROP_FRACTION) -> tf.Tensor:
     """Random flip and a random square crop (min_crop_fraction..1 of the side) resized back; stateless."""
     size = preprocessing.IMAGE_SIZE
@@ -286,7 +295,7 @@ def train_dataset(
     )
 
     def decode(index, data, label):
-        image = preprocessor.preprocess_image_bytes(data)
+        image = preprocessor.traced_image_bytes(data, _item_name(split, index))
         if augment:
             image = augment_image(image, tf.stack([tf.cast(epoch_seed(seed, epoch), tf.int64), index]))
         return image, label
@@ -317,7 +326,7 @@ def eval_dataset(
     ds = _stored_examples(info.builder, split, with_video_id=with_video_id)
 
     def decode(index, data, label, *video_id):
-        image = preprocessor.preprocess_image_bytes(data)
+        image = preprocessor.traced_image_bytes(data, _item_name(split, index))
         return (image, label) + tuple(video_id)
 
     ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).batch(batch_size)

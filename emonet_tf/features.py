@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import weakref
 from typing import Optional
 
 import numpy as np
@@ -25,6 +26,7 @@ import tensorflow as tf
 
 from emonet_tf import data as data_lib
 from emonet_tf.backbone import AlexNetBackbone
+from emonet_tf.image_spec import IMAGE_SIZE
 from emonet_tf.preprocessor import EmoNetPreprocessor
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,29 @@ def _write_progress(cache_dir: str, progress: dict) -> None:
     os.replace(tmp, os.path.join(cache_dir, PROGRESS))
 
 
+#: backbone -> its traced forward pass (`fc7_function`); weak, so a dropped model frees its function.
+_FC7_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def fc7_function(backbone: AlexNetBackbone) -> tf.types.experimental.ConcreteFunction:
+    """The backbone's forward pass (images float32 [batch, 227, 227, 3] -> float32 [batch, D]) as one
+    concrete function, traced once per backbone for any batch size.
+
+    The cache of every split reuses it, and the last, smaller batch of a split is not traced again (a
+    plain tf.function traced every new batch size: a second trace of the whole backbone, seconds on a CPU).
+    """
+    extract = _FC7_FUNCTIONS.get(backbone)
+    if extract is None:
+        model = weakref.ref(backbone)  # the cached function must not keep its key alive
+
+        def forward(x):
+            return tf.cast(model()(x, training=False), tf.float32)
+
+        spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)
+        extract = _FC7_FUNCTIONS[backbone] = tf.function(forward).get_concrete_function(spec)
+    return extract
+
+
 def build_feature_cache(
     backbone: AlexNetBackbone,
     info: data_lib.DatasetInfo,
@@ -142,9 +167,11 @@ def build_feature_cache(
     ids_file = open(os.path.join(cache_dir, VIDEO_IDS_TXT), "w", encoding="utf-8") if with_video_id else None
     if ids_file:
         ids_file.writelines(v + "\n" for v in video_ids)
-    extract = tf.function(lambda x: tf.cast(backbone(x, training=False), tf.float32))
+    # The iterator first: its prefetch decodes the first batches while the forward pass is traced.
+    batches = iter(ds)
+    extract = fc7_function(backbone)
     new_batches = 0
-    for batch in ds:
+    for batch in batches:
         images, batch_labels = batch[0], batch[1]
         n = int(batch_labels.shape[0])
         features[done : done + n] = extract(images).numpy()

@@ -22,6 +22,7 @@ The mean image is not here: it is a weight of the network's first layer (`zeroce
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any, Optional, Sequence, Union
@@ -155,6 +156,19 @@ class EmoNetPreprocessor:
             data, method=self.resize_method, antialias=self.antialias, what=what
         )
 
+    def traced_image_bytes(self, data: tf.Tensor, what: Union[str, tf.Tensor] = "image") -> tf.Tensor:
+        """`preprocess_image_bytes` through a `tf.function` traced once per process and setting.
+
+        For `Dataset.map` functions that are built again and again (every training epoch, every split,
+        every feature cache): they call the one traced graph instead of running AutoGraph and building
+        the decode (its validation loops) and the resize again, seconds each time on a CPU. `what`
+        (a Python string or a scalar tf.string, e.g. the example's index) names the item in the
+        InvalidArgumentError of a refused image: "[<what>] [could not be decoded in-graph:] [reason]".
+        """
+        return _traced_image_bytes(self.resize_method, self.antialias)(
+            tf.convert_to_tensor(data, tf.string), tf.convert_to_tensor(what, tf.string)
+        )
+
     def resize(self, image: tf.Tensor) -> tf.Tensor:
         """A decoded float32 [H, W, 3] image (0-255) -> float32 [227, 227, 3], with TF ops only."""
         return preprocessing.resize_image(image, method=self.resize_method, antialias=self.antialias)
@@ -190,6 +204,17 @@ class EmoNetPreprocessor:
         if isinstance(item, (bytes, bytearray)):
             return self.preprocess_bytes(bytes(item), source=source or "<bytes>")
         return self.preprocess_array(np.asarray(item))
+
+
+@functools.lru_cache(maxsize=None)
+def _traced_image_bytes(method: str, antialias: bool):
+    """(scalar tf.string bytes, scalar tf.string what) -> float32 [227, 227, 3]; one tf.function per setting,
+    traced at its first call and reused by every graph that calls it (`EmoNetPreprocessor.traced_image_bytes`)."""
+
+    def preprocess(data, what):
+        return preprocessing.preprocess_image_bytes(data, method=method, antialias=antialias, what=[what])
+
+    return tf.function(preprocess, input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)])
 
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:

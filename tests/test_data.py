@@ -9,6 +9,8 @@ import tensorflow_datasets as tfds
 
 from _training_helpers import make_dataset
 from emonet_tf import data, preprocessing
+from emonet_tf import preprocessor as preprocessor_module
+from emonet_tf.preprocessor import EmoNetPreprocessor
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +104,49 @@ def test_eval_dataset_keeps_every_example_in_order(info):
     videos = np.concatenate([b[2].numpy() for b in batches])
     assert labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert videos.tolist() == [b"test_red_0"] * 2 + [b"test_green_0"] * 2 + [b"test_blue_0"] * 2
+
+
+def test_a_new_epoch_or_split_does_not_trace_the_decode_again(info, monkeypatch):
+    """The decode and resize are traced once per process and setting; every later dataset calls that graph."""
+    traces = []
+    real = preprocessing.preprocess_image_bytes
+
+    def counted(*args, **kwargs):
+        traces.append(kwargs.get("method"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(preprocessing, "preprocess_image_bytes", counted)
+    preprocessor_module._traced_image_bytes.cache_clear()
+    prep = EmoNetPreprocessor(resize_method="bilinear", antialias=False)
+    first = [
+        next(iter(data.train_dataset(info, "train", global_batch_size=4, seed=1, epoch=e, preprocessor=prep)))
+        for e in (0, 1)
+    ]
+    assert traces == ["bilinear"]  # traced for epoch 0 only
+    evals = [next(iter(data.eval_dataset(info, split, batch_size=4, preprocessor=prep))) for split in ("train", "test")]
+    assert traces == ["bilinear"]
+    # ... and it is the same preprocessing: the graph called is the untraced function's.
+    order = indices(info, seed=1, epoch=1, global_batch_size=4, shuffle_buffer=16384)[:4]
+    raw = list(
+        info.builder.as_dataset(split="train", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    )
+    expected = np.stack([real(raw[i]["image"], method="bilinear", antialias=False).numpy() for i in order])
+    np.testing.assert_array_equal(first[1][0].numpy(), expected)
+    np.testing.assert_array_equal(
+        evals[0][0].numpy(), np.stack([real(raw[i]["image"], method="bilinear", antialias=False) for i in range(4)])
+    )
+    # Another setting is its own graph, traced once too.
+    next(iter(data.eval_dataset(info, "test", batch_size=4, resize_method="area")))
+    next(iter(data.eval_dataset(info, "train", batch_size=4, resize_method="area")))
+    assert traces == ["bilinear", "area"]
+
+
+def test_a_refused_image_in_a_pipeline_names_the_example():
+    ds = tf.data.Dataset.from_tensor_slices([b"\x89PNG\r\n\x1a\n not really"]).enumerate()
+    prep = EmoNetPreprocessor()
+    ds = ds.map(lambda index, raw: prep.traced_image_bytes(raw, data._item_name("train[:10%]", index)))
+    with pytest.raises(tf.errors.InvalidArgumentError) as err:
+        next(iter(ds))
+    assert "[example 0 of split train[:10%]] [could not be decoded in-graph:]" in err.value.message
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[image\] \[could not be decoded in-graph:\]"):
+        prep.traced_image_bytes(tf.constant(b"GIF89a"))

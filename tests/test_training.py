@@ -52,6 +52,13 @@ def test_feature_cache_gives_the_same_head_as_the_full_network(dataset_dir, tmp_
     full = training.train_and_evaluate(config(dataset_dir, tmp_path / "full", feature_cache=False))
     assert fast["feature_cache"] and not full["feature_cache"]
     assert fast["step"] == full["step"] == 8  # 2 epochs x (18 // 4) steps
+    for timing in (fast["timing"], full["timing"]):
+        # The steady rate leaves out the first step (its tracing, the first dataset's start): faster.
+        assert 0 < timing["first_step_seconds"] < timing["train_seconds"]
+        assert np.isfinite(timing["steady_examples_per_second"])
+        assert timing["steady_examples_per_second"] > timing["examples_per_second"] > 0
+        steady_seconds = timing["train_seconds"] - timing["first_step_seconds"]
+        assert timing["steady_examples_per_second"] == pytest.approx(7 * 4 / steady_seconds, rel=1e-6)
     for a, b in zip(head_weights(fast), head_weights(full)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     keras.utils.set_random_seed(7)  # the head moved away from its (seeded) initialization
@@ -100,6 +107,22 @@ def test_interrupted_feature_cache_resumes(dataset_dir, tmp_path):
     np.testing.assert_array_equal(fa, fb)
     np.testing.assert_array_equal(la, lb)
     assert va.tolist() == vb.tolist() and len(va) == 18
+
+
+def test_fc7_function_is_traced_once_for_every_batch_size(dataset_dir):
+    keras.utils.set_random_seed(0)
+    backbone = EmoNetClassifier(class_names=("a", "b", "c")).backbone
+    extract = features.fc7_function(backbone)
+    assert features.fc7_function(backbone) is extract  # the cache of the next split reuses it
+    for n in (3, 5):  # a split's last batch is smaller: the same concrete function runs it
+        x = tf.random.stateless_uniform([n, 227, 227, 3], (n, 0), maxval=255.0)
+        np.testing.assert_allclose(extract(x).numpy(), backbone(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+    count = len(features._FC7_FUNCTIONS)
+    del backbone, extract, x
+    import gc
+
+    gc.collect()
+    assert len(features._FC7_FUNCTIONS) == count - 1  # a dropped model frees its function
 
 
 def test_end_to_end_train_evaluate_export_reload(dataset_dir, tmp_path):

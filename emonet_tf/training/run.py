@@ -199,7 +199,8 @@ def train_and_evaluate(config: TrainConfig, step_hook: Optional[Callable[[int], 
 
     step_hook(step) is called after every training step (and its checkpoint); tests raise from it to
     simulate a killed run. The summary: step, start_step, steps_per_epoch, total_steps, feature_cache,
-    strategy, replicas, dtype_policy, timing (seconds; examples_per_second), train (last logged loss
+    strategy, replicas, dtype_policy, timing (seconds; examples_per_second overall and
+    steady_examples_per_second after the first step, see fit_epochs), train (last logged loss
     and accuracy), epochs (per-epoch metrics), eval/eval_files (chief, with eval_split), export, model.
 
     Raises:
@@ -394,6 +395,13 @@ def fit_epochs(
 ) -> dict[str, Any]:
     """Epochs from state.step to total_steps, checkpointing and logging; adds train timing to plan.timing.
 
+    timing: "train_seconds" (wall time of all the steps, every epoch's dataset start, the first step's
+    tracing, checkpoints, evaluations between epochs), "examples_per_second" (examples over
+    train_seconds), "first_step_seconds" (to the end of the run's first step: the first dataset's start
+    and the step's tracing) and "steady_examples_per_second" (the examples of the other steps over the
+    time after the first step, less the evaluations between epochs: the rate a longer run converges to,
+    comparable with the step on a constant batch; NaN with fewer than two steps).
+
     Returns {"train": last logged {"loss", "accuracy"} (NaN when none), "epochs": per-epoch metrics}.
     """
     config, spe, total = plan.config, plan.steps_per_epoch, plan.total_steps
@@ -406,13 +414,18 @@ def fit_epochs(
         writers.write_train(step, loss, accuracy, float(keras.ops.convert_to_numpy(state.optimizer.learning_rate)))
         log.info("step %d/%d epoch %d loss %.4f accuracy %.4f", step, total, (step - 1) // spe, loss, accuracy)
 
+    first_step_done: list[float] = []  # perf_counter after the run's first step (its tracing included)
+
     def after_step(step: int) -> None:
+        if not first_step_done:
+            first_step_done.append(time.perf_counter())
         if step % config.checkpoint_every == 0:
             state_lib.save_checkpoint(manager, step)
         if step_hook is not None:
             step_hook(step)
 
     start = step = int(state.step.numpy())
+    eval_seconds = 0.0  # evaluations between epochs: not part of the steady training rate
     t0 = time.perf_counter()
     while step < total:
         epoch, offset = divmod(step, spe)
@@ -428,11 +441,23 @@ def fit_epochs(
             after_step=after_step,
         )
         if config.eval_every_epoch and config.eval_split and step % spe == 0 and plan.chief:
+            e0 = time.perf_counter()
             epochs.append(_epoch_evaluation(evaluate, writers, step, spe))
-    seconds = time.perf_counter() - t0
+            eval_seconds += time.perf_counter() - e0
+    end = time.perf_counter()
+    seconds = end - t0
     plan.timing["train_seconds"] = seconds
     plan.timing["examples_per_second"] = (
         (step - start) * config.global_batch_size / seconds if step > start else float("nan")
+    )
+    if first_step_done:
+        plan.timing["first_step_seconds"] = first_step_done[0] - t0
+    steady_steps = step - start - 1
+    steady_seconds = end - first_step_done[0] - eval_seconds if first_step_done else 0.0
+    plan.timing["steady_examples_per_second"] = (
+        steady_steps * config.global_batch_size / steady_seconds
+        if steady_steps > 0 and steady_seconds > 0
+        else float("nan")
     )
     return {"train": last, "epochs": epochs}
 
