@@ -179,7 +179,8 @@ class EmoNet:
         `EmoNetPreprocessor`; MATLAB's imresize for weights that record none) for this object only;
         None keeps the model's. The model itself is not changed, so exporting it keeps its own.
       jit_compile: the forward pass's compiled path (`emonet_tf.forward.BatchSizeDispatch`): "auto"
-        (default) runs a batch of one image through XLA and larger batches through TensorFlow's
+        (default) runs a batch of one image that keeps coming through XLA (after
+        `forward.XLA_AFTER_CALLS` calls on the graph) and larger batches through TensorFlow's
         oneDNN graph, the faster path for each on the machines of bench/README.md; True or False
         force XLA or the graph. Both give the same logits within float32 rounding (1e-4).
 

@@ -18,12 +18,23 @@ def _dense():
     [("auto", {1: "xla", 2: "graph", 64: "graph"}), (True, {1: "xla", 16: "xla"}), (False, {1: "graph", 16: "graph"})],
 )
 def test_path_by_batch_size(jit, sizes):
-    dispatch = BatchSizeDispatch(_dense(), (2, 3), jit_compile=jit)
+    dispatch = BatchSizeDispatch(_dense(), (2, 3), jit_compile=jit, xla_after_calls=0)
     assert {b: dispatch.path(b) for b in sizes} == sizes
 
 
+def test_auto_compiles_only_a_batch_size_that_keeps_coming():
+    dispatch = BatchSizeDispatch(_dense(), (2, 3), xla_max_batch=1, xla_after_calls=2)
+    x = np.ones((1, 2, 3), "float32")
+    paths = []
+    for _ in range(4):
+        paths.append(dispatch.path(1))
+        dispatch(x)
+    assert paths == ["graph", "graph", "xla", "xla"]
+    assert dispatch.xla.experimental_get_tracing_count() == 1
+
+
 def test_both_paths_run_and_agree():
-    dispatch = BatchSizeDispatch(_dense(), (2, 3), jit_compile="auto", xla_max_batch=2)
+    dispatch = BatchSizeDispatch(_dense(), (2, 3), jit_compile="auto", xla_max_batch=2, xla_after_calls=0)
     x = np.random.default_rng(1).normal(size=(5, 2, 3)).astype("float32")
     small, large = dispatch(x[:2]).numpy(), dispatch(x).numpy()
     # The batch of 2 was traced by the XLA function only, the batch of 5 by the graph only.
@@ -48,9 +59,12 @@ def test_emonet_one_image_through_xla_equals_the_graph(tmp_path):
     model = EmoNetClassifier()
     auto, graph = EmoNet(model), EmoNet(model, jit_compile=False)
     images = np.random.default_rng(2).uniform(0, 255, (3, 227, 227, 3)).astype("float32")
+    for _ in range(forward.XLA_AFTER_CALLS):  # a one-off image stays on the graph
+        first = auto.predict_logits(images[:1])
+    assert auto._logits.xla.experimental_get_tracing_count() == 0
     one = auto.predict_logits(images[:1])
     assert auto._logits.xla.experimental_get_tracing_count() == 1
-    assert auto._logits.graph.experimental_get_tracing_count() == 0
+    np.testing.assert_allclose(one, first, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(one, graph.predict_logits(images[:1]), atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(auto.predict_logits(images), graph.predict_logits(images), atol=1e-4, rtol=1e-4)
     assert forward.XLA_MAX_BATCH >= 1
