@@ -36,11 +36,14 @@ its start time, load averages and command; the other stages keep their earlier f
 (`--import` merges the runs of other results files; the earlier single-run format is read as one
 run). Per documented stage, over the runs with the same `--epochs` that measured it, the seconds are
 fitted as fixed + per_record x records (least squares, numpy; records = train + test rows of the
-run) and evaluated at 137,482 records; the fit's inputs (sizes, seconds, peak RSS, times, loads) are
+run) and evaluated at 137,482 records (a negative per-record slope, i.e. no growth measurable above
+the noise, gives the mean of the runs' seconds instead); the fit's inputs (sizes, seconds, peak RSS, times, loads) are
 listed in the JSON. With a single size no fixed part can be told apart, and the figure falls back to
 seconds per record x 137,482 (an upper bound: Beam's start, TensorFlow imports in the workers,
-tracing, model build and export are scaled too). Peak RSS is fitted the same way: "growing" when the
-fitted peak at 137,482 records exceeds the largest run's by more than 10%, else "flat". Training
+tracing, model build and export are scaled too). Peak RSS is fitted the same way: "flat" when the
+fitted growth over the runs' own range is under 5% of the peak (noise: Beam workers start and exit
+at different moments) or the fitted peak at 137,482 records stays within 10% of the largest run's,
+else "growing". Training
 time also grows with the epochs: the fit never mixes epochs. The fit is only as good as its sizes:
 use two or more sizes far apart, run on a machine equally loaded (compare the load averages listed).
 
@@ -623,22 +626,30 @@ def fit_runs(runs: dict, epochs: int, target: int = PAPER_FRAMES) -> dict:
         x = [i["records"] for i in inputs]
         time_fit = fit_line(x, [i["seconds"] for i in inputs])
         mem_fit = fit_line(x, [i["peak_rss_mib"] for i in inputs])
-        seconds = time_fit["fixed"] + time_fit["slope"] * target
-        if mem_fit["r2"] is None and mem_fit["method"].startswith("single"):
+        if time_fit["slope"] >= 0:
+            seconds, time_note = time_fit["fixed"] + time_fit["slope"] * target, "fixed + per_record x target"
+        else:  # no growth measurable: the sizes' differences are within the noise
+            seconds = sum(i["seconds"] for i in inputs) / len(inputs)
+            time_note = "negative slope (no per-record cost measurable): the mean of the runs' seconds, as fixed"
+        if mem_fit["method"].startswith("single"):
             mem = {"extrapolated_peak_mib": None, "growth": "unknown (one size)"}
         else:
             measured = max(i["peak_rss_mib"] for i in inputs)
-            grows = mem_fit["slope"] > 0
-            peak = mem_fit["fixed"] + mem_fit["slope"] * target if grows else measured
+            within_runs = mem_fit["slope"] * (max(x) - min(x))  # fitted growth over the measured range
+            peak = mem_fit["fixed"] + mem_fit["slope"] * target if mem_fit["slope"] > 0 else measured
+            if mem_fit["slope"] <= 0:
+                growth = "flat (no growth with the records; the largest run's peak is given)"
+            elif within_runs < 0.05 * measured:
+                growth = "flat within the runs (fitted growth over their range < 5% of the peak: noise)"
+                peak = measured
+            else:
+                growth = "growing" if peak > 1.1 * measured else "flat (the fit stays within 10% of the largest peak)"
             mem = {
                 "fixed_mib": mem_fit["fixed"],
                 "mib_per_1000_records": mem_fit["slope"] * 1000,
+                "fitted_growth_over_the_runs_mib": within_runs,
                 "extrapolated_peak_mib": peak,
-                "growth": "growing"
-                if peak > 1.1 * measured
-                else "flat (the fit stays within 10% of the largest run's peak)"
-                if grows
-                else "flat (no growth with the records; the largest run's peak is given)",
+                "growth": growth,
             }
         out["stages"][stage] = {
             "inputs": inputs,
@@ -648,6 +659,7 @@ def fit_runs(runs: dict, epochs: int, target: int = PAPER_FRAMES) -> dict:
             "r2": time_fit["r2"],
             "extrapolation_factor": target / max(x),
             f"extrapolated_seconds_{target}_records": seconds,
+            "extrapolated_from": time_note,
             "memory": mem,
         }
         total += seconds
@@ -795,15 +807,23 @@ def measure(args, selected: set, run: dict) -> dict:
             shutil.rmtree(run_dir, ignore_errors=True)  # new records: the model's cache would be stale
             with stages.stage("build_records_beam"):
                 builder = records_builder(paths["clips"], paths["tfds"], args.workers)
-        else:
-            builder = records_builder(paths["clips"], paths["tfds"], args.workers, prepare=False)
-        records = {s: builder.info.splits[s].num_examples for s in builder.info.splits}
-        run["records"] = {
-            "per_split": records,
-            "total": sum(records.values()),
-            "bytes": sum(os.path.getsize(os.path.join(builder.data_path, f)) for f in os.listdir(builder.data_path)),
-        }
         training = selected & {"cache", "train", "evaluate", "export"}
+        if "build" not in selected:
+            try:
+                builder = records_builder(paths["clips"], paths["tfds"], args.workers, prepare=False)
+            except FileNotFoundError:
+                if training:
+                    raise
+                builder = None  # --stages generate alone
+        if builder is not None:
+            records = {s: builder.info.splits[s].num_examples for s in builder.info.splits}
+            run["records"] = {
+                "per_split": records,
+                "total": sum(records.values()),
+                "bytes": sum(
+                    os.path.getsize(os.path.join(builder.data_path, f)) for f in os.listdir(builder.data_path)
+                ),
+            }
         if training:
             run["training"] = run_training(args, builder, paths["model"], stages, training, unmeasured, memory)
     finally:
@@ -821,7 +841,8 @@ def measure(args, selected: set, run: dict) -> dict:
                 with open(os.path.join(profile_dir, f"{key}_{name}.txt"), "w") as f:
                     f.write(f"Stack samples of stage {name}, driver process only; command: {' '.join(sys.argv)}\n")
                     f.write(text)
-    print(f"\n{key}: {run['records']['total']} records {run['records']['per_split']}")
+    records = run.get("records", {})
+    print(f"\n{key}: {records.get('total')} records {records.get('per_split')}")
     print("| stage | wall s | CPU s | peak RSS MiB | load 1 min (start, end) | measured |")
     print("|---|---|---|---|---|---|")
     for name in ("generate_corpus",) + DOCUMENTED_STAGES:

@@ -68,3 +68,14 @@ def test_generated_clips_have_their_planned_frames(tmp_path):
 def test_plan_key_changes_with_the_plan():
     a, b = rehearsal.clip_plan(6, 0.02), rehearsal.clip_plan(6, 0.03)
     assert rehearsal.plan_key(a, 0) == rehearsal.plan_key(rehearsal.clip_plan(6, 0.02), 0) != rehearsal.plan_key(b, 0)
+
+
+def test_fit_runs_without_measurable_growth_keeps_the_runs_mean():
+    runs = {
+        "a": _run(1_000, setup=(3.0, 1_800)),
+        "b": _run(4_000, setup=(2.0, 1_750)),
+    }
+    setup = rehearsal.fit_runs(runs, epochs=10, target=100_000)["stages"]["setup"]
+    assert setup["seconds_per_record"] < 0
+    assert setup["extrapolated_seconds_100000_records"] == pytest.approx(2.5)
+    assert setup["memory"]["extrapolated_peak_mib"] == 1_800 and setup["memory"]["growth"].startswith("flat")
