@@ -14,6 +14,15 @@ not depend on the values) is
   * called as a `tf.function` of the Keras model on already preprocessed 227x227 arrays: the
     model-only ceiling (reference, ratio 1).
 The served probabilities are checked against `predict_images` (MATLAB resize) before timing.
+
+Then a per-stage breakdown per image size (`--stages`, on by default; best of 3, ms per image, wall and
+CPU time of the whole process): PIL decode (`decode_bytes`), the host MATLAB resize in numpy
+(`_host_matlab_imresize`, what `predict_images` runs) and the graph's (`resize_image` traced, what the
+SavedModel runs), the in-graph decode (`decode_image`) and the SavedModel's whole per-image work
+(`preprocess_image_bytes` traced); the model's CPU ms per image at each batch size. From these, the
+ceiling the CPU allows: with `cores` cores fully busy, images/s <= cores / (model CPU + preprocessing CPU
+per image), as a ratio to the model-only rate measured here. Host stages run in one thread here;
+predict_images spreads them over a thread pool while the model runs.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -50,11 +60,26 @@ def jpeg_files(quality: int = 90) -> list[bytes]:
     return out
 
 
+def stage_costs(fn, items, repeats: int = 3) -> tuple[float, float]:
+    """(wall ms, CPU ms of this process) per item of `fn(item)` over `items`, best of `repeats` (one warm-up)."""
+    for item in items:
+        fn(item)
+    wall = cpu = float("inf")
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        for item in items:
+            fn(item)
+        wall = min(wall, (time.perf_counter() - w0) * 1e3 / len(items))
+        cpu = min(cpu, (time.process_time() - c0) * 1e3 / len(items))
+    return wall, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--out", default="bench/results/serving.json")
+    parser.add_argument("--no-stages", dest="stages", action="store_false", help="skip the per-stage breakdown")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -92,6 +117,7 @@ def main() -> None:
 
         ceiling_fn = tf.function(lambda x: model(x, training=False))
         results: dict[str, dict[int, float]] = {}
+        model_cpu_ms: dict[int, float] = {}
         for b in args.batch_sizes:
             batch = [files[i % len(files)] for i in range(b)]
             batch_t = tf.constant(batch)
@@ -110,6 +136,7 @@ def main() -> None:
             }
             for name, fn in measures.items():
                 results.setdefault(name, {})[b] = common.throughput(fn, b, args.seconds, warmup=1)
+            model_cpu_ms[b] = stage_costs(lambda _: ceiling_fn(arrays).numpy(), [None])[1] / b
 
         ceiling = results["Keras model on preprocessed arrays (ceiling, reference)"]
         predict = results["EmoNet.predict_images(bytes), resize matlab"]
@@ -120,6 +147,20 @@ def main() -> None:
         for name, row in results.items():
             cells = [f"{row[b]:.1f} ({row[b] / ceiling[b]:.2f}x, {row[b] / predict[b]:.2f}x)" for b in args.batch_sizes]
             print(f"| {name} | " + " | ".join(cells) + " |")
+        stages = per_stage(files) if args.stages else {}
+        ceilings = {}
+        if stages:
+            cores = os.cpu_count() or 1
+            for path, stage in (("predict_images", "host preprocess_bytes"), ("SavedModel", "graph bytes -> 227")):
+                pre_cpu = stages["all 18 files"][stage][1]
+                for b in args.batch_sizes:
+                    rate = cores / ((model_cpu_ms[b] + pre_cpu) / 1e3)
+                    ceilings[f"{path} batch {b}"] = min(1.0, rate / ceiling[b])
+            print(f"\nmodel CPU ms per image: {', '.join(f'batch {b}: {v:.2f}' for b, v in model_cpu_ms.items())}")
+            print(
+                f"CPU ceiling of the ratio to model-only ({cores} cores busy, model CPU + preprocessing CPU per "
+                "image): " + ", ".join(f"{k}: {v:.2f}x" for k, v in ceilings.items())
+            )
         print(f"\nload average at end: {os.getloadavg()}")
         common.write_json(
             args.out,
@@ -127,11 +168,56 @@ def main() -> None:
                 "images_per_second": results,
                 "jpeg_count": len(files),
                 "savedmodel_vs_predict_images_max_prob_diff": diff,
+                "stages_ms_per_image_wall_cpu": stages,
+                "model_cpu_ms_per_image": model_cpu_ms,
+                "cpu_ceiling_ratio": ceilings,
                 "load_average_end": os.getloadavg(),
             },
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def per_stage(files: list[bytes]) -> dict[str, dict[str, tuple[float, float]]]:
+    """ms per image (wall, CPU) of each preprocessing stage, per image size and over all files; printed."""
+    import numpy as np
+    import tensorflow as tf
+
+    from emonet_tf import preprocessing
+
+    graph_resize = preprocessing._graph_functions("matlab", True)[2]
+    graph_bytes = preprocessing._graph_functions("matlab", True)[0]
+    graph_decode = tf.function(preprocessing.decode_image, input_signature=[tf.TensorSpec([], tf.string)])
+    groups = {f"{w}x{h}": files[i :: len(SIZES)] for i, (w, h) in enumerate(SIZES)}
+    groups["all 18 files"] = files
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    print("\n| stage (ms per image, wall / CPU) | " + " | ".join(groups) + " |")
+    print("|---|" + "---|" * len(groups))
+    for name, group in groups.items():
+        pixels = [preprocessing.decode_bytes(d) for d in group]
+        tensors = [tf.constant(d) for d in group]
+        pixel_tensors = [tf.constant(p) for p in pixels]
+        out[name] = {
+            "PIL decode (decode_bytes)": stage_costs(preprocessing.decode_bytes, group),
+            "host MATLAB resize, numpy (predict_images)": stage_costs(preprocessing._host_matlab_imresize, pixels),
+            "graph MATLAB resize (resize_image traced)": stage_costs(lambda t: graph_resize(t).numpy(), pixel_tensors),
+            "host preprocess_bytes (decode + resize)": stage_costs(preprocessing.preprocess_bytes, group),
+            "graph decode_image (checks + decode_jpeg + cast)": stage_costs(lambda t: graph_decode(t).numpy(), tensors),
+            "graph bytes -> 227 (the SavedModel's per-image work)": stage_costs(
+                lambda t: graph_bytes(t).numpy(), tensors
+            ),
+            "np.stack of 227x227x3 float32 images, batch 64 (batching)": tuple(
+                v / 64 for v in stage_costs(lambda batch: np.stack(batch), [[np.zeros((227, 227, 3), np.float32)] * 64])
+            ),
+        }
+    # Short keys for the ceiling computation.
+    for name in out:
+        out[name]["host preprocess_bytes"] = out[name]["host preprocess_bytes (decode + resize)"]
+        out[name]["graph bytes -> 227"] = out[name]["graph bytes -> 227 (the SavedModel's per-image work)"]
+    for stage in list(out["all 18 files"])[:-2]:
+        cells = [f"{out[g][stage][0]:.2f} / {out[g][stage][1]:.2f}" for g in groups]
+        print(f"| {stage} | " + " | ".join(cells) + " |")
+    return out
 
 
 if __name__ == "__main__":

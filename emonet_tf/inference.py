@@ -1,8 +1,9 @@
 """One-call prediction: `EmoNet.from_weights(path).predict_images([...])`, videos, activations.
 
 Files and bytes are decoded by the library's decoder contract (`emonet_tf.preprocessing.load_image`:
-PIL's pixels, docs/preprocessing.md). Decoding runs in a thread pool while the model works on the
-previous batch (Pillow's decoders and TF's resize ops release the GIL), so a CPU stays busy; results
+PIL's pixels, docs/preprocessing.md). Decoding and the MATLAB resize (numpy on the host, the same pixels
+as the in-graph resize bit for bit) run in a thread pool while the model works on the previous batch
+(Pillow's decoders and numpy's array operations release the GIL), so a CPU stays busy; results
 stream in input order, and a file that cannot be read becomes an error entry that names it, not an
 exception that kills the batch.
 """

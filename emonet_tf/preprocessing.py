@@ -38,7 +38,10 @@ Other decisions:
   mirrored borders, the most-shrunk dimension first, and uint8 rounding after each dimension.
   `tf.image.resize` methods ("bicubic" with `antialias=True` is the same kernel but with TF's
   border handling and no rounding between passes: mean difference 0.15 grey levels on photos)
-  are accepted too. Images already 227x227 are not resampled (as MATLAB and emonet-py do).
+  are accepted too. Images already 227x227 are not resampled (as MATLAB and emonet-py do). The host
+  path runs it in numpy (`_host_matlab_imresize`, taps cached per size), the graph in TF ops
+  (`_matlab_resize_axis0`, in blocks of output rows); both give the same float32 sums bit for bit
+  (docs/preprocessing.md, "The MATLAB resize: implementation notes").
 """
 
 from __future__ import annotations
@@ -828,8 +831,14 @@ def _cubic(x: tf.Tensor) -> tf.Tensor:
     return near + far
 
 
-def _matlab_resize_axis0(image: tf.Tensor, out_len: int) -> tf.Tensor:
-    """Resizes axis 0 as MATLAB's imresize does (contributions(), bicubic, antialiased), rounding to uint8."""
+#: Bytes of the gathered samples of one block of output rows in the graph's MATLAB resize (see below).
+_RESIZE_BLOCK_BYTES = 2**21
+_BLOCK_ROWS = 8  # a block holds a multiple of this many output rows (Eigen's packet: 8 floats)
+
+
+def _matlab_resize_axis0(image: tf.Tensor, out_len: int, rounded: bool = True) -> tf.Tensor:
+    """Resizes axis 0 as MATLAB's imresize does (contributions(), bicubic, antialiased), rounding to uint8
+    (`rounded=False`: the float32 sums before rounding, for `_host_resize_exact`)."""
     in_len = tf.shape(image, out_type=tf.int64)[0]
     scale = tf.cast(out_len, tf.float64) / tf.cast(in_len, tf.float64)
     shrink = scale < 1.0
@@ -845,10 +854,174 @@ def _matlab_resize_axis0(image: tf.Tensor, out_len: int) -> tf.Tensor:
     period = 2 * in_len
     wrapped = tf.math.floormod(tf.cast(indices, tf.int64) - 1, period)
     gather_at = tf.where(wrapped < in_len, wrapped, period - 1 - wrapped)
-    samples = tf.gather(image, gather_at)  # out x taps x W x C
-    # Broadcast-multiply + sum: 7x faster on CPU than the equivalent einsum (measured, 800x600 input).
-    out = tf.reduce_sum(tf.cast(weights, image.dtype)[:, :, None, None] * samples, axis=1)
-    return tf.clip_by_value(tf.round(out), 0.0, 255.0)
+    weights = tf.cast(weights, image.dtype)
+    shape = tf.shape(image, out_type=tf.int64)
+    flat = tf.reshape(image, [shape[0], -1])  # in x (W * C): the same sums, W and C side by side
+
+    def weighted_sum(block_weights, block_at):
+        # Broadcast-multiply + sum over the taps: 7x faster on CPU than the equivalent einsum (measured,
+        # 800x600 input). reduce_sum's order is Eigen's; `_host_axis0` reproduces it.
+        return tf.reduce_sum(block_weights[:, :, None] * tf.gather(flat, block_at), axis=1)
+
+    # The gathered out x taps x (W * C) tensor and its product are 49 MB each for a 1280x720 image: done
+    # in blocks of output rows that keep them near _RESIZE_BLOCK_BYTES (in cache): about 1.4x less wall
+    # time over bench_serving's JPEGs (320x240 to 1280x720). Blocks hold a multiple of _BLOCK_ROWS rows, so that every element keeps its place within
+    # Eigen's 8-float packets (row o starts at o * W * C in both) and is summed in the same order: the
+    # same bits as one reduce_sum over all rows (tests/test_preprocessing.py).
+    row_bytes = taps * shape[1] * 4
+    rows = tf.maximum(_RESIZE_BLOCK_BYTES // row_bytes // _BLOCK_ROWS, 1) * _BLOCK_ROWS
+    blocks = (out_len + rows - 1) // rows
+
+    def in_blocks():
+        pad = blocks * rows - out_len  # zero-weight rows after the last one, dropped below
+        w = tf.reshape(tf.pad(weights, [[0, pad], [0, 0]]), [blocks, rows, taps])
+        at = tf.reshape(tf.pad(gather_at, [[0, pad], [0, 0]]), [blocks, rows, taps])
+        out = tf.map_fn(
+            lambda args: weighted_sum(*args),
+            (w, at),
+            fn_output_signature=tf.TensorSpec([None, None], image.dtype),
+            parallel_iterations=1,
+        )
+        return tf.reshape(out, [blocks * rows, -1])[:out_len]
+
+    out = tf.cond(blocks > 1, in_blocks, lambda: weighted_sum(weights, gather_at))
+    out = tf.reshape(out, [out_len, shape[1], shape[2]])
+    return tf.clip_by_value(tf.round(out), 0.0, 255.0) if rounded else out
+
+
+# -- The same MATLAB resize on the host, in numpy (EmoNet.predict_images, load_image, video frames) ------------
+# The graph above sums taps x products in float32 with TensorFlow's reduce_sum, whose order is Eigen's
+# (TensorReduction.h, InnerMostDimPreserver): one after the other for fewer than 16 taps; from 16 taps,
+# four interleaved partial sums (tap t into sum t % 4) added up as ((s0 + s1) + s2) + s3, then the taps
+# past the last multiple of 4, for the elements Eigen evaluates as packets (8 floats with AVX) that lie
+# within one row of the [out, W*C] output; the other elements (packets that straddle two rows, and the
+# last incomplete packet) are summed one after the other. `_host_axis0` reproduces that order, so its
+# float32 sums, and the rounded pixels, are bit for bit the graph's (tests/test_preprocessing.py checks
+# it on photos and odd sizes; `_host_resize_exact` checks it once per process, and the host path falls
+# back to the graph where it does not hold, e.g. a TensorFlow built with another packet size). Why:
+# the graph materializes the gathered out x taps x W x C tensor and its product (49 MB each for a
+# 1280x720 image), while this accumulates one [out, W*C] row set per tap, with taps and weights computed
+# once per (in_len, out_len) and cached: about 2x less CPU per image (bench/bench_serving.py, issue 15).
+_EIGEN_PACKET = 8  # floats per packet of TensorFlow's x86-64 builds (AVX); verified by _host_resize_exact
+
+
+def _cubic_np(x: np.ndarray) -> np.ndarray:
+    ax = np.abs(x)
+    ax2, ax3 = ax * ax, ax * ax * ax
+    near = (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1.0)
+    far = (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1.0) & (ax <= 2.0))
+    return near + far
+
+
+@functools.lru_cache(maxsize=512)
+def _matlab_taps(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weights float32 [taps, out], source rows int64 [taps, out]) of `_matlab_resize_axis0`, the same
+    float64 arithmetic in numpy (weights rounded to float32 last, as the graph casts them)."""
+    scale = out_len / in_len
+    shrink = scale < 1.0
+    kernel_width = 4.0 / scale if shrink else 4.0
+    u = np.arange(1, out_len + 1, dtype=np.float64) / scale + 0.5 * (1.0 - 1.0 / scale)
+    left = np.floor(u - kernel_width / 2.0)
+    taps = int(np.ceil(kernel_width)) + 2
+    indices = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
+    offsets = u[:, None] - indices
+    weights = scale * _cubic_np(scale * offsets) if shrink else _cubic_np(offsets)
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    period = 2 * in_len
+    wrapped = np.mod(indices.astype(np.int64) - 1, period)
+    gather_at = np.where(wrapped < in_len, wrapped, period - 1 - wrapped)
+    weights, gather_at = np.ascontiguousarray(weights.astype(np.float32).T), np.ascontiguousarray(gather_at.T)
+    weights.flags.writeable = gather_at.flags.writeable = False  # shared by every caller through the cache
+    return weights, gather_at
+
+
+@functools.lru_cache(maxsize=512)
+def _scalar_elements(out_len: int, n: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(columns, mask [out, len(columns)]) of the [out, n] elements Eigen sums one by one (not in a packet
+    within one row); None when there are none (n a multiple of the packet size). Such elements lie in the
+    first and last _EIGEN_PACKET columns of a row: any other element's packet starts and ends in its row."""
+    if n % _EIGEN_PACKET == 0:
+        return None
+    columns = np.unique(np.r_[0 : min(_EIGEN_PACKET, n), max(n - _EIGEN_PACKET, 0) : n])
+    index = np.arange(out_len, dtype=np.int64)[:, None] * n + columns[None, :]
+    start = index // _EIGEN_PACKET * _EIGEN_PACKET
+    in_packet = (start + _EIGEN_PACKET <= out_len * n) & ((start % n) + _EIGEN_PACKET - 1 < n)
+    return columns, ~in_packet
+
+
+def _host_axis0(x: np.ndarray, out_len: int) -> np.ndarray:
+    """[in, n] (uint8 or float32) -> float32 [out, n]: the unrounded sums of `_matlab_resize_axis0` on
+    [in, W, C] reshaped, bit for bit (the summation order is the graph's; see above)."""
+    weights, gather_at = _matlab_taps(x.shape[0], out_len)
+    taps, n = weights.shape[0], x.shape[1]
+    rows = np.empty((out_len, n), x.dtype)
+    product = np.empty((out_len, n), np.float32)
+
+    def term(t: int, out: np.ndarray) -> np.ndarray:
+        np.take(x, gather_at[t], axis=0, out=rows)
+        return np.multiply(rows, weights[t][:, None], out=out, casting="unsafe")  # uint8 -> float32 is exact
+
+    total = term(0, np.empty((out_len, n), np.float32))
+    if taps < 16:
+        for t in range(1, taps):
+            total += term(t, product)
+        return total
+    partial = [total] + [term(t, np.empty((out_len, n), np.float32)) for t in (1, 2, 3)]
+    unrolled = taps // 4 * 4
+    for t in range(4, unrolled):
+        partial[t % 4] += term(t, product)
+    total += partial[1]
+    total += partial[2]
+    total += partial[3]
+    for t in range(unrolled, taps):
+        total += term(t, product)
+    scalar = _scalar_elements(out_len, n)
+    if scalar is not None:  # the elements Eigen sums one after the other
+        columns, mask = scalar
+        sub = x[:, columns]
+        one_by_one = sub[gather_at[0]] * weights[0][:, None]
+        for t in range(1, taps):
+            one_by_one += sub[gather_at[t]] * weights[t][:, None]
+        total[:, columns] = np.where(mask, one_by_one, total[:, columns])
+    return total
+
+
+def _host_resize_rows(image: np.ndarray, out_len: int) -> np.ndarray:
+    """H x W x C (uint8) -> uint8 out_len x W x C: one MATLAB pass along axis 0, rounded as the graph rounds."""
+    height, width, channels = image.shape
+    out = _host_axis0(image.reshape(height, width * channels), out_len)
+    np.round(out, out=out)  # half to even, as tf.round
+    np.clip(out, 0.0, 255.0, out=out)
+    return out.astype(np.uint8).reshape(out_len, width, channels)
+
+
+def _host_matlab_imresize(pixels: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """uint8 H x W x 3 -> float32 size x size x 3: `resize_image(pixels, "matlab")`, bit for bit, in numpy."""
+    height, width = pixels.shape[:2]
+    if height == size and width == size:
+        return pixels.astype(np.float32)
+    if height >= width:  # rows first (MATLAB: the smaller scale first, rows on ties), as _matlab_imresize
+        x = _host_resize_rows(np.ascontiguousarray(pixels), size)
+        x = _host_resize_rows(np.ascontiguousarray(x.transpose(1, 0, 2)), size).transpose(1, 0, 2)
+    else:
+        x = _host_resize_rows(np.ascontiguousarray(pixels.transpose(1, 0, 2)), size)
+        x = _host_resize_rows(np.ascontiguousarray(x.transpose(1, 0, 2)), size)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _host_resize_exact() -> bool:
+    """Whether `_host_axis0` sums exactly as this TensorFlow's graph does (once per process, a few ms):
+    unrounded sums on random float32 rows, for fewer than 16 taps, 16+ taps, and rows whose length is not
+    a multiple of the packet size. False (the host path then uses the graph) on a build that differs."""
+    rng = np.random.default_rng(0)
+    graph = tf.function(lambda x, out_len: _matlab_resize_axis0(x, out_len, rounded=False))
+    for in_len, n, out_len in ((300, 15, IMAGE_SIZE), (1000, 681, IMAGE_SIZE), (997, 24, 13), (50, 9, IMAGE_SIZE)):
+        x = rng.uniform(0.0, 255.0, (in_len, n)).astype(np.float32)
+        want = graph(tf.constant(x[:, :, None]), out_len).numpy()[:, :, 0]
+        if not np.array_equal(want.view(np.int32), _host_axis0(x, out_len).view(np.int32)):
+            return False
+    return True
 
 
 def _matlab_imresize(image: tf.Tensor, size: int) -> tf.Tensor:
@@ -916,10 +1089,19 @@ def _graph_functions(method: str, antialias: bool):
 def preprocess_array(array: np.ndarray, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
     """An RGB image already in memory (e.g. a video frame) -> float32 227 x 227 x 3 in [0, 255]."""
     check_resize_method(method)
-    _, from_image, from_pixels = _graph_functions(method, bool(antialias))
-    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[-1] == 3:  # video frames: cast in the graph
-        return from_pixels(tf.constant(array)).numpy()
+    from_image = _graph_functions(method, bool(antialias))[1]
+    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[-1] == 3:  # video frames
+        return _resize_pixels(array, method, bool(antialias))
     return from_image(tf.constant(to_rgb_float(array))).numpy()
+
+
+def _resize_pixels(pixels: np.ndarray, method: str, antialias: bool) -> np.ndarray:
+    """Decoded uint8 H x W x 3 -> float32 227 x 227 x 3: `resize_image`'s pixels, bit for bit. The MATLAB
+    resize runs in numpy (`_host_matlab_imresize`, 2-4x less CPU than the graph) where `_host_resize_exact`
+    holds; the other methods, and the MATLAB resize otherwise, run the traced graph (cast in the graph)."""
+    if method == "matlab" and _host_resize_exact():
+        return _host_matlab_imresize(pixels)
+    return _graph_functions(method, antialias)[2](tf.constant(pixels)).numpy()
 
 
 def preprocess_bytes(
@@ -936,7 +1118,7 @@ def preprocess_bytes(
     """
     check_resize_method(method)
     pixels = decode_bytes(data, source=source, exif_orientation=exif_orientation)
-    return _graph_functions(method, bool(antialias))[2](tf.constant(pixels)).numpy()
+    return _resize_pixels(pixels, method, bool(antialias))
 
 
 def load_image(
@@ -953,4 +1135,4 @@ def load_image(
     """
     check_resize_method(method)
     pixels = decode_image_file(path, exif_orientation=exif_orientation)
-    return _graph_functions(method, bool(antialias))[2](tf.constant(pixels)).numpy()
+    return _resize_pixels(pixels, method, bool(antialias))

@@ -51,3 +51,36 @@ def test_unknown_layer_and_missing_weights(emonet, tmp_path):
         emonet.activation_model("conv9")
     with pytest.raises(FileNotFoundError, match="nothing.pth"):
         EmoNet.from_weights(tmp_path / "nothing.pth")
+
+
+def test_predict_images_pixels_order_and_errors_with_the_host_resize(emonet, photos):
+    """predict_images decodes and resizes on the host (numpy MATLAB resize): the pixels are the in-graph
+    path's exactly, results keep input order across batches and threads, and bad items are named."""
+    import cv2
+    import tensorflow as tf
+
+    from emonet_tf import preprocessing
+
+    def jpeg(image, size):
+        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return cv2.imencode(".jpg", cv2.cvtColor(resized, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+    sizes = ((320, 240), (641, 479), (1280, 720), (227, 227), (100, 300))
+    items = [jpeg(photos[name], size) for name in ("hopper", "pack") for size in sizes]
+    items.insert(3, b"\xff\xd8\xff not a jpeg")
+    items.insert(7, b"")
+    loaded = list(emonet._iter_loaded(items, lookahead=4, workers=2))
+    assert [source for source, _, _ in loaded] == [f"<bytes #{i}>" for i in range(len(items))]
+    assert [error is not None for _, _, error in loaded] == [i in (3, 7) for i in range(len(items))]
+    assert "<bytes #3>" in loaded[3][2] and "<bytes #7>" in loaded[7][2] and "empty" in loaded[7][2]
+    for data, (source, pixels, error) in zip(items, loaded):
+        if error is None:
+            in_graph = preprocessing.preprocess_image_bytes(tf.constant(data)).numpy()
+            np.testing.assert_array_equal(pixels, in_graph, err_msg=source)
+    results = emonet.predict_images(items, batch_size=4)
+    assert [r.source for r in results] == [source for source, _, _ in loaded]
+    assert [r.ok for r in results] == [error is None for _, _, error in loaded]
+    good = np.stack([pixels for _, pixels, error in loaded if error is None])
+    np.testing.assert_allclose(
+        np.stack([r.probabilities for r in results if r.ok]), emonet.predict_arrays(good), rtol=1e-4, atol=1e-6
+    )

@@ -108,3 +108,61 @@ def test_bad_files_name_the_file(tmp_path):
     for path in (text, empty, truncated, tmp_path / "missing.jpg"):
         with pytest.raises(preprocessing.ImageDecodeError, match=str(path.name)):
             preprocessing.load_image(path)
+
+
+def _varied_sizes(photos):
+    """Real photos at sizes that exercise every branch of the MATLAB resize: upscaling, downscaling, odd
+    sizes, rows first and columns first, fewer and more than 16 taps, and rows of W * 3 floats that are
+    and are not a multiple of 8 (Eigen's packet; see preprocessing._host_axis0)."""
+    import cv2
+
+    images = {name: image for name, image in photos.items()}
+    for height, width in ((721, 1279), (1103, 703), (1500, 229), (227, 1201), (97, 1000), (228, 227), (13, 17)):
+        images[f"hopper {height}x{width}"] = cv2.resize(
+            photos["hopper"], (width, height), interpolation=cv2.INTER_CUBIC
+        )
+    images["pack 1x1"] = photos["pack"][:1, :1]
+    images["hopper 227x227"] = photos["hopper"][:227, :227]
+    return images
+
+
+def test_host_resize_is_the_graph_resize_bit_for_bit(photos):
+    """predict_images / load_image resize in numpy (_host_matlab_imresize); the SavedModel and tf.data in
+    the graph (resize_image). Same pixels, exactly, on every size."""
+    assert preprocessing._host_resize_exact()  # the numpy path is the one in use on this machine
+    graph = tf.function(lambda im: preprocessing.resize_image(tf.cast(im, tf.float32), "matlab"))
+    for name, image in _varied_sizes(photos).items():
+        image = np.ascontiguousarray(image)
+        host = preprocessing._host_matlab_imresize(image)
+        assert host.dtype == np.float32 and host.shape == (227, 227, 3), name
+        np.testing.assert_array_equal(host, graph(tf.constant(image)).numpy(), err_msg=name)
+        np.testing.assert_array_equal(host, preprocessing.preprocess_array(image), err_msg=name)
+        diff = np.abs(host - matlab_imresize.imresize(image))  # float64 reference: rare x.5 ties only
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.999, name
+
+
+def test_host_sums_follow_the_graph_order_bit_for_bit():
+    """The unrounded float32 sums of one resize pass (before rounding hides a different order)."""
+    rng = np.random.default_rng(3)
+    graph = tf.function(lambda x, n: preprocessing._matlab_resize_axis0(x, n, rounded=False))
+    for in_len, width, out_len in ((1280, 720, 227), (1103, 227, 227), (600, 171, 227), (100, 5, 227), (2000, 3, 31)):
+        x = rng.integers(0, 256, (in_len, width, 3), dtype=np.uint8)
+        want = graph(tf.constant(x, tf.float32), out_len).numpy().reshape(out_len, -1)
+        got = preprocessing._host_axis0(x.reshape(in_len, -1), out_len)
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32), err_msg=f"{in_len} -> {out_len}")
+
+
+def test_graph_resize_in_blocks_is_one_reduce_sum(monkeypatch):
+    """The graph sums blocks of output rows (_RESIZE_BLOCK_BYTES); the bits equal one reduce_sum over all rows."""
+    rng = np.random.default_rng(4)
+
+    def sums(budget, x, out_len):
+        monkeypatch.setattr(preprocessing, "_RESIZE_BLOCK_BYTES", budget)
+        fn = tf.function(lambda t: preprocessing._matlab_resize_axis0(t, out_len, rounded=False))
+        return fn(tf.constant(x)).numpy()
+
+    for in_len, width in ((1280, 720), (1103, 229), (480, 333), (50, 7)):
+        x = rng.uniform(0, 255, (in_len, width, 3)).astype(np.float32)
+        whole = sums(2**40, x, 227)
+        for budget in (2**14, 2**18, 2**21):
+            np.testing.assert_array_equal(sums(budget, x, 227).view(np.int32), whole.view(np.int32))
