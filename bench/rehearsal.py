@@ -34,7 +34,7 @@ its start time, load averages and command; the other stages keep their earlier f
 
 **Extrapolation to the paper's 137,482 frames.** `--out` holds a list of runs keyed by size
 (`--import` merges the runs of other results files; the earlier single-run format is read as one
-run). Per documented stage, over the runs with the same `--epochs` that measured it, the seconds are
+run). Per documented stage, over the runs that measured it, the seconds are
 fitted as fixed + per_record x records (least squares, numpy; records = train + test rows of the
 run) and evaluated at 137,482 records (a negative per-record slope, i.e. no growth measurable above
 the noise, gives the mean of the runs' seconds instead); the fit's inputs (sizes, seconds, peak RSS, times, loads) are
@@ -44,7 +44,8 @@ tracing, model build and export are scaled too). Peak RSS is fitted the same way
 fitted growth over the runs' own range is under 5% of the peak (noise: Beam workers start and exit
 at different moments) or the fitted peak at 137,482 records stays within 10% of the largest run's,
 else "growing". Training
-time also grows with the epochs: the fit never mixes epochs. The fit is only as good as its sizes:
+time also grows with the epochs: its fit uses only the runs with the same `--epochs` (the other
+stages do not depend on them and use every run). The fit is only as good as its sizes:
 use two or more sizes far apart, run on a machine equally loaded (compare the load averages listed).
 
 Stack profiles (each stage's main thread, sampled every 10 ms; `StackSampler`: the driver process
@@ -122,6 +123,8 @@ RESOLUTIONS = (
 DURATION_SIGMA = 0.5
 #: Stages whose cost does not grow with the number of frames.
 FIXED_STAGES = ("setup", "export")
+#: Stages whose time depends on the number of epochs: the fit only uses runs with the same epochs.
+EPOCH_STAGES = ("train_fc8",)
 DOCUMENTED_STAGES = ("build_records_beam", "setup", "fc7_cache", "train_fc8", "evaluate", "export")
 
 
@@ -603,8 +606,9 @@ def fit_line(x: list[float], y: list[float]) -> dict:
 
 
 def fit_runs(runs: dict, epochs: int, target: int = PAPER_FRAMES) -> dict:
-    """Per documented stage, over the runs with `epochs` epochs that measured it: seconds and peak RSS
-    against the run's records (train + test), fitted by `fit_line` and evaluated at `target` records."""
+    """Per documented stage, over the runs that measured it (for EPOCH_STAGES only those with `epochs`
+    epochs): seconds and peak RSS against the run's records (train + test), fitted by `fit_line` and
+    evaluated at `target` records."""
     out: dict = {"target_records": target, "epochs": epochs, "stages": {}}
     total, complete = 0.0, True
     for stage in DOCUMENTED_STAGES:
@@ -618,7 +622,9 @@ def fit_runs(runs: dict, epochs: int, target: int = PAPER_FRAMES) -> dict:
                 "load_average_start_end": run["stages"][stage].get("load_average_start_end"),
             }
             for key, run in sorted(runs.items())
-            if run.get("epochs") == epochs and stage in run.get("stages", {}) and run.get("records", {}).get("total")
+            if (run.get("epochs") == epochs or stage not in EPOCH_STAGES)
+            and stage in run.get("stages", {})
+            and run.get("records", {}).get("total")
         ]
         if not inputs:
             complete = False

@@ -32,7 +32,7 @@ def test_fit_runs_extrapolates_each_stage_and_memory():
     runs = {
         "small": _run(1_000, build_records_beam=(60 + 0.2 * 1_000, 2_600), export=(49, 1_750)),
         "big": _run(10_000, build_records_beam=(60 + 0.2 * 10_000, 2_600), export=(51, 1_750)),
-        "other_epochs": _run(5_000, epochs=1, build_records_beam=(1.0, 1.0)),
+        "other_epochs": _run(5_000, epochs=1, train_fc8=(1.0, 1.0)),
     }
     for stage in rehearsal.DOCUMENTED_STAGES:
         if stage not in ("build_records_beam", "export"):
@@ -40,7 +40,8 @@ def test_fit_runs_extrapolates_each_stage_and_memory():
             runs["big"]["stages"][stage] = {"seconds": 1.0, "peak_rss_mib": 100 + 0.1 * 10_000}
     fit = rehearsal.fit_runs(runs, epochs=10, target=100_000)
     build = fit["stages"]["build_records_beam"]
-    assert [i["run"] for i in build["inputs"]] == ["big", "small"]  # the epochs=1 run is left out
+    assert [i["run"] for i in build["inputs"]] == ["big", "small"]
+    assert [i["run"] for i in fit["stages"]["train_fc8"]["inputs"]] == ["big", "small"]  # not the epochs=1 run
     assert build["fixed_seconds"] == pytest.approx(60)
     assert build["extrapolated_seconds_100000_records"] == pytest.approx(60 + 0.2 * 100_000)
     assert build["memory"]["growth"].startswith("flat")
