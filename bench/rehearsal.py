@@ -41,8 +41,9 @@ the noise, gives the mean of the runs' seconds instead); the fit's inputs (sizes
 listed in the JSON. With a single size no fixed part can be told apart, and the figure falls back to
 seconds per record x 137,482 (an upper bound: Beam's start, TensorFlow imports in the workers,
 tracing, model build and export are scaled too). Peak RSS is fitted the same way: "flat" when the
-fitted growth over the runs' own range is under 5% of the peak (noise: Beam workers start and exit
-at different moments) or the fitted peak at 137,482 records stays within 10% of the largest run's,
+fitted growth over the runs' own range is under 5% of the peak or twice the fit's rms residual
+(noise: Beam workers start and exit at different moments), or when the largest run's peak is within
+5% of the next largest run's or the fitted peak at 137,482 records stays within 10% of the largest run's,
 else "growing". Training
 time also grows with the epochs: its fit uses only the runs with the same `--epochs` (the other
 stages do not depend on them and use every run). The fit is only as good as its sizes:
@@ -594,15 +595,23 @@ def fit_line(x: list[float], y: list[float]) -> dict:
 
     x_arr, y_arr = np.asarray(x, float), np.asarray(y, float)
     if len(set(x)) < 2:
-        return {"fixed": 0.0, "slope": float(np.mean(y_arr / x_arr)), "r2": None, "method": "single size: y / x"}
+        slope = float(np.mean(y_arr / x_arr))
+        return {"fixed": 0.0, "slope": slope, "r2": None, "rms_residual": None, "method": "single size: y / x"}
     design = np.stack([np.ones_like(x_arr), x_arr], axis=1)
     (fixed, slope), *_ = np.linalg.lstsq(design, y_arr, rcond=None)
+    residuals = y_arr - fixed - slope * x_arr
     r2 = None
     if len(x) > 2:
-        ss_res = float(np.sum((y_arr - fixed - slope * x_arr) ** 2))
+        ss_res = float(np.sum(residuals**2))
         ss_tot = float(np.sum((y_arr - y_arr.mean()) ** 2))
         r2 = 1 - ss_res / ss_tot if ss_tot > 0 else None
-    return {"fixed": float(fixed), "slope": float(slope), "r2": r2, "method": f"least squares over {len(x)} runs"}
+    return {
+        "fixed": float(fixed),
+        "slope": float(slope),
+        "r2": r2,
+        "rms_residual": float(np.sqrt(np.mean(residuals**2))),
+        "method": f"least squares over {len(x)} runs",
+    }
 
 
 def fit_runs(runs: dict, epochs: int, target: int = PAPER_FRAMES) -> dict:
@@ -629,6 +638,7 @@ def fit_runs(runs: dict, epochs: int, target: int = PAPER_FRAMES) -> dict:
         if not inputs:
             complete = False
             continue
+        inputs.sort(key=lambda i: i["records"])
         x = [i["records"] for i in inputs]
         time_fit = fit_line(x, [i["seconds"] for i in inputs])
         mem_fit = fit_line(x, [i["peak_rss_mib"] for i in inputs])
@@ -643,10 +653,14 @@ def fit_runs(runs: dict, epochs: int, target: int = PAPER_FRAMES) -> dict:
             measured = max(i["peak_rss_mib"] for i in inputs)
             within_runs = mem_fit["slope"] * (max(x) - min(x))  # fitted growth over the measured range
             peak = mem_fit["fixed"] + mem_fit["slope"] * target if mem_fit["slope"] > 0 else measured
+            by_size = [i["peak_rss_mib"] for i in sorted(inputs, key=lambda i: i["records"])]
             if mem_fit["slope"] <= 0:
                 growth = "flat (no growth with the records; the largest run's peak is given)"
-            elif within_runs < 0.05 * measured:
-                growth = "flat within the runs (fitted growth over their range < 5% of the peak: noise)"
+            elif by_size[-1] <= 1.05 * by_size[-2]:
+                growth = "flat at the top (the largest run's peak is within 5% of the next largest run's)"
+                peak = measured
+            elif within_runs < max(0.05 * measured, 2 * mem_fit["rms_residual"]):
+                growth = "flat within the runs (fitted growth over their range < 5% of the peak or 2x the fit's rms residual: noise)"
                 peak = measured
             else:
                 growth = "growing" if peak > 1.1 * measured else "flat (the fit stays within 10% of the largest peak)"

@@ -40,8 +40,8 @@ def test_fit_runs_extrapolates_each_stage_and_memory():
             runs["big"]["stages"][stage] = {"seconds": 1.0, "peak_rss_mib": 100 + 0.1 * 10_000}
     fit = rehearsal.fit_runs(runs, epochs=10, target=100_000)
     build = fit["stages"]["build_records_beam"]
-    assert [i["run"] for i in build["inputs"]] == ["big", "small"]
-    assert [i["run"] for i in fit["stages"]["train_fc8"]["inputs"]] == ["big", "small"]  # not the epochs=1 run
+    assert [i["run"] for i in build["inputs"]] == ["small", "big"]
+    assert [i["run"] for i in fit["stages"]["train_fc8"]["inputs"]] == ["small", "big"]  # not the epochs=1 run
     assert build["fixed_seconds"] == pytest.approx(60)
     assert build["extrapolated_seconds_100000_records"] == pytest.approx(60 + 0.2 * 100_000)
     assert build["memory"]["growth"].startswith("flat")
