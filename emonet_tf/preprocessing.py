@@ -1015,10 +1015,14 @@ def _host_resize_exact() -> bool:
     unrounded sums on random float32 rows, for fewer than 16 taps, 16+ taps, and rows whose length is not
     a multiple of the packet size. False (the host path then uses the graph) on a build that differs."""
     rng = np.random.default_rng(0)
-    graph = tf.function(lambda x, out_len: _matlab_resize_axis0(x, out_len, rounded=False))
+    spec = [tf.TensorSpec([None, None, None], tf.float32)]  # run-time shapes, as in resize_image's graph
+    graphs = {
+        out_len: tf.function(lambda x, out_len=out_len: _matlab_resize_axis0(x, out_len, rounded=False), spec)
+        for out_len in (IMAGE_SIZE, 13)
+    }
     for in_len, n, out_len in ((300, 15, IMAGE_SIZE), (1000, 681, IMAGE_SIZE), (997, 24, 13), (50, 9, IMAGE_SIZE)):
         x = rng.uniform(0.0, 255.0, (in_len, n)).astype(np.float32)
-        want = graph(tf.constant(x[:, :, None]), out_len).numpy()[:, :, 0]
+        want = graphs[out_len](tf.constant(x[:, :, None])).numpy()[:, :, 0]
         if not np.array_equal(want.view(np.int32), _host_axis0(x, out_len).view(np.int32)):
             return False
     return True

@@ -156,9 +156,10 @@ def test_graph_resize_in_blocks_is_one_reduce_sum(monkeypatch):
     """The graph sums blocks of output rows (_RESIZE_BLOCK_BYTES); the bits equal one reduce_sum over all rows."""
     rng = np.random.default_rng(4)
 
-    def sums(budget, x, out_len):
+    def sums(budget, x, out_len, dynamic=False):
         monkeypatch.setattr(preprocessing, "_RESIZE_BLOCK_BYTES", budget)
-        fn = tf.function(lambda t: preprocessing._matlab_resize_axis0(t, out_len, rounded=False))
+        spec = [tf.TensorSpec([None, None, None], tf.float32)] if dynamic else None  # the SavedModel's case
+        fn = tf.function(lambda t: preprocessing._matlab_resize_axis0(t, out_len, rounded=False), input_signature=spec)
         return fn(tf.constant(x)).numpy()
 
     for in_len, width in ((1280, 720), (1103, 229), (480, 333), (50, 7)):
@@ -166,3 +167,4 @@ def test_graph_resize_in_blocks_is_one_reduce_sum(monkeypatch):
         whole = sums(2**40, x, 227)
         for budget in (2**14, 2**18, 2**21):
             np.testing.assert_array_equal(sums(budget, x, 227).view(np.int32), whole.view(np.int32))
+            np.testing.assert_array_equal(sums(budget, x, 227, dynamic=True).view(np.int32), whole.view(np.int32))
