@@ -128,6 +128,55 @@ def test_beam_build_gives_the_same_examples_and_summary(every5, tmp_path):
     assert beam_summary == plain_summary
 
 
+def test_parallel_plain_build_writes_the_serial_files_and_summary(every5, tmp_path, monkeypatch):
+    # Two spawned extraction processes (builder kwarg), then the environment variable `tfds build` uses.
+    parallel = build(ck.Builder, tmp_path / "kwarg", CK_DUMMY, "emonet20_every5", workers=2)
+    monkeypatch.setenv(vf.WORKERS_ENV, "2")
+    from_env = build(ck.Builder, tmp_path / "env", CK_DUMMY, "emonet20_every5")
+    assert parallel.workers == from_env.workers == 2 and every5.workers == 1
+    for builder in (parallel, from_env):
+        for split in ("train", "test"):
+            names = sorted(p.name for p in pathlib.Path(every5.data_path).glob(f"*-{split}.tfrecord*"))
+            assert names
+            for name in names:
+                assert (pathlib.Path(builder.data_path) / name).read_bytes() == (
+                    pathlib.Path(every5.data_path) / name
+                ).read_bytes(), (split, name)
+        assert vf.read_summary(builder.data_path) == vf.read_summary(every5.data_path)
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True, "two", ""])
+def test_bad_worker_counts_are_refused_by_name(value, monkeypatch):
+    if value == "":
+        monkeypatch.setenv(vf.WORKERS_ENV, "zero")
+        with pytest.raises(ValueError, match=vf.WORKERS_ENV):
+            ck.Builder(data_dir="/nonexistent", config="emonet20_every5")
+        return
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        ck.Builder(data_dir="/nonexistent", config="emonet20_every5", workers=value)
+
+
+def test_a_video_that_kills_its_worker_process_is_reported_and_the_rest_extracted(tmp_path):
+    import _crashing_extract as crash
+
+    entries = [
+        vf.VideoEntry(video_id, str(CK_DUMMY / f"{video_id}.mp4"), "Joy", (1.0,))
+        for video_id in ("0001", "0003", crash.CRASHING_VIDEO, "0007", "0010", "0011")
+    ]
+    assert all(pathlib.Path(e.path).exists() for e in entries)
+    serial = {e.video_id: x for e, x in vf.iter_extractions(entries[:2] + entries[3:], 1, sampling="every5")}
+    got = list(vf.iter_extractions(entries, 2, extract=crash.extract_or_crash, sampling="every5"))
+    assert [e.video_id for e, _ in got] == [e.video_id for e in entries]  # the input order, crash included
+    for entry, extraction in got:
+        if entry.video_id == crash.CRASHING_VIDEO:
+            assert extraction.examples == [] and extraction.problem.reason == vf.VIDEO_UNREADABLE
+            assert entry.path in extraction.problem.detail and "process died" in extraction.problem.detail
+        else:  # as the serial run has it, bad input (0007 is not a video) included
+            assert extraction.problem == serial[entry.video_id].problem
+            assert [k for k, _ in extraction.examples] == [k for k, _ in serial[entry.video_id].examples]
+    assert sum(bool(x.examples) for x in serial.values()) >= 3 and serial["0007"].problem is not None
+
+
 @pytest.mark.parametrize("spec", ["fps10", "all"])
 def test_records_hold_exactly_the_frames_and_timestamps_the_video_reader_gives(ck27_builds, every5, spec):
     # Which frames a sampling selects, and their timestamps, are emonet_tf.video's job (tests/test_video.py);
@@ -259,6 +308,8 @@ def test_empty_video_is_skipped_or_raises_in_strict_mode(tmp_path):
     )
     with pytest.raises(vf.BadInputError, match="0002"):
         build(ck.Builder, tmp_path / "strict", root, "emonet20_all", strict=True)
+    with pytest.raises(vf.BadInputError, match="0002"):  # raised in the build's process, the pool shut down
+        build(ck.Builder, tmp_path / "strict_parallel", root, "emonet20_all", strict=True, workers=2)
     # Without bad input, strict mode builds; a label outside the config is left out by design, not an error.
     (root / "0002.mp4").unlink()
     dummy.write_coded_video(root / "0004.mp4", 10.0, 3)

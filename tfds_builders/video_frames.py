@@ -23,7 +23,11 @@ how they find videos and labels (their `_collect`). Everything else lives here:
   (``info.metadata["pre_resized"]``, :data:`PRE_RESIZED_KEY`), which `emonet_tf.data` checks
   against the model's preprocessor.
 * **Plain or Beam.** TFDS picks the writer from what `_generate_examples` returns: a Python
-  generator (plain, single process) or a ``beam.PTransform``. We return the PTransform
+  generator (plain) or a ``beam.PTransform``. A plain build extracts in its own process, or in
+  ``workers`` spawned processes (builder kwarg, or ``EMONET_TFDS_WORKERS=N`` for ``tfds build``;
+  :func:`iter_extractions`), in the videos' order, so the files are the same; its memory is bounded
+  (a few videos ahead, and TFDS's shuffler spills to disk past 1 GB), which a local Beam build's is
+  not (the DirectRunner holds every record in the driver; docs/datasets.md). We return the PTransform
   (``beam.Create(videos) | beam.Reshuffle() | beam.FlatMap(...)``) when the build was given a Beam
   runner or Beam options (``DownloadConfig.beam_runner``/``beam_options``, i.e.
   ``tfds build --beam_pipeline_options=...``), else a generator. Beam is imported lazily.
@@ -80,6 +84,10 @@ TEST_FRACTION = 0.2
 SUMMARY_FILENAME = "extraction_summary.json"
 #: Environment variable that turns strict mode on for `tfds build` (any of 1/true/yes).
 STRICT_ENV = "EMONET_TFDS_STRICT"
+#: Environment variable giving a plain build's extraction processes (`tfds build` has no builder kwargs).
+WORKERS_ENV = "EMONET_TFDS_WORKERS"
+#: Videos extracted ahead of the writer, per worker process (bounds the memory of a parallel plain build).
+VIDEOS_AHEAD_PER_WORKER = 2
 #: File extensions recognized as videos (case-insensitive): emonet_tf.video's one list, shared with the CLI.
 VIDEO_EXTENSIONS = video_lib.VIDEO_EXTENSIONS
 #: The frame samplings every builder offers, as config-name suffixes.
@@ -167,6 +175,26 @@ def env_strict() -> bool:
     import os
 
     return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_workers(workers: Any, source: str = "workers") -> int:
+    """`workers` as a positive int (1: extract in the build's own process); ValueError naming `source`."""
+    if isinstance(workers, str):
+        try:
+            workers = int(workers.strip())
+        except ValueError:
+            raise ValueError(f"{source} must be a positive integer, got {workers!r}") from None
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"{source} must be a positive integer, got {workers!r}")
+    return int(workers)
+
+
+def env_workers() -> Optional[int]:
+    """The processes `EMONET_TFDS_WORKERS` asks for, or None when unset; ValueError when not a positive int."""
+    import os
+
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    return check_workers(value, WORKERS_ENV) if value else None
 
 
 def sampling_configs(config_cls: type, prefix: str = "", frame_size: Optional[int] = None, **fields: Any) -> list:
@@ -550,6 +578,78 @@ def check_extraction(entry: VideoEntry, extraction: Extraction, strict: bool, wh
         report_damaged_kept(entry.video_id, extraction.damage, strict, where)
 
 
+def _crashed(entry: VideoEntry, err: BaseException) -> Extraction:
+    """A video whose extraction killed its worker process (e.g. a decoder crash on a hostile file)."""
+    return Extraction(
+        [], Problem(VIDEO_UNREADABLE, entry.video_id, f"{entry.path}: the extraction process died ({err})")
+    )
+
+
+def _extract_alone(extract: Any, entry: VideoEntry, context: Any) -> Extraction:
+    """`extract(entry)` in a fresh one-process pool: tells which of the videos in flight killed a pool."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        try:
+            return pool.submit(extract, entry).result()
+        except BrokenProcessPool as err:
+            return _crashed(entry, err)
+
+
+def iter_extractions(
+    entries: Sequence[VideoEntry], workers: int = 1, extract: Any = None, **kwargs: Any
+) -> Iterator[tuple[VideoEntry, Extraction]]:
+    """(entry, `extract_video(entry, **kwargs)`) for each entry, in the entries' order.
+
+    ``workers`` > 1 extracts in that many processes (spawned: TensorFlow is not fork-safe), at most
+    :data:`VIDEOS_AHEAD_PER_WORKER` x ``workers`` videos ahead of the consumer, so memory stays a few
+    videos' encoded frames whatever the corpus size. The order, hence the records, is the serial
+    build's (tests/test_tfds_builders.py compares the files). A video whose extraction kills its
+    process (a crash in a decoder library) becomes a VIDEO_UNREADABLE problem: the videos that were in
+    flight are run again one by one in fresh processes, so only the culprit is reported, and the build
+    goes on. ``extract``: the per-video function (default `extract_video`; a module-level callable).
+    """
+    import itertools
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    extract = functools.partial(extract or extract_video, **kwargs)
+    if workers <= 1:
+        for entry in entries:
+            yield entry, extract(entry)
+        return
+    context = multiprocessing.get_context("spawn")
+    todo = iter(entries)
+    pending: collections.deque = collections.deque()
+    pool = ProcessPoolExecutor(workers, mp_context=context)
+    try:
+        for entry in itertools.islice(todo, VIDEOS_AHEAD_PER_WORKER * workers):
+            pending.append((entry, pool.submit(extract, entry)))
+        while pending:
+            entry, future = pending.popleft()
+            try:
+                extraction = future.result()
+            except BrokenProcessPool:
+                # Every video in flight failed with the pool; rerun each alone to find the one that kills it.
+                pool.shutdown(wait=True, cancel_futures=True)
+                in_flight = [entry] + [e for e, _ in pending]
+                pending.clear()
+                for e in in_flight:
+                    yield e, _extract_alone(extract, e, context)
+                pool = ProcessPoolExecutor(workers, mp_context=context)
+                for e in itertools.islice(todo, VIDEOS_AHEAD_PER_WORKER * workers):
+                    pending.append((e, pool.submit(extract, e)))
+                continue
+            following = next(todo, None)
+            if following is not None:
+                pending.append((following, pool.submit(extract, following)))
+            yield entry, extraction
+    finally:  # also when the consumer stops early (strict mode raised): do not extract the rest
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 _BEAM_NAMESPACE = "emonet_tf_video_frames"
 
 
@@ -657,15 +757,25 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     }
     HOMEPAGE: Optional[str] = None
 
-    def __init__(self, *, strict: Optional[bool] = None, **kwargs: Any):
-        """``strict`` overrides the config's field (the environment variable can only turn it on)."""
+    def __init__(self, *, strict: Optional[bool] = None, workers: Optional[int] = None, **kwargs: Any):
+        """``strict`` overrides the config's field (the environment variable can only turn it on).
+
+        ``workers``: processes that decode and encode the videos of a plain build (default: the
+        environment variable `EMONET_TFDS_WORKERS`, else 1, i.e. the build's own process); the records
+        are the same for any value. A Beam build distributes over Beam's workers instead.
+
+        Raises:
+          ValueError: ``workers`` (or `EMONET_TFDS_WORKERS`) is not a positive integer.
+        """
         self._strict_kwarg = strict
+        self.workers = check_workers(workers) if workers is not None else (env_workers() or 1)
         self._use_beam = False
         self._label_problems: list[Problem] = []
         self._summaries: dict[str, SplitSummary] = {}
         self._assigned: dict[str, dict[str, list[str]]] = {}  # split -> label -> video ids
         super().__init__(**kwargs)
         self._original_state["strict"] = strict
+        self._original_state["workers"] = workers
 
     # --- to be defined by subclasses
     @abc.abstractmethod
@@ -866,8 +976,7 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
     def _generate_plain(self, entries, split, strict, where) -> Iterator[tuple[str, dict]]:
         summary = self._summaries[split] = self._new_summary(split)
-        for entry in entries:
-            extraction = extract_video(entry, **self._extract_kwargs())
+        for entry, extraction in iter_extractions(entries, self.workers, **self._extract_kwargs()):
             check_extraction(entry, extraction, strict, where)
             if extraction.problem is not None:
                 summary.add_problem(extraction.problem)
