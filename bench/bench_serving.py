@@ -187,9 +187,10 @@ def per_stage(files: list[bytes]) -> dict[str, dict[str, tuple[float, float]]]:
     import tensorflow as tf
 
     from emonet_tf import preprocessing
+    from emonet_tf.preprocessor import EmoNetPreprocessor
 
-    graph_resize = preprocessing._graph_functions("matlab", True)[2]
-    graph_bytes = preprocessing._graph_functions("matlab", True)[0]
+    graph_resize = preprocessing._graph_functions("matlab", True).from_pixels
+    graph_bytes = EmoNetPreprocessor(resize_method="matlab", antialias=True).traced_image_bytes
     graph_decode = tf.function(preprocessing.decode_image, input_signature=[tf.TensorSpec([], tf.string)])
     groups = {f"{w}x{h}": files[i :: len(SIZES)] for i, (w, h) in enumerate(SIZES)}
     groups["all 18 files"] = files

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 
 # The largest batch that runs through XLA under jit_compile="auto"; measured by
@@ -26,9 +27,15 @@ JIT_CHOICES = ("auto", True, False)
 
 
 def check_jit_compile(jit_compile: Union[str, bool]) -> Union[str, bool]:
-    """Returns `jit_compile` if it is "auto", True or False; raises ValueError otherwise."""
-    if isinstance(jit_compile, bool) or jit_compile == "auto":
-        return jit_compile
+    """`jit_compile` as "auto", True or False (plain Python values); raises ValueError otherwise.
+
+    A numpy bool (`np.bool_`, e.g. read from an array or a config) counts as the bool it holds; the
+    integers 1 and 0, strings other than "auto" and None are refused.
+    """
+    if isinstance(jit_compile, (bool, np.bool_)):
+        return bool(jit_compile)
+    if isinstance(jit_compile, str) and jit_compile == "auto":
+        return "auto"
     raise ValueError(f"jit_compile must be 'auto', True or False, got {jit_compile!r}")
 
 

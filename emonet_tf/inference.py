@@ -24,7 +24,7 @@ from emonet_tf import preprocessing
 from emonet_tf.classifier import EmoNetClassifier
 from emonet_tf.forward import BatchSizeDispatch
 from emonet_tf.image_spec import IMAGE_SIZE
-from emonet_tf.preprocessor import EmoNetPreprocessor, resolve
+from emonet_tf.preprocessor import EmoNetPreprocessor, resolve, unsupported_input
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray]
 
@@ -108,12 +108,29 @@ class VideoPrediction:
         return [] if mean is None else top_k(mean, self.class_names, k)
 
 
-def _source_name(item: ImageInput, position: int) -> str:
+def _source_name(item: ImageInput, position: int, unsupported: bool = False) -> str:
     if isinstance(item, (str, os.PathLike)):
         return os.fspath(item)
     if isinstance(item, (bytes, bytearray)):
         return f"<bytes #{position}>"
+    if unsupported:  # None, a number, ...: named by its type and index, "<int #3>"
+        return f"<{type(item).__name__} #{position}>"
     return f"<array #{position}>"
+
+
+def _check_items(items: Any, caller: str) -> None:
+    """Refuses a single input passed where a list of inputs belongs: a path or bytes would otherwise be
+    iterated into characters or byte values, and one H x W x 3 image array into its rows, each read as
+    an image of its own. An array is taken as a batch only if it is N x H x W x C (4-D)."""
+    if isinstance(items, (str, os.PathLike, bytes, bytearray)):
+        raise TypeError(
+            f"{caller} takes a list of inputs, got a single {type(items).__name__}; wrap a single path as [path]"
+        )
+    if isinstance(items, (np.ndarray, tf.Tensor)) and np.ndim(items) != 4:
+        raise TypeError(
+            f"{caller} takes a list of inputs or an N x H x W x C array of images, got an array of shape "
+            f"{tuple(np.shape(items))}; wrap a single image array as [image]"
+        )
 
 
 class FramePredictionStream(Iterator[FramePrediction]):
@@ -270,7 +287,10 @@ class EmoNet:
         workers: Optional[int],
         exif_orientation: Optional[bool] = None,
     ) -> Iterator[tuple[str, Optional[np.ndarray], Optional[str]]]:
-        """Yields (source, preprocessed image or None, error or None) in input order, decoding ahead in threads."""
+        """Yields (source, preprocessed image or None, error or None) in input order, decoding ahead in threads.
+
+        An item that is no path, bytes or image array (None, a number: `preprocessor.unsupported_input`)
+        gets an error naming its type and index ("<int #3>: unsupported input type int (...)")."""
 
         def job(item, source):
             try:
@@ -281,8 +301,14 @@ class EmoNet:
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
             pending: collections.deque = collections.deque()
             for position, item in enumerate(items):
-                source = _source_name(item, position)
-                pending.append((source, pool.submit(job, item, source)))
+                unsupported = unsupported_input(item)
+                source = _source_name(item, position, unsupported is not None)
+                if unsupported is None:
+                    future = pool.submit(job, item, source)
+                else:
+                    future = concurrent.futures.Future()
+                    future.set_result((None, f"{source}: {unsupported}"))
+                pending.append((source, future))
                 if len(pending) >= lookahead:
                     source, future = pending.popleft()
                     yield (source, *future.result())
@@ -299,10 +325,22 @@ class EmoNet:
     ) -> Iterator[ImagePrediction]:
         """Streams one `ImagePrediction` per input, in order; unreadable inputs carry `error`.
 
+        `items`: an iterable of paths, encoded bytes or RGB arrays, or an N x H x W x C array (N images).
+        An item of another type (None, a number) is reported in its result's `error`, not raised.
         `exif_orientation=True` applies the EXIF Orientation tag of encoded inputs (paths, bytes) before
         resizing, False does not, None (default) follows `self.preprocessor` (off unless the model was
         saved with it on; MATLAB's imread ignores it: docs/preprocessing.md, "EXIF orientation").
+
+        Raises:
+          TypeError: at the call, for a single input in place of a list (a str, os.PathLike, bytes or
+            bytearray: wrap it as [path]) or an array that is not 4-D (wrap one image as [image]).
         """
+        _check_items(items, "iter_predict_images")
+        return self._iter_predictions(items, batch_size, workers, exif_orientation)
+
+    def _iter_predictions(
+        self, items: Iterable[ImageInput], batch_size: int, workers: Optional[int], exif_orientation: Optional[bool]
+    ) -> Iterator[ImagePrediction]:
         batch: list[tuple[str, Optional[np.ndarray], Optional[str]]] = []
 
         def flush():
@@ -333,8 +371,11 @@ class EmoNet:
     ) -> list[ImagePrediction]:
         """Predicts paths, encoded bytes or RGB arrays; one result per input, errors named, never raised.
 
-        `exif_orientation=True`: see `iter_predict_images`."""
-        return list(self.iter_predict_images(items, batch_size=batch_size, exif_orientation=exif_orientation))
+        `items` and `exif_orientation=True`: see `iter_predict_images`. An unreadable or unsupported item
+        (None, a number) gets its result's `error`; the call itself raises only TypeError, for a single
+        path, bytes or image array passed in place of a list (wrap it: `predict_images([path])`)."""
+        _check_items(items, "predict_images")
+        return list(self._iter_predictions(items, batch_size, None, exif_orientation))
 
     # -- videos ------------------------------------------------------------------------------
     def iter_predict_video(

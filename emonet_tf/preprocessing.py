@@ -50,7 +50,7 @@ import functools
 import io
 import os
 import stat
-from typing import Optional, Sequence, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -1072,12 +1072,17 @@ def to_rgb_float(array: np.ndarray) -> np.ndarray:
     return arr[..., :3]
 
 
+class _GraphFunctions(NamedTuple):
+    """The traced host-side resizes of one setting (`_graph_functions`). Encoded bytes have one traced
+    function, `EmoNetPreprocessor.traced_image_bytes` (emonet_tf/preprocessor.py), not one here."""
+
+    from_image: Callable[[tf.Tensor], tf.Tensor]  # float32 [H, W, 3] in 0-255 -> float32 [227, 227, 3]
+    from_pixels: Callable[[tf.Tensor], tf.Tensor]  # uint8 [H, W, 3] -> float32 [227, 227, 3]
+
+
 @functools.lru_cache(maxsize=None)
-def _graph_functions(method: str, antialias: bool):
+def _graph_functions(method: str, antialias: bool) -> _GraphFunctions:
     """Traced once per setting: eager execution of the resize costs several times the graph's time."""
-    from_bytes = tf.function(
-        lambda data: preprocess_image_bytes(data, method, antialias), input_signature=[tf.TensorSpec([], tf.string)]
-    )
     from_image = tf.function(
         lambda image: resize_image(image, method, antialias),
         input_signature=[tf.TensorSpec([None, None, 3], tf.float32)],
@@ -1087,13 +1092,13 @@ def _graph_functions(method: str, antialias: bool):
         lambda pixels: resize_image(tf.cast(pixels, tf.float32), method, antialias),
         input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
     )
-    return from_bytes, from_image, from_pixels
+    return _GraphFunctions(from_image=from_image, from_pixels=from_pixels)
 
 
 def preprocess_array(array: np.ndarray, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
     """An RGB image already in memory (e.g. a video frame) -> float32 227 x 227 x 3 in [0, 255]."""
     check_resize_method(method)
-    from_image = _graph_functions(method, bool(antialias))[1]
+    from_image = _graph_functions(method, bool(antialias)).from_image
     if array.dtype == np.uint8 and array.ndim == 3 and array.shape[-1] == 3:  # video frames
         return _resize_pixels(array, method, bool(antialias))
     return from_image(tf.constant(to_rgb_float(array))).numpy()
@@ -1105,7 +1110,7 @@ def _resize_pixels(pixels: np.ndarray, method: str, antialias: bool) -> np.ndarr
     holds; the other methods, and the MATLAB resize otherwise, run the traced graph (cast in the graph)."""
     if method == "matlab" and _host_resize_exact():
         return _host_matlab_imresize(pixels)
-    return _graph_functions(method, antialias)[2](tf.constant(pixels)).numpy()
+    return _graph_functions(method, antialias).from_pixels(tf.constant(pixels)).numpy()
 
 
 def preprocess_bytes(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import numbers
 import os
 from typing import Any, Optional, Sequence, Union
 
@@ -198,12 +199,44 @@ class EmoNetPreprocessor:
         return preprocessing.preprocess_array(array, method=self.resize_method, antialias=self.antialias)
 
     def __call__(self, item: Union[str, os.PathLike, bytes, np.ndarray], source: Optional[str] = None) -> np.ndarray:
-        """A path, encoded bytes or an array -> float32 [227, 227, 3] (dispatches to the three host methods)."""
+        """A path, encoded bytes or an array -> float32 [227, 227, 3] (dispatches to the three host methods).
+
+        Raises TypeError for an item that is none of these (None, a number, a 0-d array: `unsupported_input`).
+        """
         if isinstance(item, (str, os.PathLike)):
             return self.load_image(item)
         if isinstance(item, (bytes, bytearray)):
             return self.preprocess_bytes(bytes(item), source=source or "<bytes>")
+        unsupported = unsupported_input(item)
+        if unsupported is not None:
+            raise TypeError(unsupported)
         return self.preprocess_array(np.asarray(item))
+
+
+def unsupported_input(item: Any) -> Optional[str]:
+    """None for an item the host path takes (a path, encoded bytes, an array-like image of rank >= 1);
+    otherwise why not: "unsupported input type int (...)" for None, a number, a 0-d array or an object
+    that is not array-like (numpy would make a 0-d array of it, which then reads as an image of shape ())."""
+    if isinstance(item, (str, os.PathLike, bytes, bytearray)):
+        return None
+    kind = type(item).__name__
+    expected = "expected a path, encoded image bytes or an H x W (x C) image array"
+    if item is None or isinstance(item, (numbers.Number, np.generic)):
+        return f"unsupported input type {kind} ({expected})"
+    if isinstance(item, np.ndarray):
+        arr = item
+    elif isinstance(getattr(item, "ndim", None), int):  # a tensor (tf, torch, ...): its rank, no conversion
+        return f"unsupported input type {kind} of shape () ({expected})" if item.ndim == 0 else None
+    else:
+        try:
+            arr = np.asarray(item)
+        except Exception:  # noqa: BLE001 - anything numpy cannot read is not an image
+            return f"unsupported input type {kind} ({expected})"
+    if arr.ndim == 0:
+        return f"unsupported input type {kind} of shape () ({expected})"
+    if arr.dtype == object and arr is not item:  # numpy found no numbers in it (ragged, or not an image)
+        return f"unsupported input type {kind} of dtype object ({expected})"
+    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -234,4 +267,4 @@ def resolve(
     return (preprocessor or EmoNetPreprocessor()).replace(resize_method=resize_method, antialias=antialias)
 
 
-__all__ = ["EmoNetPreprocessor", "JPEG_DCT_METHODS", "CHANNEL_ORDERS", "resolve"]
+__all__ = ["EmoNetPreprocessor", "JPEG_DCT_METHODS", "CHANNEL_ORDERS", "resolve", "unsupported_input"]

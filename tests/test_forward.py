@@ -43,10 +43,26 @@ def test_both_paths_run_and_agree():
     np.testing.assert_allclose(small, large[:2], atol=1e-5)
 
 
-@pytest.mark.parametrize("bad", ["xla", "yes", 1, None])
+@pytest.mark.parametrize(
+    "bad", ["xla", "yes", "", 1, 0, 1.0, None, np.int64(1), np.array(["auto"]), np.array([True]), b"auto"]
+)
 def test_bad_jit_compile_is_refused(bad):
     with pytest.raises(ValueError, match="jit_compile"):
         BatchSizeDispatch(_dense(), (2, 3), jit_compile=bad)
+
+
+@pytest.mark.parametrize(
+    "given, expected", [(np.bool_(True), True), (np.bool_(False), False), (True, True), ("auto", "auto")]
+)
+def test_numpy_bool_jit_compile_is_a_plain_bool(given, expected):
+    import json
+
+    checked = forward.check_jit_compile(given)
+    assert checked == expected and type(checked) is type(expected)
+    dispatch = BatchSizeDispatch(_dense(), (2, 3), jit_compile=given)
+    assert type(dispatch.jit_compile) is type(expected)
+    assert json.loads(json.dumps({"jit_compile": dispatch.jit_compile})) == {"jit_compile": expected}
+    assert dispatch.path(5) == ("xla" if expected is True else "graph")
 
 
 def test_emonet_one_image_through_xla_equals_the_graph(tmp_path):

@@ -41,6 +41,48 @@ def test_predict_images_of_every_kind_with_a_broken_one_in_the_batch(emonet, ima
     assert from_bytes.source == "<bytes #0>"
 
 
+def test_a_single_input_in_place_of_a_list_is_refused(emonet, image_files):
+    """A bare path or bytes used to be iterated into characters (one error each); a single image array
+    into its rows (one prediction each). Both raise TypeError at the call, iter_predict_images too."""
+    import tensorflow as tf
+
+    path = image_files["rgb_jpeg"]
+    for single in (str(path), path, path.read_bytes(), bytearray(path.read_bytes())):
+        with pytest.raises(TypeError, match=r"predict_images takes a list of inputs.*wrap a single path as \[path\]"):
+            emonet.predict_images(single)
+        with pytest.raises(TypeError, match=r"iter_predict_images takes a list of inputs"):
+            emonet.iter_predict_images(single)  # at the call, before any iteration
+    image = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for single in (image, image[..., 0], tf.constant(image)):
+        with pytest.raises(TypeError, match=r"wrap a single image array as \[image\]"):
+            emonet.predict_images(single)
+    # An N x H x W x C array is N images, as a list of them.
+    batch = np.stack([image, image[::-1]])
+    results = emonet.predict_images(batch)
+    assert [r.source for r in results] == ["<array #0>", "<array #1>"] and all(r.ok for r in results)
+    listed = emonet.predict_images(list(batch))
+    np.testing.assert_allclose(
+        [r.probabilities for r in results], [r.probabilities for r in listed], rtol=1e-5, atol=1e-7
+    )
+
+
+def test_items_of_unsupported_types_are_named_errors(emonet):
+    """42 or None used to be read as an image of shape (); now each is that item's error, naming its type
+    and index, and the other items are predicted."""
+    image = np.random.default_rng(5).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    items = [image, 42, None, np.array(7), 3.5, True, {"a": 1}, image.tolist()]
+    results = emonet.predict_images(items, batch_size=3)
+    assert len(results) == len(items)
+    assert results[0].ok and results[-1].ok
+    np.testing.assert_allclose(results[0].probabilities, results[-1].probabilities, rtol=1e-5, atol=1e-7)
+    for i, kind in [(1, "int"), (2, "NoneType"), (3, "ndarray"), (4, "float"), (5, "bool"), (6, "dict")]:
+        r = results[i]
+        assert not r.ok and r.probabilities is None
+        assert r.source == f"<{kind} #{i}>"
+        assert r.error.startswith(f"<{kind} #{i}>: unsupported input type {kind}"), r.error
+    assert "Expected an image" not in results[1].error
+
+
 def test_top_k_helper():
     probs = np.array([0.1, 0.5, 0.05, 0.35])
     assert top_k(probs, ["a", "b", "c", "d"], 2) == [("b", 0.5), ("d", 0.35)]

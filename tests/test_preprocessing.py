@@ -168,3 +168,22 @@ def test_graph_resize_in_blocks_is_one_reduce_sum(monkeypatch):
         for budget in (2**14, 2**18, 2**21):
             np.testing.assert_array_equal(sums(budget, x, 227).view(np.int32), whole.view(np.int32))
             np.testing.assert_array_equal(sums(budget, x, 227, dynamic=True).view(np.int32), whole.view(np.int32))
+
+
+def test_graph_functions_are_the_resizes_and_bytes_have_one_traced_function():
+    """`_graph_functions` held an unused bytes function beside `EmoNetPreprocessor.traced_image_bytes`;
+    now it holds the two resizes, by name, and those agree with each other and with preprocess_array."""
+    from emonet_tf.preprocessor import EmoNetPreprocessor
+
+    fns = preprocessing._graph_functions("bilinear", True)
+    assert fns._fields == ("from_image", "from_pixels")
+    pixels = np.random.default_rng(2).integers(0, 256, (30, 41, 3), dtype=np.uint8)
+    from_pixels = fns.from_pixels(tf.constant(pixels)).numpy()
+    np.testing.assert_array_equal(from_pixels, fns.from_image(tf.constant(pixels.astype(np.float32))).numpy())
+    np.testing.assert_array_equal(from_pixels, preprocessing.preprocess_array(pixels, method="bilinear"))
+    np.testing.assert_array_equal(
+        preprocessing.preprocess_array(pixels.astype(np.float32), method="bilinear"), from_pixels
+    )
+    data = tf.io.encode_png(pixels)
+    traced = EmoNetPreprocessor(resize_method="bilinear").traced_image_bytes(data)
+    np.testing.assert_array_equal(traced.numpy(), from_pixels)

@@ -60,6 +60,26 @@ def test_host_methods_are_the_preprocessing_functions(image_files):
     assert np.abs(want - EmoNetPreprocessor().load_image(path)).max() > 1  # the setting is used
 
 
+def test_items_that_are_no_image_are_refused_by_type():
+    import tensorflow as tf
+
+    from emonet_tf.preprocessor import unsupported_input
+
+    p = EmoNetPreprocessor()
+    for item, kind in [(42, "int"), (None, "NoneType"), (2.5, "float"), (True, "bool"), (np.array(7), "ndarray")]:
+        message = unsupported_input(item)
+        assert message is not None and message.startswith(f"unsupported input type {kind}"), (item, message)
+        with pytest.raises(TypeError, match=f"unsupported input type {kind}"):
+            p(item)
+    assert "unsupported input type dict" in unsupported_input({"a": 1})
+    assert "unsupported input type list" in unsupported_input([[1, 2], [3]])  # ragged: not an image
+    assert "unsupported input type EagerTensor of shape ()" in unsupported_input(tf.constant(3.0))
+    image = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    for good in (image, image.tolist(), tf.constant(image), "x.jpg", b"\xff\xd8", bytearray(b"x"), np.zeros(3)):
+        assert unsupported_input(good) is None
+    np.testing.assert_array_equal(p(image.tolist()), p(image))
+
+
 def test_keras_file_and_weight_set_keep_the_preprocessor(tmp_path, image_files):
     from emonet_tf import weights
 
