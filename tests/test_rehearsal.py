@@ -35,7 +35,7 @@ def test_fit_runs_extrapolates_each_stage_and_memory():
         "other_epochs": _run(5_000, epochs=1, train_fc8=(1.0, 1.0)),
     }
     for stage in rehearsal.DOCUMENTED_STAGES:
-        if stage not in ("build_records_beam", "export"):
+        if stage not in rehearsal.BUILD_STAGES + ("export",):
             runs["small"]["stages"][stage] = {"seconds": 1.0, "peak_rss_mib": 100 + 0.1 * 1_000}
             runs["big"]["stages"][stage] = {"seconds": 1.0, "peak_rss_mib": 100 + 0.1 * 10_000}
     fit = rehearsal.fit_runs(runs, epochs=10, target=100_000)
@@ -49,7 +49,17 @@ def test_fit_runs_extrapolates_each_stage_and_memory():
     assert export["fixed_seconds"] == pytest.approx(48.78, abs=0.01)  # 49 - 1000 * (2 / 9000)
     assert fit["stages"]["fc7_cache"]["memory"]["extrapolated_peak_mib"] == pytest.approx(100 + 0.1 * 100_000)
     assert fit["stages"]["fc7_cache"]["memory"]["growth"] == "growing"
-    assert fit["extrapolated_total_seconds_100000_records"] is not None
+    assert fit["total_build_stage"] == "build_records_beam"
+    others = sum(
+        f["extrapolated_seconds_100000_records"] for s, f in fit["stages"].items() if s not in rehearsal.BUILD_STAGES
+    )
+    assert fit["extrapolated_total_seconds_100000_records"] == pytest.approx(others + 60 + 0.2 * 100_000)
+    # With a plain build measured too, the total takes it (one build, never both).
+    runs["small"]["stages"]["build_records_plain"] = {"seconds": 10 + 0.1 * 1_000, "peak_rss_mib": 3_000}
+    runs["big"]["stages"]["build_records_plain"] = {"seconds": 10 + 0.1 * 10_000, "peak_rss_mib": 3_000}
+    both = rehearsal.fit_runs(runs, epochs=10, target=100_000)
+    assert both["total_build_stage"] == "build_records_plain"
+    assert both["extrapolated_total_seconds_100000_records"] == pytest.approx(others + 10 + 0.1 * 100_000)
 
 
 def test_generated_clips_have_their_planned_frames(tmp_path):
