@@ -145,7 +145,44 @@ def test_parallel_plain_build_writes_the_serial_files_and_summary(every5, tmp_pa
         assert vf.read_summary(builder.data_path) == vf.read_summary(every5.data_path)
 
 
-@pytest.mark.parametrize("value", [0, -2, 1.5, True, "two", ""])
+def test_a_parallel_build_runs_one_set_of_processes_for_all_its_splits(tmp_path, monkeypatch):
+    # TFDS starts every split's generator before writing the first: a pool per split ran 2 x workers.
+    started = []
+    start = vf.ExtractionPool._start
+
+    def counting_start(self, workers):
+        started.append(workers)
+        return start(self, workers)
+
+    monkeypatch.setattr(vf.ExtractionPool, "_start", counting_start)
+    builder = build(ck.Builder, tmp_path, CK_DUMMY, "emonet20_every5", workers=2)
+    assert set(builder.info.splits) == {"train", "test"}
+    assert started == [2]
+
+
+def test_a_script_without_the_main_guard_gets_told_so_not_its_videos_blamed(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "build_script.py"  # the spawned processes re-run it, and die in their bootstrap
+    script.write_text(
+        "from tfds_builders import video_frames as vf\n"
+        f"entry = vf.VideoEntry('0001', {str(CK_DUMMY / '0001.mp4')!r}, 'Joy', (1.0,))\n"
+        "try:\n"
+        "    list(vf.iter_extractions([entry], 2, sampling='every5'))\n"
+        "except RuntimeError as err:\n"
+        "    if 'could not start' not in str(err):\n"
+        "        raise  # in the spawned process: Python's bootstrap error, which kills it\n"
+        "    print('REFUSED:', err)\n"
+    )
+    root = pathlib.Path(vf.__file__).resolve().parents[1]
+    env = dict(__import__("os").environ, PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert "REFUSED:" in out.stdout and '__name__ == "__main__"' in out.stdout, out.stdout[-2000:]
+    assert "video_unreadable" not in out.stdout
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True, "two", "1_0", "\u0662", ""])
 def test_bad_worker_counts_are_refused_by_name(value, monkeypatch):
     if value == "":
         monkeypatch.setenv(vf.WORKERS_ENV, "zero")

@@ -178,15 +178,22 @@ def env_strict() -> bool:
 
 
 def check_workers(workers: Any, source: str = "workers") -> int:
-    """`workers` as a positive int (1: extract in the build's own process); ValueError naming `source`."""
-    if isinstance(workers, str):
-        try:
-            workers = int(workers.strip())
-        except ValueError:
-            raise ValueError(f"{source} must be a positive integer, got {workers!r}") from None
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+    """`workers` as a positive int (1: extract in the build's own process); ValueError naming `source`.
+
+    A string must be ASCII digits (the environment variable): "1_0" or non-ASCII digits are refused.
+    More workers than CPU cores is allowed (logged): each is a process that imports TensorFlow.
+    """
+    import os
+
+    value = workers
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.isascii() and text.isdigit() else None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{source} must be a positive integer, got {workers!r}")
-    return int(workers)
+    if value > (os.cpu_count() or 1):
+        logging.warning("%s=%d is more than this machine's %s CPU cores", source, value, os.cpu_count())
+    return int(value)
 
 
 def env_workers() -> Optional[int]:
@@ -585,69 +592,146 @@ def _crashed(entry: VideoEntry, err: BaseException) -> Extraction:
     )
 
 
-def _extract_alone(extract: Any, entry: VideoEntry, context: Any) -> Extraction:
-    """`extract(entry)` in a fresh one-process pool: tells which of the videos in flight killed a pool."""
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+def _probe() -> int:
+    """A task that needs nothing but a started worker process (see `ExtractionPool`)."""
+    import os
 
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
+    return os.getpid()
+
+
+#: Why a pool's processes may fail to start at all, in the words a user needs.
+POOL_START_ERROR = (
+    "the build's extraction processes could not start (workers > 1 spawns them, and each imports the "
+    "main module again): a script that builds with workers > 1 must run the build under "
+    '`if __name__ == "__main__":`'
+)
+
+
+class ExtractionPool:
+    """The spawned processes of a parallel plain build: ``workers`` in all, shared by the build's splits.
+
+    TFDS starts every split's generator before writing the first split (`_drop_empty_splits` reads
+    each one's first example), so a pool per split would run one set of processes per split. The
+    pool is started by a probe task, so a pool that cannot start at all (e.g. a script without the
+    `__main__` guard) raises RuntimeError (`POOL_START_ERROR`) instead of blaming the videos.
+    """
+
+    def __init__(self, workers: int):
+        import multiprocessing
+
+        self.workers = check_workers(workers)
+        self._context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+        self._executor = None
+
+    def _start(self, workers: int):
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        executor = ProcessPoolExecutor(workers, mp_context=self._context)
         try:
-            return pool.submit(extract, entry).result()
+            executor.submit(_probe).result()
+        except BrokenProcessPool as err:
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise RuntimeError(POOL_START_ERROR) from err
+        return executor
+
+    def executor(self):
+        """The running `ProcessPoolExecutor` (started at the first call, or after `renew`)."""
+        if self._executor is None:
+            self._executor = self._start(self.workers)
+        return self._executor
+
+    def renew(self, broken) -> None:
+        """Drops `broken` (an executor whose process died) if it is still the current one."""
+        if self._executor is broken:
+            broken.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def run_alone(self, extract: Any, entry: VideoEntry) -> Extraction:
+        """`extract(entry)` in a fresh one-process pool: tells which video in flight killed a pool."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        executor = self._start(1)
+        try:
+            return executor.submit(extract, entry).result()
         except BrokenProcessPool as err:
             return _crashed(entry, err)
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
 
 
 def iter_extractions(
-    entries: Sequence[VideoEntry], workers: int = 1, extract: Any = None, **kwargs: Any
+    entries: Sequence[VideoEntry],
+    workers: int = 1,
+    extract: Any = None,
+    pool: Optional[ExtractionPool] = None,
+    **kwargs: Any,
 ) -> Iterator[tuple[VideoEntry, Extraction]]:
     """(entry, `extract_video(entry, **kwargs)`) for each entry, in the entries' order.
 
-    ``workers`` > 1 extracts in that many processes (spawned: TensorFlow is not fork-safe), at most
-    :data:`VIDEOS_AHEAD_PER_WORKER` x ``workers`` videos ahead of the consumer, so memory stays a few
+    ``workers`` > 1 (or a shared ``pool``, which the caller closes) extracts in spawned processes, at
+    most :data:`VIDEOS_AHEAD_PER_WORKER` x workers videos ahead of the consumer, so memory stays a few
     videos' encoded frames whatever the corpus size. The order, hence the records, is the serial
     build's (tests/test_tfds_builders.py compares the files). A video whose extraction kills its
     process (a crash in a decoder library) becomes a VIDEO_UNREADABLE problem: the videos that were in
-    flight are run again one by one in fresh processes, so only the culprit is reported, and the build
-    goes on. ``extract``: the per-video function (default `extract_video`; a module-level callable).
+    flight in that pool are run again one by one in fresh processes, so only the culprit is reported,
+    and the build goes on. ``extract``: the per-video function (default `extract_video`; module-level).
+
+    Raises:
+      RuntimeError: the processes could not start at all (`POOL_START_ERROR`).
     """
     import itertools
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     extract = functools.partial(extract or extract_video, **kwargs)
-    if workers <= 1:
+    if pool is None and workers <= 1:
         for entry in entries:
             yield entry, extract(entry)
         return
-    context = multiprocessing.get_context("spawn")
+    own = pool is None
+    pool = pool or ExtractionPool(workers)
+    ahead = VIDEOS_AHEAD_PER_WORKER * pool.workers
     todo = iter(entries)
-    pending: collections.deque = collections.deque()
-    pool = ProcessPoolExecutor(workers, mp_context=context)
+    pending: collections.deque = collections.deque()  # (entry, future, executor), in the entries' order
+
+    def submit(entry: VideoEntry) -> None:
+        executor = pool.executor()
+        pending.append((entry, executor.submit(extract, entry), executor))
+
     try:
-        for entry in itertools.islice(todo, VIDEOS_AHEAD_PER_WORKER * workers):
-            pending.append((entry, pool.submit(extract, entry)))
+        for entry in itertools.islice(todo, ahead):
+            submit(entry)
         while pending:
-            entry, future = pending.popleft()
+            entry, future, executor = pending.popleft()
             try:
                 extraction = future.result()
             except BrokenProcessPool:
-                # Every video in flight failed with the pool; rerun each alone to find the one that kills it.
-                pool.shutdown(wait=True, cancel_futures=True)
-                in_flight = [entry] + [e for e, _ in pending]
+                # Every video in flight in that pool failed with it (they come first: submitted earlier);
+                # rerun each alone to find the one that kills it.
+                pool.renew(executor)
+                lost = [entry] + [e for e, _, x in pending if x is executor]
+                kept = [p for p in pending if p[2] is not executor]
                 pending.clear()
-                for e in in_flight:
-                    yield e, _extract_alone(extract, e, context)
-                pool = ProcessPoolExecutor(workers, mp_context=context)
-                for e in itertools.islice(todo, VIDEOS_AHEAD_PER_WORKER * workers):
-                    pending.append((e, pool.submit(extract, e)))
+                pending.extend(kept)
+                for e in lost:
+                    yield e, pool.run_alone(extract, e)
+                for e in itertools.islice(todo, max(ahead - len(pending), 0)):
+                    submit(e)
                 continue
             following = next(todo, None)
             if following is not None:
-                pending.append((following, pool.submit(extract, following)))
+                submit(following)
             yield entry, extraction
     finally:  # also when the consumer stops early (strict mode raised): do not extract the rest
-        pool.shutdown(wait=True, cancel_futures=True)
+        for _, future, _ in pending:
+            future.cancel()
+        if own:
+            pool.close()
 
 
 _BEAM_NAMESPACE = "emonet_tf_video_frames"
@@ -769,6 +853,7 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         """
         self._strict_kwarg = strict
         self.workers = check_workers(workers) if workers is not None else (env_workers() or 1)
+        self._pool: Optional[ExtractionPool] = None
         self._use_beam = False
         self._label_problems: list[Problem] = []
         self._summaries: dict[str, SplitSummary] = {}
@@ -881,7 +966,14 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         self._summaries = {}
         self._label_problems = []
         self._assigned = {}
-        super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
+        # One set of extraction processes for the whole build, shared by its splits (see ExtractionPool).
+        self._pool = ExtractionPool(self.workers) if self.workers > 1 and not self._use_beam else None
+        try:
+            super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
         self._write_summary()
 
     def _split_generators(self, dl_manager):
@@ -976,7 +1068,7 @@ class VideoFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
     def _generate_plain(self, entries, split, strict, where) -> Iterator[tuple[str, dict]]:
         summary = self._summaries[split] = self._new_summary(split)
-        for entry, extraction in iter_extractions(entries, self.workers, **self._extract_kwargs()):
+        for entry, extraction in iter_extractions(entries, pool=self._pool, **self._extract_kwargs()):
             check_extraction(entry, extraction, strict, where)
             if extraction.problem is not None:
                 summary.add_problem(extraction.problem)
