@@ -11,7 +11,9 @@ exception that kills the batch.
 from __future__ import annotations
 
 import collections
+import collections.abc
 import concurrent.futures
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
@@ -26,7 +28,7 @@ from emonet_tf.forward import BatchSizeDispatch
 from emonet_tf.image_spec import IMAGE_SIZE
 from emonet_tf.preprocessor import EmoNetPreprocessor, resolve, unsupported_input
 
-ImageInput = Union[str, os.PathLike, bytes, np.ndarray]
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 
 
 def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
@@ -109,28 +111,69 @@ class VideoPrediction:
 
 
 def _source_name(item: ImageInput, position: int, unsupported: bool = False) -> str:
+    """The name of one item in results and errors: its path, "<bytes #i>", "<array #i>" (an ndarray, a
+    tf.Tensor, a nested list), else its type and index ("<int #3>", "<FakeNd #3>"). Raises whatever the
+    item's ``__fspath__`` raises (TypeError for one that returns no str or bytes); `_iter_loaded` makes
+    that the item's error."""
     if isinstance(item, (str, os.PathLike)):
-        return os.fspath(item)
-    if isinstance(item, (bytes, bytearray)):
+        return os.fsdecode(os.fspath(item))
+    if isinstance(item, (bytes, bytearray, memoryview)):
         return f"<bytes #{position}>"
-    if unsupported:  # None, a number, ...: named by its type and index, "<int #3>"
-        return f"<{type(item).__name__} #{position}>"
+    if unsupported or not isinstance(item, (np.ndarray, tf.Tensor, list, tuple)):
+        return f"<{type(item).__name__} #{position}>"  # None, a number, another object: "<int #3>"
     return f"<array #{position}>"
+
+
+def _describe(err: Exception) -> str:
+    """An item's error text: our ValueErrors (ImageDecodeError, an array that is not an image) say what
+    is wrong themselves; any other exception is named by its type ("TypeError: ...")."""
+    if isinstance(err, ValueError):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
 
 
 def _check_items(items: Any, caller: str) -> None:
     """Refuses a single input passed where a list of inputs belongs: a path or bytes would otherwise be
     iterated into characters or byte values, and one H x W x 3 image array into its rows, each read as
-    an image of its own. An array is taken as a batch only if it is N x H x W x C (4-D)."""
-    if isinstance(items, (str, os.PathLike, bytes, bytearray)):
+    an image of its own. An array is taken as a batch only if it is N x H x W x C (4-D). Also refuses
+    what is no list at all (None, a number) and a mapping (iterating it would predict its keys)."""
+    if isinstance(items, (str, os.PathLike, bytes, bytearray, memoryview)):
         raise TypeError(
             f"{caller} takes a list of inputs, got a single {type(items).__name__}; wrap a single path as [path]"
+        )
+    if isinstance(items, collections.abc.Mapping):
+        raise TypeError(
+            f"{caller} takes a list of inputs, got a {type(items).__name__}; pass a list of its keys or values"
         )
     if isinstance(items, (np.ndarray, tf.Tensor)) and np.ndim(items) != 4:
         raise TypeError(
             f"{caller} takes a list of inputs or an N x H x W x C array of images, got an array of shape "
             f"{tuple(np.shape(items))}; wrap a single image array as [image]"
         )
+    try:
+        iter(items)
+    except TypeError:
+        raise TypeError(f"{caller} takes a list of inputs, got {type(items).__name__}") from None
+
+
+def _check_options(batch_size: Any, workers: Any, exif_orientation: Any) -> tuple[int, Optional[int], Optional[bool]]:
+    """The call's settings, checked before any work: batch_size a positive integer, workers None or a
+    positive integer, exif_orientation None, True or False (numpy integers and bools are taken as such).
+    Raises ValueError naming the argument and the value."""
+
+    def positive_int(name: str, value: Any) -> int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        return int(value)
+
+    batch_size = positive_int("batch_size", batch_size)
+    if workers is not None:
+        workers = positive_int("workers", workers)
+    if exif_orientation is not None:
+        if not isinstance(exif_orientation, (bool, np.bool_)):
+            raise ValueError(f"exif_orientation must be None, True or False, got {exif_orientation!r}")
+        exif_orientation = bool(exif_orientation)
+    return batch_size, workers, exif_orientation
 
 
 class FramePredictionStream(Iterator[FramePrediction]):
@@ -270,15 +313,17 @@ class EmoNet:
 
     # -- images ------------------------------------------------------------------------------
     def _load(self, item: ImageInput, source: str, exif_orientation: Optional[bool]) -> np.ndarray:
-        """One input through `self.preprocessor` (EXIF orientation: None = the preprocessor's setting);
-        ImageDecodeError names `source`."""
+        """One input through `self.preprocessor` (EXIF orientation: None = the preprocessor's setting).
+
+        Every failure (any Exception) raises ImageDecodeError naming `source`; an exception other than
+        our ValueErrors is named by its type too ("<FakeNd #3>: TypeError: ...")."""
         preprocessor = self.preprocessor.replace(exif_orientation=exif_orientation)
         try:
             return preprocessor(item, source=source)
         except preprocessing.ImageDecodeError:
             raise
-        except ValueError as err:  # an array that is not an image
-            raise preprocessing.ImageDecodeError(f"{source}: {err}") from None
+        except Exception as err:  # noqa: BLE001 - an array that is not an image, an odd object's own error
+            raise preprocessing.ImageDecodeError(f"{source}: {_describe(err)}") from None
 
     def _iter_loaded(
         self,
@@ -290,24 +335,37 @@ class EmoNet:
         """Yields (source, preprocessed image or None, error or None) in input order, decoding ahead in threads.
 
         An item that is no path, bytes or image array (None, a number: `preprocessor.unsupported_input`)
-        gets an error naming its type and index ("<int #3>: unsupported input type int (...)")."""
+        gets an error naming its type and index ("<int #3>: unsupported input type int (...)"). Any
+        Exception raised while naming, loading or preprocessing one item becomes that item's error;
+        KeyboardInterrupt and other BaseExceptions propagate."""
 
         def job(item, source):
             try:
                 return self._load(item, source, exif_orientation), None
             except preprocessing.ImageDecodeError as err:
                 return None, str(err)
+            except Exception as err:  # noqa: BLE001 - one item's failure is its error, not the call's
+                return None, f"{source}: {_describe(err)}"
+
+        def failed(error: str) -> concurrent.futures.Future:
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            future.set_result((None, error))
+            return future
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
             pending: collections.deque = collections.deque()
             for position, item in enumerate(items):
-                unsupported = unsupported_input(item)
-                source = _source_name(item, position, unsupported is not None)
-                if unsupported is None:
-                    future = pool.submit(job, item, source)
+                try:
+                    unsupported = unsupported_input(item)
+                    source = _source_name(item, position, unsupported is not None)
+                except Exception as err:  # noqa: BLE001 - e.g. a __fspath__ that raises or returns an int
+                    source = f"<{type(item).__name__} #{position}>"
+                    future = failed(f"{source}: {_describe(err)}")
                 else:
-                    future = concurrent.futures.Future()
-                    future.set_result((None, f"{source}: {unsupported}"))
+                    if unsupported is None:
+                        future = pool.submit(job, item, source)
+                    else:
+                        future = failed(f"{source}: {unsupported}")
                 pending.append((source, future))
                 if len(pending) >= lookahead:
                     source, future = pending.popleft()
@@ -331,11 +389,20 @@ class EmoNet:
         resizing, False does not, None (default) follows `self.preprocessor` (off unless the model was
         saved with it on; MATLAB's imread ignores it: docs/preprocessing.md, "EXIF orientation").
 
-        Raises:
-          TypeError: at the call, for a single input in place of a list (a str, os.PathLike, bytes or
-            bytearray: wrap it as [path]) or an array that is not 4-D (wrap one image as [image]).
+        Every per-item problem (unreadable, undecodable, not an image, an array with NaN or values outside
+        [0, 255], any exception an odd item raises) is that item's `error`, naming it (its path,
+        "<bytes #i>", "<array #i>", "<int #i>"); arrays hold RGB values in [0, 255]. `workers`: decoding
+        threads (None: up to 8, one per CPU).
+
+        Raises (at the call, before the first result is asked for):
+          TypeError: for a single input in place of a list (a str, os.PathLike, bytes, bytearray or
+            memoryview: wrap it as [path]), an array that is not 4-D (wrap one image as [image]), a
+            mapping (pass a list of its keys or values), or no iterable at all (None, a number).
+          ValueError: for batch_size not a positive integer, workers not None or a positive integer, or
+            exif_orientation not None, True or False; the message names the argument and the value.
         """
         _check_items(items, "iter_predict_images")
+        batch_size, workers, exif_orientation = _check_options(batch_size, workers, exif_orientation)
         return self._iter_predictions(items, batch_size, workers, exif_orientation)
 
     def _iter_predictions(
@@ -372,9 +439,13 @@ class EmoNet:
         """Predicts paths, encoded bytes or RGB arrays; one result per input, errors named, never raised.
 
         `items` and `exif_orientation=True`: see `iter_predict_images`. An unreadable or unsupported item
-        (None, a number) gets its result's `error`; the call itself raises only TypeError, for a single
-        path, bytes or image array passed in place of a list (wrap it: `predict_images([path])`)."""
+        (None, a number, an array that is not an RGB image in [0, 255], an object whose conversion fails)
+        gets its result's `error`, naming the item; the call itself raises TypeError for a single path,
+        bytes or image array passed in place of a list (wrap it: `predict_images([path])`), a mapping or a
+        non-iterable (None, a number), and ValueError for batch_size not a positive integer or
+        exif_orientation not None, True or False (the message names the argument and the value)."""
         _check_items(items, "predict_images")
+        batch_size, _, exif_orientation = _check_options(batch_size, None, exif_orientation)
         return list(self._iter_predictions(items, batch_size, None, exif_orientation))
 
     # -- videos ------------------------------------------------------------------------------

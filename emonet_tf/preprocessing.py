@@ -1055,8 +1055,39 @@ def preprocess_image_bytes(
 
 
 def to_rgb_float(array: np.ndarray) -> np.ndarray:
-    """An in-memory image (H x W, H x W x 1/3/4; uint8, uint16 or float in [0, 255]) as float32 RGB in [0, 255]."""
+    """An in-memory image (H x W, H x W x 1/3/4; uint8, uint16, bool, or integer or float values in
+    [0, 255]) as float32 RGB in [0, 255]. uint16 is divided by 257, bool is 0 or 255.
+
+    Every array input of the host path comes through here (`preprocess_array`, hence
+    `EmoNetPreprocessor.__call__` and `EmoNet.predict_images`), except uint8 H x W x 3 pixels (video
+    frames), which `preprocess_array` resizes directly: uint8 holds no other values, so only their
+    shape is checked. The checks cost nothing on uint8, uint16 and bool (no value is out of range);
+    integer and float arrays get one min/max, float arrays one finiteness test.
+
+    Raises:
+      ValueError: naming the problem, for an array that is not an image: a dtype with no pixel values
+        (object, complex, string: "dtype complex128 is not an image's (...)"), a shape other than those
+        above, an empty image ("empty image of shape (0, 5, 3)"), NaN or infinite values ("contains NaN or
+        infinite values"), or integer or float values outside [0, 255] ("values outside [0, 255] (min ...,
+        max ...); ..."; a [0, 1] image must be multiplied by 255).
+    """
     arr = np.asarray(array)
+    kind = arr.dtype.kind
+    if kind not in "biuf":  # object, complex, strings, bytes, datetimes, structured records
+        raise ValueError(f"dtype {arr.dtype} is not an image's (expected uint8, uint16, bool, integer or float pixels)")
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4)):
+        raise ValueError(f"Expected an image of shape HxW, HxWx1, HxWx3 or HxWx4, got {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"empty image of shape {arr.shape}")
+    if kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("contains NaN or infinite values")
+    if arr.dtype not in (np.uint8, np.uint16, np.bool_):
+        low, high = arr.min(), arr.max()
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"values outside [0, 255] (min {low.item():g}, max {high.item():g}); pixels are 0-255 "
+                "(a [0, 1] image must be multiplied by 255)"
+            )
     if arr.dtype == np.uint16:
         arr = arr.astype(np.float32) / 257.0
     elif arr.dtype == bool:
@@ -1065,8 +1096,6 @@ def to_rgb_float(array: np.ndarray) -> np.ndarray:
         arr = arr.astype(np.float32)
     if arr.ndim == 2:
         arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"Expected an image of shape HxW, HxWx1, HxWx3 or HxWx4, got {array.shape}")
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     return arr[..., :3]
@@ -1096,11 +1125,22 @@ def _graph_functions(method: str, antialias: bool) -> _GraphFunctions:
 
 
 def preprocess_array(array: np.ndarray, method: str = DEFAULT_RESIZE_METHOD, antialias: bool = True) -> np.ndarray:
-    """An RGB image already in memory (e.g. a video frame) -> float32 227 x 227 x 3 in [0, 255]."""
+    """An RGB image already in memory (e.g. a video frame) -> float32 227 x 227 x 3 in [0, 255].
+
+    uint8 H x W x 3 pixels (video frames) are resized directly; every other array goes through
+    `to_rgb_float`, which checks it.
+
+    Raises:
+      ValueError: for an array that is not an image (`to_rgb_float`: its dtype, shape, emptiness, NaN or
+        infinite values, values outside [0, 255]); the message names the problem.
+    """
     check_resize_method(method)
-    from_image = _graph_functions(method, bool(antialias)).from_image
+    array = np.asarray(array)
     if array.dtype == np.uint8 and array.ndim == 3 and array.shape[-1] == 3:  # video frames
+        if array.size == 0:
+            raise ValueError(f"empty image of shape {array.shape}")
         return _resize_pixels(array, method, bool(antialias))
+    from_image = _graph_functions(method, bool(antialias)).from_image
     return from_image(tf.constant(to_rgb_float(array))).numpy()
 
 

@@ -194,18 +194,27 @@ class EmoNetPreprocessor:
     def preprocess_array(self, array: np.ndarray) -> np.ndarray:
         """An RGB image in memory (H x W x 3 uint8 video frame, or see `to_rgb_float`) -> float32 [227, 227, 3].
 
-        Raises ValueError for an array that is not an image (wrong rank or channel count).
+        Pixels are RGB values in [0, 255] (a [0, 1] float image must be multiplied by 255 first).
+
+        Raises:
+          ValueError: for an array that is not an image, naming the problem (`preprocessing.to_rgb_float`):
+            wrong rank or channel count, an empty image, a dtype with no pixel values (object, complex,
+            string), NaN or infinite values, integer or float values outside [0, 255].
         """
         return preprocessing.preprocess_array(array, method=self.resize_method, antialias=self.antialias)
 
     def __call__(self, item: Union[str, os.PathLike, bytes, np.ndarray], source: Optional[str] = None) -> np.ndarray:
-        """A path, encoded bytes or an array -> float32 [227, 227, 3] (dispatches to the three host methods).
+        """A path, encoded bytes (bytes, bytearray, memoryview) or an array -> float32 [227, 227, 3]
+        (dispatches to the three host methods).
 
-        Raises TypeError for an item that is none of these (None, a number, a 0-d array: `unsupported_input`).
+        Raises:
+          TypeError: for an item that is none of these (None, a number, a 0-d array: `unsupported_input`).
+          ValueError: for an array that is not an image (`preprocess_array`); ImageDecodeError (a
+            ValueError) for a file or bytes that cannot be decoded.
         """
         if isinstance(item, (str, os.PathLike)):
             return self.load_image(item)
-        if isinstance(item, (bytes, bytearray)):
+        if isinstance(item, (bytes, bytearray, memoryview)):
             return self.preprocess_bytes(bytes(item), source=source or "<bytes>")
         unsupported = unsupported_input(item)
         if unsupported is not None:
@@ -217,7 +226,7 @@ def unsupported_input(item: Any) -> Optional[str]:
     """None for an item the host path takes (a path, encoded bytes, an array-like image of rank >= 1);
     otherwise why not: "unsupported input type int (...)" for None, a number, a 0-d array or an object
     that is not array-like (numpy would make a 0-d array of it, which then reads as an image of shape ())."""
-    if isinstance(item, (str, os.PathLike, bytes, bytearray)):
+    if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
         return None
     kind = type(item).__name__
     expected = "expected a path, encoded image bytes or an H x W (x C) image array"
@@ -225,7 +234,8 @@ def unsupported_input(item: Any) -> Optional[str]:
         return f"unsupported input type {kind} ({expected})"
     if isinstance(item, np.ndarray):
         arr = item
-    elif isinstance(getattr(item, "ndim", None), int):  # a tensor (tf, torch, ...): its rank, no conversion
+    elif isinstance(getattr(item, "ndim", None), int) and hasattr(item, "shape") and hasattr(item, "dtype"):
+        # a tensor (tf, torch, ...): its rank, no conversion (an object with only an `ndim` is converted)
         return f"unsupported input type {kind} of shape () ({expected})" if item.ndim == 0 else None
     else:
         try:

@@ -126,3 +126,158 @@ def test_predict_images_pixels_order_and_errors_with_the_host_resize(emonet, pho
     np.testing.assert_allclose(
         np.stack([r.probabilities for r in results if r.ok]), emonet.predict_arrays(good), rtol=1e-4, atol=1e-6
     )
+
+
+def test_arrays_that_are_not_images_are_named_errors_not_nan_predictions(emonet):
+    """An array with NaN or inf, of a complex/object/string dtype, with values outside [0, 255], or empty
+    used to come back ok with NaN probabilities (or silently converted); now it is that item's error."""
+    image = np.random.default_rng(6).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    nan = image.astype(np.float64)
+    nan[3, 4, 0] = np.nan
+    items = [
+        image,
+        nan,
+        np.where(image > 128, np.inf, 0.0),
+        image.astype(complex),
+        image.astype(object),
+        np.full((40, 50), "x"),
+        image / 255.0 * 300,
+        image.astype(np.int16) - 10,
+        np.zeros((0, 5, 3), np.uint8),
+        np.zeros((5, 0, 3)),
+        image / 255.0,  # a [0, 1] image is valid (in range), just very dark
+    ]
+    results = emonet.predict_images(items, batch_size=4)
+    assert len(results) == len(items) and results[0].ok and results[-1].ok
+    expected = [
+        "contains NaN or infinite values",
+        "contains NaN or infinite values",
+        "dtype complex128 is not an image's",
+        "dtype object is not an image's",
+        "dtype <U1 is not an image's",
+        "values outside [0, 255] (min 0, max 300); pixels are 0-255 (a [0, 1] image must be multiplied by 255)",
+        "values outside [0, 255] (min -10,",
+        "empty image of shape (0, 5, 3)",
+        "empty image of shape (5, 0, 3)",
+    ]
+    for i, message in enumerate(expected, start=1):
+        r = results[i]
+        assert not r.ok and r.probabilities is None, (i, r)
+        assert r.error.startswith(f"<array #{i}>: ") and message in r.error, (i, r.error)
+    assert all(np.isfinite(r.probabilities).all() for r in results if r.ok)
+
+
+class _ArrayLike:
+    """Looks like a tensor (ndim, shape, dtype) but its conversion raises `error`."""
+
+    ndim, shape, dtype = 3, (4, 4, 3), "uint8"
+
+    def __init__(self, error):
+        self.error = error
+
+    def __array__(self, *args, **kwargs):
+        raise self.error
+
+
+def test_any_exception_of_one_item_is_its_error(emonet):
+    """A __fspath__ that raises or returns an int, a conversion that raises ZeroDivisionError, TypeError
+    or tf's InvalidArgumentError, and an object with only an `ndim`, used to raise out of predict_images
+    (one bad item killed the call); now each is its item's error, naming the item and the exception type."""
+    import os
+
+    import tensorflow as tf
+
+    class RaisingPath(os.PathLike):
+        def __fspath__(self):
+            raise ZeroDivisionError("division by zero in __fspath__")
+
+    class IntPath(os.PathLike):
+        def __fspath__(self):
+            return 3
+
+    class FakeNd:
+        ndim = 2
+
+    class FakeTensor(_ArrayLike):
+        pass
+
+    image = np.random.default_rng(7).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    items = [
+        image,
+        RaisingPath(),
+        IntPath(),
+        FakeTensor(TypeError("cannot be read")),
+        FakeTensor(ZeroDivisionError("no pixels")),
+        FakeTensor(tf.errors.InvalidArgumentError(None, None, "bad tensor")),
+        FakeNd(),
+        image,
+    ]
+    for predict in (emonet.predict_images, lambda x, **kw: list(emonet.iter_predict_images(x, **kw))):
+        results = predict(items, batch_size=3)
+        assert len(results) == len(items) and results[0].ok and results[-1].ok
+        errors = [r.error for r in results[1:-1]]
+        assert errors[0].startswith("<RaisingPath #1>: ZeroDivisionError: division by zero in __fspath__")
+        assert errors[1].startswith("<IntPath #2>: TypeError: ") and "__fspath__" in errors[1]
+        assert errors[2] == "<FakeTensor #3>: TypeError: cannot be read"
+        assert errors[3] == "<FakeTensor #4>: ZeroDivisionError: no pixels"
+        assert errors[4].startswith("<FakeTensor #5>: InvalidArgumentError: ") and "bad tensor" in errors[4]
+        assert errors[5].startswith("<FakeNd #6>: unsupported input type FakeNd"), errors[5]
+        assert [r.source for r in results[1:-1]] == [e.split(":")[0] for e in errors]
+
+
+def test_keyboard_interrupt_of_an_item_still_stops_the_call(emonet):
+    with pytest.raises(KeyboardInterrupt):
+        emonet.predict_images([_ArrayLike(KeyboardInterrupt())])
+
+
+def test_non_lists_are_refused_at_the_call_and_memoryview_is_bytes(emonet, image_files):
+    """None or a number used to fail with numpy/iteration errors, a dict predicted its keys, and
+    iter_predict_images(42) raised only at the first next(); a memoryview was read as an array."""
+    for caller, call in (
+        ("predict_images", emonet.predict_images),
+        ("iter_predict_images", emonet.iter_predict_images),
+    ):
+        for value, kind in ((None, "NoneType"), (42, "int"), (3.5, "float")):
+            with pytest.raises(TypeError, match=rf"^{caller} takes a list of inputs, got {kind}$"):
+                call(value)  # iter_predict_images: at the call, before any next()
+        with pytest.raises(TypeError, match=rf"{caller} takes a list of inputs, got a dict; pass a list of its keys"):
+            call({"a.jpg": 1})
+        with pytest.raises(TypeError, match=rf"{caller} takes a list of inputs, got a single memoryview"):
+            call(memoryview(b"abc"))
+    data = image_files["rgb_jpeg"].read_bytes()
+    from_view, from_bytes = emonet.predict_images([memoryview(data), data])
+    assert from_view.ok and from_view.source == "<bytes #0>"
+    np.testing.assert_allclose(from_view.probabilities, from_bytes.probabilities, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(exif_orientation="yes"), r"exif_orientation must be None, True or False, got 'yes'"),
+        (dict(exif_orientation=1), r"exif_orientation must be None, True or False, got 1"),
+        (dict(batch_size=None), r"batch_size must be a positive integer, got None"),
+        (dict(batch_size=0), r"batch_size must be a positive integer, got 0"),
+        (dict(batch_size=2.0), r"batch_size must be a positive integer, got 2.0"),
+        (dict(batch_size=True), r"batch_size must be a positive integer, got True"),
+    ],
+)
+def test_bad_arguments_are_refused_at_the_call(emonet, kwargs, message):
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match=message):
+        emonet.predict_images([image], **kwargs)
+    with pytest.raises(ValueError, match=message):
+        emonet.iter_predict_images([image], **kwargs)  # at the call, before any next()
+
+
+def test_workers_are_checked_and_numpy_values_accepted(emonet):
+    image = np.zeros((8, 8, 3), np.uint8)
+    for workers in (-1, 0, 1.5, "2"):
+        with pytest.raises(ValueError, match=rf"workers must be a positive integer, got {workers!r}"):
+            emonet.iter_predict_images([image], workers=workers)
+    results = list(
+        emonet.iter_predict_images(
+            [image], batch_size=np.int64(2), workers=np.int32(1), exif_orientation=np.bool_(True)
+        )
+    )
+    assert len(results) == 1 and results[0].ok
+    assert emonet.predict_images([image], exif_orientation=np.False_)[0].ok

@@ -187,3 +187,62 @@ def test_graph_functions_are_the_resizes_and_bytes_have_one_traced_function():
     data = tf.io.encode_png(pixels)
     traced = EmoNetPreprocessor(resize_method="bilinear").traced_image_bytes(data)
     np.testing.assert_array_equal(traced.numpy(), from_pixels)
+
+
+def test_arrays_that_are_not_images_are_refused_naming_the_problem():
+    """NaN, inf, complex/object/string dtypes, values outside [0, 255] and empty images used to come back
+    as NaN probabilities or be silently converted; `to_rgb_float` (every array but uint8 H x W x 3) and the
+    uint8 path of `preprocess_array` now raise ValueError naming the problem."""
+    nan = np.full((6, 7, 3), 100.0)
+    nan[2, 3, 1] = np.nan
+    inf = np.full((6, 7), 100.0, np.float32)
+    inf[0, 0] = -np.inf
+    bad = [
+        (nan, r"contains NaN or infinite values"),
+        (inf, r"contains NaN or infinite values"),
+        (np.zeros((6, 7, 3), complex), r"dtype complex128 is not an image's \(expected uint8, uint16, bool, integer"),
+        (np.zeros((6, 7, 3), object), r"dtype object is not an image's"),
+        (np.full((6, 7), "x"), r"dtype <U1 is not an image's"),
+        (
+            np.full((6, 7, 3), 300.5),
+            r"values outside \[0, 255\] \(min 300.5, max 300.5\); pixels are 0-255 \(a \[0, 1\]",
+        ),
+        (np.full((6, 7, 3), -3, np.int16), r"values outside \[0, 255\] \(min -3, max -3\)"),
+        (np.full((6, 7, 3), 256, np.int64), r"values outside \[0, 255\] \(min 256, max 256\)"),
+        (np.zeros((0, 5, 3)), r"empty image of shape \(0, 5, 3\)"),
+        (np.zeros((5, 0, 3), np.float32), r"empty image of shape \(5, 0, 3\)"),
+        (np.zeros((0, 5)), r"empty image of shape \(0, 5\)"),
+    ]
+    for array, message in bad:
+        with pytest.raises(ValueError, match=message):
+            preprocessing.to_rgb_float(array)
+        with pytest.raises(ValueError, match=message):
+            preprocessing.preprocess_array(array)
+    for shape in ((0, 5, 3), (5, 0, 3)):  # uint8 H x W x 3 takes the frames' path, which checks emptiness
+        with pytest.raises(ValueError, match=rf"empty image of shape \({shape[0]}, {shape[1]}, 3\)"):
+            preprocessing.preprocess_array(np.zeros(shape, np.uint8))
+    # Valid images of every accepted dtype still convert, 0 and 255 included.
+    for good in (
+        np.array([[0, 255]], np.uint8),
+        np.array([[0, 65535]], np.uint16),
+        np.array([[False, True]]),
+        np.array([[0, 255]], np.int64),
+        np.array([[0.0, 255.0]], np.float32),
+        np.array([[0.0, 1.0]]),  # a [0, 1] image is in range (it is read as very dark)
+    ):
+        rgb = preprocessing.to_rgb_float(good)
+        assert rgb.shape == (1, 2, 3) and rgb.dtype == np.float32 and np.isfinite(rgb).all()
+    np.testing.assert_array_equal(preprocessing.to_rgb_float(np.array([[0, 65535]], np.uint16))[0, :, 0], [0, 255])
+
+
+def test_uint8_frames_skip_the_value_checks(photos, monkeypatch):
+    """Video frames (uint8 H x W x 3) do not go through `to_rgb_float`: no min/max or finiteness pass
+    over their pixels, and their result is unchanged."""
+    frame = photos["pack"]
+    expected = preprocessing._resize_pixels(frame, "matlab", True)
+
+    def refuse(array):
+        raise AssertionError("uint8 frames must not be converted to float on the host")
+
+    monkeypatch.setattr(preprocessing, "to_rgb_float", refuse)
+    np.testing.assert_array_equal(preprocessing.preprocess_array(frame), expected)

@@ -306,3 +306,21 @@ def test_the_command_line_honours_the_saved_exif_setting(tmp_path):
     upright = emonet.activations(EmoNetPreprocessor().load_image(image)[None], "fc8")
     np.testing.assert_allclose(np.load(out), rotated, atol=1e-4)
     assert np.abs(rotated - upright).max() > 1e-2  # the check can fail
+
+
+def test_memoryview_is_bytes_and_an_object_with_only_ndim_is_no_tensor(image_files):
+    from emonet_tf.preprocessor import unsupported_input
+
+    p = EmoNetPreprocessor()
+    data = image_files["rgb_jpeg"].read_bytes()
+    assert unsupported_input(memoryview(data)) is None
+    np.testing.assert_array_equal(p(memoryview(data)), p(data))
+
+    class FakeNd:  # claims a rank but is not array-like: numpy makes a 0-d object array of it
+        ndim = 2
+
+    assert unsupported_input(FakeNd()).startswith("unsupported input type FakeNd of shape ()")
+    with pytest.raises(TypeError, match="unsupported input type FakeNd"):
+        p(FakeNd())
+    with pytest.raises(ValueError, match="contains NaN or infinite values"):
+        p(np.full((8, 8, 3), np.nan))
