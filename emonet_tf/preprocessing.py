@@ -975,21 +975,97 @@ def _host_axis0(x: np.ndarray, out_len: int) -> np.ndarray:
     total += partial[3]
     for t in range(unrolled, taps):
         total += term(t, product)
-    scalar = _scalar_elements(out_len, n)
-    if scalar is not None:  # the elements Eigen sums one after the other
-        columns, mask = scalar
-        sub = x[:, columns]
-        one_by_one = sub[gather_at[0]] * weights[0][:, None]
-        for t in range(1, taps):
-            one_by_one += sub[gather_at[t]] * weights[t][:, None]
-        total[:, columns] = np.where(mask, one_by_one, total[:, columns])
+    _sum_scalar_elements(x, out_len, total)
     return total
+
+
+@functools.lru_cache(maxsize=512)
+def _sparse_taps(in_len: int, out_len: int) -> tuple[list, list[int]]:
+    """The taps of `_matlab_taps` as scipy CSR matrices [out, in] whose rows list their entries in tap
+    order, and the taps summed after them (see `_host_axis0_sparse`). Fewer than 16 taps: one matrix of
+    every tap. From 16: four matrices, tap t in matrix t % 4 for the taps up to the last multiple of 4
+    (Eigen's four partial sums), and the rest listed to be added one by one."""
+    from scipy import sparse  # a core dependency; imported here to keep `import emonet_tf` light
+
+    weights, gather_at = _matlab_taps(in_len, out_len)
+    taps = weights.shape[0]
+
+    def csr(tap_list: list[int]) -> "sparse.csr_matrix":
+        k = len(tap_list)
+        matrix = sparse.csr_matrix(
+            (weights[tap_list].T.reshape(-1), gather_at[tap_list].T.reshape(-1), np.arange(0, out_len * k + 1, k)),
+            shape=(out_len, in_len),
+        )
+        # Mirrored borders can name one input row twice: keep both entries, in tap order (a canonical
+        # matrix would add them first, another summation order).
+        matrix.has_canonical_format = matrix.has_sorted_indices = False
+        return matrix
+
+    if taps < 16:
+        return [csr(list(range(taps)))], []
+    unrolled = taps // 4 * 4
+    return [csr(list(range(k, unrolled, 4))) for k in range(4)], list(range(unrolled, taps))
+
+
+def _host_axis0_sparse(x: np.ndarray, out_len: int) -> np.ndarray:
+    """`_host_axis0` (the same float32 sums, bit for bit) as scipy sparse products: CSR times a dense
+    matrix runs, for each output row, y += w * x_row over the row's entries in the stored (tap) order, in
+    float32 and in one compiled loop, instead of numpy's three full passes (gather, multiply, add) per
+    tap: about 3x less CPU for a 1280x720 frame (bench/bench_serving.py). Used where
+    `_host_axis0_function` finds it exact on this machine (a scipy build that fuses y += w * x into
+    one FMA rounds differently, and falls back to `_host_axis0`)."""
+    matrices, tail = _sparse_taps(x.shape[0], out_len)
+    x32 = x.astype(np.float32, copy=False)  # exact for uint8
+    if not tail and len(matrices) == 1:
+        total = np.asarray(matrices[0] @ x32)
+    else:
+        partial = [np.asarray(m @ x32) for m in matrices]
+        total = partial[0]
+        total += partial[1]
+        total += partial[2]
+        total += partial[3]
+        weights, gather_at = _matlab_taps(x.shape[0], out_len)
+        for t in tail:
+            total += x32[gather_at[t]] * weights[t][:, None]
+    if len(matrices) == 4:
+        _sum_scalar_elements(x, out_len, total)
+    return total
+
+
+def _sum_scalar_elements(x: np.ndarray, out_len: int, total: np.ndarray) -> None:
+    """From 16 taps: overwrites in `total` the elements Eigen sums one after the other (`_scalar_elements`)."""
+    scalar = _scalar_elements(out_len, x.shape[1])
+    if scalar is None:
+        return
+    weights, gather_at = _matlab_taps(x.shape[0], out_len)
+    columns, mask = scalar
+    sub = x[:, columns]
+    one_by_one = sub[gather_at[0]] * weights[0][:, None]
+    for t in range(1, weights.shape[0]):
+        one_by_one += sub[gather_at[t]] * weights[t][:, None]
+    total[:, columns] = np.where(mask, one_by_one, total[:, columns])
+
+
+@functools.lru_cache(maxsize=None)
+def _host_axis0_function() -> Optional[Callable[[np.ndarray, int], np.ndarray]]:
+    """The fastest host resize pass that sums exactly as this TensorFlow's graph does, checked once per
+    process (a few ms) by `_sums_as_the_graph`: `_host_axis0_sparse`, else `_host_axis0`, else None (the
+    host path then runs the graph)."""
+    for candidate in (_host_axis0_sparse, _host_axis0):
+        if _sums_as_the_graph(candidate):
+            return candidate
+    return None
+
+
+def _host_resize_exact() -> bool:
+    """Whether the host MATLAB resize runs in numpy/scipy on this machine (see `_host_axis0_function`)."""
+    return _host_axis0_function() is not None
 
 
 def _host_resize_rows(image: np.ndarray, out_len: int) -> np.ndarray:
     """H x W x C (uint8) -> uint8 out_len x W x C: one MATLAB pass along axis 0, rounded as the graph rounds."""
     height, width, channels = image.shape
-    out = _host_axis0(image.reshape(height, width * channels), out_len)
+    out = _host_axis0_function()(image.reshape(height, width * channels), out_len)
     np.round(out, out=out)  # half to even, as tf.round
     np.clip(out, 0.0, 255.0, out=out)
     return out.astype(np.uint8).reshape(out_len, width, channels)
@@ -1002,18 +1078,27 @@ def _host_matlab_imresize(pixels: np.ndarray, size: int = IMAGE_SIZE) -> np.ndar
         return pixels.astype(np.float32)
     if height >= width:  # rows first (MATLAB: the smaller scale first, rows on ties), as _matlab_imresize
         x = _host_resize_rows(np.ascontiguousarray(pixels), size)
-        x = _host_resize_rows(np.ascontiguousarray(x.transpose(1, 0, 2)), size).transpose(1, 0, 2)
+        x = _transposed(_host_resize_rows(_transposed(x), size))
     else:
-        x = _host_resize_rows(np.ascontiguousarray(pixels.transpose(1, 0, 2)), size)
-        x = _host_resize_rows(np.ascontiguousarray(x.transpose(1, 0, 2)), size)
-    return np.ascontiguousarray(x, dtype=np.float32)
+        x = _host_resize_rows(_transposed(pixels), size)
+        x = _host_resize_rows(_transposed(x), size)
+    return x.astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
-def _host_resize_exact() -> bool:
-    """Whether `_host_axis0` sums exactly as this TensorFlow's graph does (once per process, a few ms):
-    unrounded sums on random float32 rows, for fewer than 16 taps, 16+ taps, and rows whose length is not
-    a multiple of the packet size. False (the host path then uses the graph) on a build that differs."""
+def _transposed(image: np.ndarray) -> np.ndarray:
+    """uint8 H x W x C -> the contiguous W x H x C copy. OpenCV's transpose: 0.75 ms for a 1280x720 RGB
+    frame where numpy's copy of the transposed view takes 8 ms (3-byte pixels; measured 2026-12-01, the
+    2-core dev machine). A copy either way: the same bytes."""
+    import cv2  # a core dependency; imported here to keep `import emonet_tf` light
+
+    out = cv2.transpose(np.ascontiguousarray(image))
+    return out.reshape(image.shape[1], image.shape[0], image.shape[2])  # OpenCV drops a 1-channel axis
+
+
+def _sums_as_the_graph(axis0: Callable[[np.ndarray, int], np.ndarray]) -> bool:
+    """Whether `axis0` (a host pass) gives this TensorFlow graph's unrounded sums on random float32 rows,
+    for fewer than 16 taps, 16+ taps, and rows whose length is not a multiple of the packet size. False on
+    a build that differs (another packet size, a compiler that fuses multiply-adds)."""
     rng = np.random.default_rng(0)
     spec = [tf.TensorSpec([None, None, None], tf.float32)]  # run-time shapes, as in resize_image's graph
     graphs = {
@@ -1023,7 +1108,7 @@ def _host_resize_exact() -> bool:
     for in_len, n, out_len in ((300, 15, IMAGE_SIZE), (1000, 681, IMAGE_SIZE), (997, 24, 13), (50, 9, IMAGE_SIZE)):
         x = rng.uniform(0.0, 255.0, (in_len, n)).astype(np.float32)
         want = graphs[out_len](tf.constant(x[:, :, None])).numpy()[:, :, 0]
-        if not np.array_equal(want.view(np.int32), _host_axis0(x, out_len).view(np.int32)):
+        if not np.array_equal(want.view(np.int32), axis0(x, out_len).view(np.int32)):
             return False
     return True
 

@@ -145,11 +145,35 @@ def test_host_sums_follow_the_graph_order_bit_for_bit():
     """The unrounded float32 sums of one resize pass (before rounding hides a different order)."""
     rng = np.random.default_rng(3)
     graph = tf.function(lambda x, n: preprocessing._matlab_resize_axis0(x, n, rounded=False))
-    for in_len, width, out_len in ((1280, 720, 227), (1103, 227, 227), (600, 171, 227), (100, 5, 227), (2000, 3, 31)):
+    for in_len, width, out_len in (
+        (1280, 720, 227),
+        (1103, 227, 227),
+        (600, 171, 227),
+        (100, 5, 227),
+        (2000, 3, 31),
+        (3, 4, 227),
+    ):
         x = rng.integers(0, 256, (in_len, width, 3), dtype=np.uint8)
         want = graph(tf.constant(x, tf.float32), out_len).numpy().reshape(out_len, -1)
-        got = preprocessing._host_axis0(x.reshape(in_len, -1), out_len)
-        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32), err_msg=f"{in_len} -> {out_len}")
+        for axis0 in (preprocessing._host_axis0, preprocessing._host_axis0_sparse):
+            got = axis0(x.reshape(in_len, -1), out_len)
+            assert got.dtype == np.float32 and got.shape == want.shape
+            np.testing.assert_array_equal(
+                got.view(np.int32), want.view(np.int32), err_msg=f"{axis0.__name__} {in_len} -> {out_len}"
+            )
+
+
+def test_the_sparse_pass_is_the_one_in_use_and_keeps_duplicate_taps():
+    """scipy's CSR product sums each row's entries in stored (tap) order, in float32, without FMA on this
+    build: `_host_axis0_function` picks it. Mirrored borders name one input row in two taps (upscaling a
+    3-row image): both entries stay (a canonical CSR would add them first: another order)."""
+    assert preprocessing._host_axis0_function() is preprocessing._host_axis0_sparse
+    (matrix,), tail = preprocessing._sparse_taps(3, 227)
+    assert tail == [] and matrix.nnz == 227 * preprocessing._matlab_taps(3, 227)[0].shape[0]
+    x = np.random.default_rng(5).uniform(0, 255, (3, 10)).astype(np.float32)
+    np.testing.assert_array_equal(
+        preprocessing._host_axis0_sparse(x, 227).view(np.int32), preprocessing._host_axis0(x, 227).view(np.int32)
+    )
 
 
 def test_graph_resize_in_blocks_is_one_reduce_sum(monkeypatch):
