@@ -270,3 +270,43 @@ def test_uint8_frames_skip_the_value_checks(photos, monkeypatch):
 
     monkeypatch.setattr(preprocessing, "to_rgb_float", refuse)
     np.testing.assert_array_equal(preprocessing.preprocess_array(frame), expected)
+
+
+def test_tf_data_preprocessing_runs_the_host_resize_with_the_graphs_pixels(photos, monkeypatch):
+    """`EmoNetPreprocessor.traced_image_bytes` (every tf.data pipeline) resizes with the host code in a
+    numpy_function where `_host_resize_exact` holds: the pixels of the graph-only path (the SavedModel's)
+    bit for bit, on JPEG and PNG photos of every branch's size; and the graph-only path where it does not."""
+    import cv2
+
+    from emonet_tf import preprocessor as preprocessor_lib
+    from emonet_tf.preprocessor import EmoNetPreprocessor
+
+    def encodings(image):
+        bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+        return [cv2.imencode(ext, bgr)[1].tobytes() for ext in (".jpg", ".png")]
+
+    def op_types():  # of a new graph that calls traced_image_bytes, and of the functions it calls
+        graph = tf.function(lambda: traced.traced_image_bytes(tf.constant(b""), "x")).get_concrete_function().graph
+        return {op.type for op in graph.get_operations()} | {
+            node.op for f in graph.as_graph_def().library.function for node in f.node_def
+        }
+
+    preprocessor_lib._traced_image_bytes.cache_clear()
+    graph_only = tf.function(lambda d: preprocessing.preprocess_image_bytes(d, "matlab"))
+    traced = EmoNetPreprocessor(resize_method="matlab")
+    assert "PyFuncStateless" in op_types()  # tf.numpy_function(stateful=False)
+    for name, image in _varied_sizes(photos).items():
+        for data in encodings(image):
+            want = graph_only(tf.constant(data)).numpy()
+            np.testing.assert_array_equal(traced.traced_image_bytes(tf.constant(data), name).numpy(), want, name)
+
+    monkeypatch.setattr(preprocessing, "_host_resize_exact", lambda: False)
+    preprocessor_lib._traced_image_bytes.cache_clear()
+    try:
+        assert not any("PyFunc" in op for op in op_types())
+        data = encodings(photos["hopper"])[0]
+        np.testing.assert_array_equal(
+            traced.traced_image_bytes(tf.constant(data)).numpy(), graph_only(tf.constant(data)).numpy()
+        )
+    finally:
+        preprocessor_lib._traced_image_bytes.cache_clear()
