@@ -17,9 +17,10 @@ The served probabilities are checked against `predict_images` (MATLAB resize) be
 
 Then a per-stage breakdown per image size (`--stages`, on by default; best of 3, ms per image, wall and
 CPU time of the whole process): PIL decode (`decode_bytes`), the host MATLAB resize in numpy
-(`_host_matlab_imresize`, what `predict_images` runs) and the graph's (`resize_image` traced, what the
-SavedModel runs), the in-graph decode (`decode_image`) and the SavedModel's whole per-image work
-(`preprocess_image_bytes` traced); the model's CPU ms per image at each batch size. From these, the
+(`_host_matlab_imresize`: scipy CSR passes, what `predict_images` runs) and the graph's (`resize_image`
+traced, what the SavedModel runs), the in-graph decode (`decode_image`), the SavedModel's whole per-image
+work (`preprocess_image_bytes` traced) and tf.data's (`EmoNetPreprocessor.traced_image_bytes`: graph
+decode, host resize in a numpy_function); the model's CPU ms per image at each batch size. From these, the
 ceiling the CPU allows: the model alone keeps every core busy at batch 64, so an end-to-end path that
 also preprocesses can reach at most model CPU / (model CPU + preprocessing CPU) of the model-only rate,
 however well the two overlap (CPU times in the same run: steadier than wall time on a shared machine).
@@ -190,7 +191,13 @@ def per_stage(files: list[bytes]) -> dict[str, dict[str, tuple[float, float]]]:
     from emonet_tf.preprocessor import EmoNetPreprocessor
 
     graph_resize = preprocessing._graph_functions("matlab", True).from_pixels
-    graph_bytes = EmoNetPreprocessor(resize_method="matlab", antialias=True).traced_image_bytes
+    # The SavedModel's per-image work: preprocess_image_bytes, graph ops only (what export.py serves).
+    graph_bytes = tf.function(
+        lambda d: preprocessing.preprocess_image_bytes(d, method="matlab", antialias=True),
+        input_signature=[tf.TensorSpec([], tf.string)],
+    )
+    # tf.data's (training, evaluation, the fc7 cache): graph decode, then the host resize in a numpy_function.
+    data_bytes = EmoNetPreprocessor(resize_method="matlab", antialias=True).traced_image_bytes
     graph_decode = tf.function(preprocessing.decode_image, input_signature=[tf.TensorSpec([], tf.string)])
     groups = {f"{w}x{h}": files[i :: len(SIZES)] for i, (w, h) in enumerate(SIZES)}
     groups["all 18 files"] = files
@@ -203,12 +210,15 @@ def per_stage(files: list[bytes]) -> dict[str, dict[str, tuple[float, float]]]:
         pixel_tensors = [tf.constant(p) for p in pixels]
         out[name] = {
             "PIL decode (decode_bytes)": stage_costs(preprocessing.decode_bytes, group),
-            "host MATLAB resize, numpy (predict_images)": stage_costs(preprocessing._host_matlab_imresize, pixels),
+            "host MATLAB resize, scipy CSR (predict_images)": stage_costs(preprocessing._host_matlab_imresize, pixels),
             "graph MATLAB resize (resize_image traced)": stage_costs(lambda t: graph_resize(t).numpy(), pixel_tensors),
             "host preprocess_bytes (decode + resize)": stage_costs(preprocessing.preprocess_bytes, group),
             "graph decode_image (checks + decode_jpeg + cast)": stage_costs(lambda t: graph_decode(t).numpy(), tensors),
             "graph bytes -> 227 (the SavedModel's per-image work)": stage_costs(
                 lambda t: graph_bytes(t).numpy(), tensors
+            ),
+            "tf.data bytes -> 227 (traced_image_bytes: graph decode + host resize)": stage_costs(
+                lambda t: data_bytes(t).numpy(), tensors
             ),
             "np.stack of 227x227x3 float32 images, batch 64 (batching)": tuple(
                 v / 64 for v in stage_costs(lambda batch: np.stack(batch), [[np.zeros((227, 227, 3), np.float32)] * 64])
