@@ -174,6 +174,8 @@ def test_the_sparse_pass_is_the_one_in_use_and_keeps_duplicate_taps():
     np.testing.assert_array_equal(
         preprocessing._host_axis0_sparse(x, 227).view(np.int32), preprocessing._host_axis0(x, 227).view(np.int32)
     )
+    # The product left the shared, cached matrix as it was (no in-place sum_duplicates).
+    assert matrix.nnz == 227 * preprocessing._matlab_taps(3, 227)[0].shape[0] and not matrix.has_canonical_format
 
 
 def test_graph_resize_in_blocks_is_one_reduce_sum(monkeypatch):
