@@ -11,7 +11,9 @@ Design, and why:
 - Every epoch builds its own dataset (its own order, below), as does every split evaluated or cached.
   Their `map` functions call `EmoNetPreprocessor.traced_image_bytes`, one tf.function per setting
   traced once per process, instead of tracing the decoder (AutoGraph, its validation loops) and the
-  resize into every new dataset: seconds per epoch and per split on a CPU before (issue 15).
+  resize into every new dataset: seconds per epoch and per split on a CPU before (issue 15). With the
+  MATLAB resize it runs the host resize in a `tf.numpy_function` (the same pixels as the graph's, a
+  6th of its CPU; docs/preprocessing.md), so these pipelines need the Python process that built them.
 - The order of an epoch is a pure function of (seed, epoch): the examples are read in their stored
   order (`shuffle_files=False`), numbered, and shuffled by a seeded `Dataset.shuffle` that never
   reshuffles. tf.data's shuffle permutes by count and seed only, so the feature-cache path (which

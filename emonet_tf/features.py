@@ -215,6 +215,11 @@ def load_cache(cache_dir: str) -> tuple[np.ndarray, np.ndarray, Optional[np.ndar
     return features, labels, video_ids
 
 
+def _file_identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What changes when a file is replaced (device, inode) or rewritten (size, modification time)."""
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 class CacheRows:
     """Reads rows of a cache's `features.npy` with plain file reads, by index, in any order.
 
@@ -243,6 +248,7 @@ class CacheRows:
             except ValueError as e:
                 raise ValueError(f"{path}: not a .npy file ({e})") from None
             offset = f.tell()
+            self._identity = _file_identity(os.fstat(f.fileno()))
         if len(shape) != 2 or dtype != np.float32 or (fortran and shape[0] > 1):
             raise ValueError(f"{path}: expected a 2-D C-order float32 array, found {dtype} {shape}")
         self.path, self.shape, self.offset = path, tuple(int(n) for n in shape), int(offset)
@@ -252,16 +258,26 @@ class CacheRows:
         """float32 [len(rows), D]: the rows at `rows` (int indices, 0 <= row < N), in the order given.
 
         Raises:
+          TypeError: `rows` are not integers (floats, booleans, strings).
           IndexError: a row outside [0, N).
-          OSError: the file is shorter than its header says (truncated; the message names the file).
+          OSError: the file is shorter than its header says (truncated), or was replaced or rewritten
+            since this reader read its header (a cache rebuilt while it is read); the message names the file.
         """
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        rows = np.asarray(rows)
+        if rows.size and rows.dtype.kind not in "iu":
+            raise TypeError(f"{self.path}: row indices must be integers, got {rows.dtype}")
+        rows = rows.astype(np.int64, copy=False).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
             raise IndexError(
                 f"{self.path}: rows outside [0, {self.shape[0]}): {rows[(rows < 0) | (rows >= self.shape[0])][:5]}"
             )
         out = np.empty((rows.size, self.shape[1]), dtype=np.float32)
         with open(self.path, "rb", buffering=0) as f:
+            if _file_identity(os.fstat(f.fileno())) != self._identity:
+                raise OSError(
+                    f"{self.path}: the file was replaced or rewritten after its header was read "
+                    "(a feature cache rebuilt while training reads it?); start the run again"
+                )
             for i, row in enumerate(rows):
                 f.seek(self.offset + int(row) * self.row_bytes)
                 if f.readinto(memoryview(out[i]).cast("B")) != self.row_bytes:
@@ -283,6 +299,11 @@ def cached_train_dataset(
     read_rows = CacheRows(os.path.join(cache_dir, FEATURES))
     labels = np.load(os.path.join(cache_dir, LABELS))
     num_examples, dim = read_rows.shape
+    if labels.shape != (num_examples,):
+        raise ValueError(
+            f"{os.path.join(cache_dir, LABELS)}: {labels.shape} labels for the {num_examples} rows of "
+            f"{os.path.join(cache_dir, FEATURES)}; the cache is damaged (delete the folder to rebuild it)"
+        )
     ctx = input_context or tf.distribute.InputContext()
     base = tf.data.Dataset.range(num_examples)
     ds = data_lib.ordered_epoch(

@@ -91,3 +91,32 @@ def test_a_file_that_is_not_a_cache_is_refused_by_name(tmp_path, content, proble
         np.save(path, content)
     with pytest.raises(ValueError, match=r"features\.npy: .*" + problem):
         features.CacheRows(path)
+
+
+def test_a_cache_replaced_while_read_is_refused_not_misread(tmp_path):
+    """A reader keeps the header it read: a file replaced (another width) or rewritten under it would be
+    read with the old layout, giving rows of neither file. It raises instead."""
+    write_cache(str(tmp_path), n=40, dim=6)
+    path = str(tmp_path / features.FEATURES)
+    read = features.CacheRows(path)
+    other = str(tmp_path / "other.npy")
+    np.save(other, np.arange(40 * 12, dtype=np.float32).reshape(40, 12))
+    os.replace(other, path)
+    with pytest.raises(OSError, match=r"features\.npy: the file was replaced or rewritten"):
+        read(np.array([1]))
+    read = features.CacheRows(path)  # a new reader reads the new file
+    np.testing.assert_array_equal(read(np.array([1])), np.arange(12, 24, dtype=np.float32)[None])
+
+
+@pytest.mark.parametrize("rows", [[1.7], np.array([True, False]), ["3"]])
+def test_row_indices_must_be_integers(tmp_path, rows):
+    write_cache(str(tmp_path))
+    with pytest.raises(TypeError, match="must be integers"):
+        features.CacheRows(str(tmp_path / features.FEATURES))(rows)
+
+
+def test_labels_that_do_not_match_the_rows_are_named(tmp_path):
+    write_cache(str(tmp_path), n=40)
+    np.save(str(tmp_path / features.LABELS), np.zeros(30, np.int32))
+    with pytest.raises(ValueError, match=r"labels\.npy: \(30,\) labels for the 40 rows"):
+        features.cached_train_dataset(str(tmp_path), global_batch_size=4, seed=0, epoch=0)
