@@ -247,3 +247,33 @@ def test_extract_and_predictions_read_pre_resized_records_only_with_the_same_res
     info = data.inspect_dataset(str(pre.data_path), splits=("train",))
     with pytest.raises(data.DatasetError, match="resizes differently"):
         predictions.prediction_batches(info, "train", resize_method="bilinear")
+
+
+def test_train_py_refuses_another_resize_before_writing_anything(builds, tmp_path):
+    """A refused run writes nothing (docs/training.md, "Bad input"): the pre-resize check runs in
+    prepare_run, before run_config.json and the feature cache (found by a fresh user: both were written,
+    and the corrected rerun in the same model_dir was then refused as "another run")."""
+    from emonet_tf import training
+
+    _, pre, _ = builds["matlab from jpeg"]
+    model_dir = tmp_path / "run"
+
+    def config(resize_method):
+        return training.TrainConfig(
+            dataset=str(pre.data_path),
+            model_dir=str(model_dir),
+            init="scratch",
+            resize_method=resize_method,
+            global_batch_size=2,
+            epochs=1,
+            eval_split="",
+            export=False,
+            max_steps=1,
+        )
+
+    with pytest.raises(data.DatasetError, match="resizes differently"):
+        training.prepare_run(config("bilinear"))
+    with pytest.raises(data.DatasetError, match="resizes differently"):
+        training.train_and_evaluate(config("bilinear"))
+    assert not model_dir.exists()
+    assert training.train_and_evaluate(config("matlab"))["step"] == 1  # the corrected run, same model_dir

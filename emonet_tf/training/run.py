@@ -141,12 +141,18 @@ def prepare_run(config: TrainConfig) -> RunPlan:
     Raises:
       TrainConfigError: bad settings, a model_dir of another run, a head that does not fit the data,
         a global batch not divisible by the replicas.
-      DatasetError: an unknown, unprepared or empty dataset or split, fewer examples than one batch.
+      DatasetError: an unknown, unprepared or empty dataset or split, fewer examples than one batch,
+        records pre-resized by another resize than the run's (`data.check_preprocessor`).
       WeightFormatError: an unreadable weight file.
     """
     validate_config(config)
     splits = (config.train_split,) + ((config.eval_split,) if config.eval_split else ())
     info = data_lib.inspect_dataset(config.dataset, config.data_dir, splits=splits)
+    # Pre-resized records read by a model that resizes differently: refused here, before run_config.json
+    # and the feature cache are written (the datasets check it too, but only once the run has started).
+    data_lib.check_preprocessor(
+        info, EmoNetPreprocessor(resize_method=config.resize_method, antialias=config.antialias)
+    )
     spe = data_lib.steps_per_epoch(info.num_examples(config.train_split), config.global_batch_size)
     strategy = distribute.get_strategy(config.strategy, config.tpu)
     chief = distribute.is_chief(strategy)
