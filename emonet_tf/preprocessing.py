@@ -1032,7 +1032,7 @@ def _host_axis0_sparse(x: np.ndarray, out_len: int) -> np.ndarray:
     one FMA rounds differently, and falls back to `_host_axis0`)."""
     matrices, tail = _sparse_taps(x.shape[0], out_len)
     x32 = x.astype(np.float32, copy=False)  # exact for uint8
-    if not tail and len(matrices) == 1:
+    if len(matrices) == 1:  # fewer than 16 taps: one sequential sum
         total = np.asarray(matrices[0] @ x32)
     else:
         partial = [np.asarray(m @ x32) for m in matrices]

@@ -51,7 +51,7 @@ class RunPlan:
     def preprocessor(self) -> EmoNetPreprocessor:
         """The preprocessing of this run (TrainConfig.resize_method/antialias): training, the feature cache,
         evaluation and the exported model all use it; the model carries it (`model.preprocessor`)."""
-        return EmoNetPreprocessor(resize_method=self.config.resize_method, antialias=self.config.antialias)
+        return run_preprocessor(self.config)
 
     @property
     def total_steps(self) -> int:
@@ -135,6 +135,11 @@ def write_run_config(config: TrainConfig) -> None:
         json.dump(config.identity(), f, indent=2)
 
 
+def run_preprocessor(config: TrainConfig) -> EmoNetPreprocessor:
+    """The run's preprocessing (--resize_method/--antialias), for the checks before the RunPlan exists."""
+    return EmoNetPreprocessor(resize_method=config.resize_method, antialias=config.antialias)
+
+
 def prepare_run(config: TrainConfig) -> RunPlan:
     """Every check a run can fail before work starts; writes nothing.
 
@@ -150,9 +155,7 @@ def prepare_run(config: TrainConfig) -> RunPlan:
     info = data_lib.inspect_dataset(config.dataset, config.data_dir, splits=splits)
     # Pre-resized records read by a model that resizes differently: refused here, before run_config.json
     # and the feature cache are written (the datasets check it too, but only once the run has started).
-    data_lib.check_preprocessor(
-        info, EmoNetPreprocessor(resize_method=config.resize_method, antialias=config.antialias)
-    )
+    data_lib.check_preprocessor(info, run_preprocessor(config))
     spe = data_lib.steps_per_epoch(info.num_examples(config.train_split), config.global_batch_size)
     strategy = distribute.get_strategy(config.strategy, config.tpu)
     chief = distribute.is_chief(strategy)
@@ -178,7 +181,7 @@ def _note_weights_preprocessing(config: TrainConfig, weights) -> None:
     saved = getattr(weights, "preprocessing", None)
     if saved is None:
         return
-    run = EmoNetPreprocessor(resize_method=config.resize_method, antialias=config.antialias)
+    run = run_preprocessor(config)
     if EmoNetPreprocessor.from_config(saved) != run:
         log.warning(
             "%s was saved with preprocessing %s; this run trains, evaluates and exports with %s "
